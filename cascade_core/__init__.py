@@ -1,0 +1,28 @@
+"""cascade_core: the engine of pixel-space cascaded diffusion (Ho et al. 2021).
+
+Torch and the listed libraries only: no ComfyUI, no training loop, no image I/O.
+Inside, images are float32 NCHW in [-1, 1].
+"""
+from .augment import aug_alpha_bar, aug_sigma, blur_augment, condition_augment, noise_augment
+from .checkpoint import load_stage, read_config, save_stage
+from .classes import parse_classes
+from .config import AugmentConfig, StageConfig, UNetConfig
+from .denoiser import Denoiser
+from .ema import EMA
+from .errors import CascadeError, CheckpointError, SamplingInterrupted
+from .losses import training_loss
+from .noise import NoiseSource
+from .pipeline import LowResCond, check_size, generate, make_condition, refine, super_resolve
+from .samplers import SAMPLERS, get_sampler
+from .schedules import SPACINGS, DiscreteSchedule, ScheduleConfig, respace, sampling_sigmas, space_timesteps
+from .stage import Stage
+from .version import __version__
+
+__all__ = [
+    "AugmentConfig", "CascadeError", "CheckpointError", "Denoiser", "DiscreteSchedule", "EMA", "LowResCond",
+    "NoiseSource", "SAMPLERS", "SPACINGS", "SamplingInterrupted", "ScheduleConfig", "Stage", "StageConfig",
+    "UNetConfig", "__version__", "aug_alpha_bar", "aug_sigma", "blur_augment", "check_size",
+    "condition_augment", "generate", "get_sampler", "load_stage", "make_condition", "noise_augment",
+    "parse_classes", "read_config", "refine", "respace", "sampling_sigmas", "save_stage", "space_timesteps",
+    "super_resolve", "training_loss",
+]

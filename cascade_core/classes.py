@@ -1,0 +1,48 @@
+"""Class choices as people type them: names stored in the stage, indices, random, none."""
+from __future__ import annotations
+
+import torch
+
+from .config import StageConfig
+from .errors import CascadeError
+
+UNCONDITIONAL = ("unconditional", "none", "")
+
+
+def parse_classes(cfg: StageConfig, spec, batch: int, seed: int = 0, stage: str | None = None) -> torch.Tensor | None:
+    """Labels (B,) long for ``spec``; -1 means unconditional. ``None`` for an unconditional stage.
+
+    ``spec`` is "random", "unconditional", one name or index for the whole batch,
+    or a comma-separated list with one entry per image.
+    """
+    if isinstance(spec, torch.Tensor):
+        spec = spec.tolist()
+    if isinstance(spec, (list, tuple)):
+        items = [str(x) for x in spec]
+    else:
+        items = [x.strip() for x in str(spec).split(",")]
+    if cfg.num_classes == 0:
+        if any(x.lower() not in UNCONDITIONAL + ("random", "-1") for x in items):
+            raise CascadeError("this stage is unconditional and takes no class", "'unconditional'", spec, stage)
+        return None
+    if len(items) == 1 and items[0].lower() == "random":
+        g = torch.Generator().manual_seed(int(seed))
+        return torch.randint(cfg.num_classes, (batch,), generator=g)
+    if len(items) not in (1, batch):
+        raise CascadeError("one class for the batch or one per image", f"1 or {batch} entries", len(items), stage)
+    labels = [_one(cfg, x, stage) for x in items]
+    return torch.tensor(labels * batch if len(labels) == 1 else labels, dtype=torch.long)
+
+
+def _one(cfg: StageConfig, item: str, stage) -> int:
+    low = item.lower()
+    if low in UNCONDITIONAL or low == "-1":
+        return -1
+    names = [n.lower() for n in cfg.class_names]
+    if low in names:
+        return names.index(low)
+    if low.lstrip("-").isdigit() and 0 <= int(low) < cfg.num_classes:
+        return int(low)
+    valid = list(cfg.class_names) or [str(i) for i in range(cfg.num_classes)]
+    raise CascadeError(f"unknown class {item!r}", f"one of {valid + ['random', 'unconditional']}",
+                       repr(item), stage)

@@ -1,0 +1,125 @@
+"""Configuration objects: every hyperparameter of a stage, stored in its checkpoint.
+
+A ``StageConfig`` round-trips through JSON (``to_dict`` / ``from_dict``) and is
+what a checkpoint's metadata holds, so loading needs nothing but the file.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+from .errors import CascadeError
+from .schedules import ScheduleConfig
+
+ROLES = ("base", "sr", "refiner")
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class UNetConfig:
+    base_channels: int = 64
+    channel_mult: tuple = (1, 2, 2)
+    num_res_blocks: int = 2
+    attention_resolutions: tuple = (8,)  # feature-map sizes at the stage's training resolution
+    num_heads: int = 4
+    dropout: float = 0.0
+
+    def __post_init__(self):
+        object.__setattr__(self, "channel_mult", tuple(int(m) for m in self.channel_mult))
+        object.__setattr__(self, "attention_resolutions", tuple(int(r) for r in self.attention_resolutions))
+        if self.base_channels < 1 or not self.channel_mult or self.num_res_blocks < 1:
+            raise CascadeError("invalid U-Net shape", "base_channels, channel_mult and num_res_blocks >= 1",
+                               (self.base_channels, self.channel_mult, self.num_res_blocks))
+        if not 0 <= self.dropout < 1:
+            raise CascadeError("dropout out of range", "[0, 1)", self.dropout)
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Conditioning augmentation an SR or refiner stage was trained with (paper section 3)."""
+
+    schedule: str = "cosine"        # maps the level s in [0, 1] to a noise level
+    s_max: float = 0.5              # training draws s ~ U(0, s_max) per example (amortized)
+    blur_prob: float = 0.0          # fraction of a batch that is blurred (paper: 0.5)
+    blur_sigma: tuple = (0.4, 0.6)  # blur sigma drawn uniformly from this range
+    default_s: float = 0.1          # the level a sampling node starts from
+
+    def __post_init__(self):
+        object.__setattr__(self, "blur_sigma", tuple(float(v) for v in self.blur_sigma))
+        for name in ("s_max", "blur_prob", "default_s"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise CascadeError(f"augmentation {name} out of range", "[0, 1]", getattr(self, name))
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    role: str = "base"                  # base | sr | refiner
+    resolution: int = 16                # output resolution it was trained at
+    low_res: int = 0                    # conditioning resolution (sr, refiner); 0 for base
+    channels: int = 3
+    unet: UNetConfig = field(default_factory=UNetConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    parameterization: str = "eps"       # eps | x0 | v
+    learn_sigma: bool = False           # hybrid loss with interpolated log-variance
+    noise_conditioning: str = "timestep"  # timestep | logsnr (continuous; retune schedules freely)
+    num_classes: int = 0
+    class_names: tuple = ()
+    upsample: str = "bilinear"          # how the low-res conditioning is brought to size
+    augmentation: AugmentConfig = field(default_factory=AugmentConfig)
+    refiner_max_t: float = 0.3          # refiner trains on t in [0, refiner_max_t * T)
+    training: dict = field(default_factory=dict)  # provenance: data, steps, commands
+
+    def __post_init__(self):
+        object.__setattr__(self, "class_names", tuple(str(c) for c in self.class_names))
+        if self.role not in ROLES:
+            raise CascadeError("unknown stage role", f"one of {ROLES}", repr(self.role))
+        if self.parameterization not in ("eps", "x0", "v"):
+            raise CascadeError("unknown parameterization", "eps, x0 or v", repr(self.parameterization))
+        if self.noise_conditioning not in ("timestep", "logsnr"):
+            raise CascadeError("unknown noise conditioning", "timestep or logsnr", repr(self.noise_conditioning))
+        if self.upsample not in ("bilinear", "bicubic", "nearest"):
+            raise CascadeError("unknown upsample mode", "bilinear, bicubic or nearest", repr(self.upsample))
+        if self.class_names and len(self.class_names) != self.num_classes:
+            raise CascadeError("class_names does not match num_classes", self.num_classes, len(self.class_names))
+        if self.role == "base" and self.low_res:
+            raise CascadeError("a base stage has no low-res input", "low_res 0", self.low_res)
+        if self.role == "sr" and not (0 < self.low_res < self.resolution):
+            raise CascadeError("an sr stage upsamples", f"0 < low_res < resolution ({self.resolution})", self.low_res)
+        if self.role == "refiner" and self.low_res != self.resolution:
+            raise CascadeError("a refiner keeps its resolution", f"low_res == {self.resolution}", self.low_res)
+        levels = len(self.unet.channel_mult)
+        if self.resolution % (2 ** (levels - 1)):
+            raise CascadeError("resolution is not divisible by the U-Net's downsampling",
+                               f"a multiple of {2 ** (levels - 1)}", self.resolution)
+
+    @property
+    def conditioned(self) -> bool:
+        """True for stages that take a low-resolution (or input) image."""
+        return self.role in ("sr", "refiner")
+
+    @property
+    def factor(self) -> int:
+        return self.resolution // self.low_res if self.conditioned else 1
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["format_version"] = FORMAT_VERSION
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "StageConfig":
+        d = dict(d)
+        version = d.pop("format_version", FORMAT_VERSION)
+        if version > FORMAT_VERSION:
+            raise CascadeError("stage format is newer than this pack", f"<= {FORMAT_VERSION}", version)
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise CascadeError("unknown stage config keys", sorted(known), sorted(unknown))
+        d["unet"] = UNetConfig(**d.get("unet", {}))
+        d["schedule"] = ScheduleConfig(**d.get("schedule", {}))
+        d["augmentation"] = AugmentConfig(**d.get("augmentation", {}))
+        return cls(**d)
+
+    def describe(self) -> str:
+        size = f"{self.low_res}->{self.resolution}px" if self.role == "sr" else f"{self.resolution}px"
+        return f"{self.role} {size}"

@@ -1,0 +1,76 @@
+"""The Gaussian forward process q(x_t | x_0), its posterior, and training targets.
+
+All coefficients are computed in float64 from the schedule and cast to the
+data's dtype at the end; ``t`` is a LongTensor of indices into the schedule.
+"""
+from __future__ import annotations
+
+import torch
+
+from .schedules import DiscreteSchedule
+
+PARAMETERIZATIONS = ("eps", "x0", "v")
+
+
+def _at(values: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Gather per-sample coefficients and shape them to broadcast against ``like``."""
+    out = values.to(like.device)[t.to(like.device)]
+    return out.to(like.dtype).view(-1, *([1] * (like.ndim - 1)))
+
+
+def q_mean_std(schedule: DiscreteSchedule, x0: torch.Tensor, t: torch.Tensor):
+    """Mean and standard deviation of q(x_t | x_0)."""
+    abar = schedule.alphas_cumprod
+    return _at(abar.sqrt(), t, x0) * x0, _at((1 - abar).sqrt(), t, x0)
+
+
+def q_sample(schedule: DiscreteSchedule, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """Draw x_t ~ q(x_t | x_0) with the given unit-Gaussian ``noise``."""
+    mean, std = q_mean_std(schedule, x0, t)
+    return mean + std * noise
+
+
+def posterior_coefficients(schedule: DiscreteSchedule):
+    """Per-step (coef_x0, coef_xt, variance, log_variance_clipped) of q(x_{t-1}|x_t,x_0)."""
+    abar = schedule.alphas_cumprod
+    abar_prev = torch.cat([abar.new_ones(1), abar[:-1]])
+    betas = schedule.betas
+    var = betas * (1 - abar_prev) / (1 - abar)
+    coef_x0 = betas * abar_prev.sqrt() / (1 - abar)
+    coef_xt = (1 - abar_prev) * (1 - betas).sqrt() / (1 - abar)
+    # var[0] is 0; clip the log like improved-diffusion with the next step's value
+    log_var = torch.log(torch.cat([var[1:2], var[1:]]))
+    return coef_x0, coef_xt, var, log_var
+
+
+def q_posterior(schedule: DiscreteSchedule, x0: torch.Tensor, xt: torch.Tensor, t: torch.Tensor):
+    """Mean, variance and clipped log-variance of q(x_{t-1} | x_t, x_0)."""
+    c0, ct, var, log_var = posterior_coefficients(schedule)
+    mean = _at(c0, t, xt) * x0 + _at(ct, t, xt) * xt
+    return mean, _at(var, t, xt), _at(log_var, t, xt)
+
+
+def target(param: str, schedule: DiscreteSchedule, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor):
+    """What a network with parameterization ``param`` is trained to output."""
+    if param == "eps":
+        return noise
+    if param == "x0":
+        return x0
+    if param == "v":
+        abar = schedule.alphas_cumprod
+        return _at(abar.sqrt(), t, x0) * noise - _at((1 - abar).sqrt(), t, x0) * x0
+    raise ValueError(f"unknown parameterization {param!r}; expected one of {PARAMETERIZATIONS}")
+
+
+def predict_x0(param: str, out: torch.Tensor, zt: torch.Tensor, alpha: torch.Tensor, sigma: torch.Tensor):
+    """x0 from a network output, given the VP coefficients ``alpha`` and ``sigma`` of z_t.
+
+    ``alpha = sqrt(abar)``, ``sigma = sqrt(1 - abar)``; both broadcast against ``zt``.
+    """
+    if param == "eps":
+        return (zt - sigma * out) / alpha
+    if param == "x0":
+        return out
+    if param == "v":
+        return alpha * zt - sigma * out
+    raise ValueError(f"unknown parameterization {param!r}; expected one of {PARAMETERIZATIONS}")

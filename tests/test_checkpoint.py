@@ -1,0 +1,105 @@
+import json
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+import cascade_core as cc
+from cascade_core.atomic import atomic_write
+from helpers import tiny_stage
+
+
+def _out(stage, dtype=torch.float32):
+    x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(0)).to(dtype)
+    with torch.no_grad():
+        return stage(x, torch.tensor([10.0, 700.0]), labels=torch.tensor([1, -1]))
+
+
+def test_round_trip_fp32_bit_identical(tmp_path):
+    stage = tiny_stage(num_classes=3, class_names=("a", "b", "c"), learn_sigma=True)
+    path = cc.save_stage(stage, tmp_path / "base.safetensors")
+    again = cc.load_stage(path)
+    assert again.config == stage.config
+    assert torch.equal(_out(stage), _out(again))
+
+
+@pytest.mark.parametrize("dtype,name", [(torch.float16, "fp16"), (torch.bfloat16, "bf16")])
+def test_round_trip_low_precision_bit_identical(tmp_path, dtype, name):
+    stage = tiny_stage(num_classes=3)
+    path = cc.save_stage(stage, tmp_path / "s.safetensors", dtype=name)
+    again = cc.load_stage(path)
+    assert again.dtype == dtype
+    ref = tiny_stage(num_classes=3).to(dtype)
+    assert torch.equal(_out(ref, dtype), _out(again, dtype))
+
+
+def test_metadata_describes_stage(tmp_path):
+    stage = tiny_stage("sr", 16, 8, num_classes=2, training={"steps": 5})
+    path = cc.save_stage(stage, tmp_path / "sr.safetensors")
+    cfg, meta = cc.read_config(path)
+    assert cfg.role == "sr" and cfg.low_res == 8 and cfg.training == {"steps": 5}
+    assert meta["cdm_version"] == cc.__version__ and json.loads(meta["cdm_stage"])["resolution"] == 16
+
+
+def test_missing_and_wrong_suffix(tmp_path):
+    with pytest.raises(cc.CheckpointError, match="not found"):
+        cc.load_stage(tmp_path / "nope.safetensors")
+    p = tmp_path / "model.ckpt"
+    p.write_bytes(b"\x80\x04pickle")
+    with pytest.raises(cc.CheckpointError, match="safetensors"):
+        cc.load_stage(p)
+
+
+def test_corrupt_file(tmp_path):
+    p = tmp_path / "bad.safetensors"
+    p.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all")
+    with pytest.raises(cc.CheckpointError, match="not a readable safetensors"):
+        cc.load_stage(p)
+
+
+def test_no_or_wrong_metadata(tmp_path):
+    p = tmp_path / "plain.safetensors"
+    save_file({"w": torch.zeros(2)}, str(p))
+    with pytest.raises(cc.CheckpointError, match="not a cascade stage"):
+        cc.load_stage(p)
+    save_file({"w": torch.zeros(2)}, str(p), metadata={"cdm_format": "cascade-stage", "cdm_stage": "{oops"})
+    with pytest.raises(cc.CheckpointError, match="unreadable stage metadata"):
+        cc.load_stage(p)
+    save_file({"w": torch.zeros(2)}, str(p), metadata={"cdm_format": "cascade-stage",
+                                                       "cdm_stage": json.dumps({"role": "upscaler"})})
+    with pytest.raises(cc.CheckpointError, match="invalid stage metadata"):
+        cc.load_stage(p)
+
+
+def test_weights_not_matching_config(tmp_path):
+    stage = tiny_stage(num_classes=3)
+    sd = stage.state_dict()
+    other = tiny_stage(num_classes=5)  # different class table shape
+    p = cc.save_stage(other, tmp_path / "s.safetensors", state_dict=sd)
+    with pytest.raises(cc.CheckpointError, match="do not match"):
+        cc.load_stage(p)
+
+
+def test_atomic_write_leaves_nothing_on_failure(tmp_path):
+    target = tmp_path / "out.safetensors"
+
+    def boom(tmp):
+        open(tmp, "wb").write(b"half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        atomic_write(target, boom)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_ema_tracks_weights():
+    a = tiny_stage()
+    ema = cc.EMA(a, decay=0.5, warmup=0)
+    with torch.no_grad():
+        for p in a.parameters():
+            p.add_(1.0)
+    ema.update(a)
+    pa, pe = next(a.parameters()), next(ema.model.parameters())
+    assert torch.allclose(pe, pa - 0.5)
+    warm = cc.EMA(a, decay=0.999, warmup=10)
+    assert warm.current_decay() == pytest.approx(0.1)
