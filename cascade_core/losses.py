@@ -47,11 +47,15 @@ def min_snr_weight(param: str, snr: torch.Tensor, gamma: float) -> torch.Tensor:
 
 
 def training_loss(stage: Stage, x0, t, noise, cond=None, aug_level=None, labels=None,
-                  min_snr_gamma: float | None = None) -> dict:
-    """Per-example losses at timesteps ``t``: ``loss`` (what to minimise), ``mse`` and ``vb``."""
+                  min_snr_gamma: float | None = None, model=None) -> dict:
+    """Per-example losses at timesteps ``t``: ``loss`` (what to minimise), ``mse`` and ``vb``.
+
+    ``model`` is the callable that runs the stage's network, e.g. a
+    DistributedDataParallel wrapper of ``stage``; ``stage`` itself by default.
+    """
     cfg, sched = stage.config, stage.schedule
     zt = q_sample(sched, x0, t, noise)
-    out = stage(zt, stage.timestep_input(t), cond, aug_level, labels).float()
+    out = (model or stage)(zt, stage.timestep_input(t), cond, aug_level, labels).float()
     C = cfg.channels
     pred, tgt = out[:, :C], target(cfg.parameterization, sched, x0, noise, t)
     mse = ((pred - tgt) ** 2).mean(dim=(1, 2, 3))

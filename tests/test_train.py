@@ -1,0 +1,206 @@
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+import cascade_core as cc
+from train.cli import main, parse
+from train.data import KeyedBatchSampler
+from train.loop import lr_factor
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = ["--preset", "tiny", "--base-channels", "8", "--batch-size", "4", "--no-progress", "--log-every", "1",
+        "--no-tensorboard"]
+
+
+def make_folder(root: Path, classes=("red", "green", "blue"), per_class=4, size=16) -> Path:
+    for c_i, c in enumerate(classes):
+        (root / c).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            rng = np.random.default_rng(c_i * 100 + i)
+            img = rng.integers(0, 60, (size, size, 3), dtype=np.uint8)
+            img[..., c_i % 3] += np.uint8(150)
+            img[i:i + 4, i:i + 4] = 255
+            Image.fromarray(img).save(root / c / f"{i}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return make_folder(tmp_path_factory.mktemp("data"))
+
+
+def run(role, data, out, *extra):
+    argv = ["--data", str(data), "--out", str(out), *FAST, *extra]
+    return main(role, "test", argv)
+
+
+@pytest.mark.parametrize("role,args,size", [
+    ("base", ["--resolution", "8"], 8),
+    ("sr", ["--resolution", "16", "--low-res", "8", "--crop", "8", "--blur-prob", "0.5"], 16),
+    ("refiner", ["--resolution", "16"], 16),
+])
+def test_entry_point_trains_and_its_checkpoint_samples(data, tmp_path, role, args, size):
+    assert run(role, data, tmp_path, "--steps", "4", "--sample-every", "2", "--checkpoint-every", "2", *args) == 0
+    assert sorted(p.name for p in (tmp_path / "samples").iterdir()) == ["0000002.png", "0000004.png"]
+    assert len(list(tmp_path.glob("state-*.pt"))) == 2 and (tmp_path / "metrics.jsonl").read_text().count("\n") == 4
+    stage = cc.load_stage(tmp_path / "latest.safetensors")
+    assert stage.config.role == role and stage.config.class_names == ("blue", "green", "red")
+    if role == "base":
+        img, _ = cc.generate(stage, 2, 0, steps=3, labels=torch.tensor([0, 2]))
+    elif role == "sr":
+        img = cc.super_resolve(stage, cc.make_condition(torch.zeros(2, 3, 8, 8), 0.1, 0), 0, steps=3)
+    else:
+        img = cc.refine(stage, torch.zeros(2, 3, 16, 16), 0.5, 0, steps=3)
+    assert img.shape == (2, 3, size, size)
+
+
+def _weights(path):
+    return load_file(str(path))
+
+
+def test_resume_gives_bit_identical_weights(data, tmp_path):
+    common = ["--resolution", "8", "--steps", "6", "--checkpoint-every", "100", "--label-dropout", "0.3",
+              "--dropout", "0.1"]
+    assert run("base", data, tmp_path / "a", *common) == 0
+    assert run("base", data, tmp_path / "b", *common, "--stop-after", "3") == 0
+    assert [p.name for p in (tmp_path / "b").glob("state-*.pt")] == ["state-0000003.pt"]
+    assert run("base", data, tmp_path / "b", *common, "--resume") == 0
+    a, b = _weights(tmp_path / "a" / "latest.safetensors"), _weights(tmp_path / "b" / "latest.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    sa = torch.load(tmp_path / "a" / "state-0000006.pt", weights_only=True)
+    sb = torch.load(tmp_path / "b" / "state-0000006.pt", weights_only=True)
+    assert all(torch.equal(sa["model"][k], sb["model"][k]) for k in sa["model"])
+
+
+def _env():
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    return env
+
+
+def test_sigterm_saves_state_and_exits_cleanly(data, tmp_path):
+    cmd = [sys.executable, "-m", "train.stage1", "--data", str(data), "--out", str(tmp_path), *FAST,
+           "--resolution", "8", "--steps", "100000", "--checkpoint-every", "100000"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (tmp_path / "metrics.jsonl").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    states = list(tmp_path.glob("state-*.pt"))
+    assert len(states) == 1 and "resume with --resume" in out
+    assert cc.load_stage(tmp_path / "latest.safetensors").config.role == "base"
+
+
+def test_two_gloo_processes_match_one(data, tmp_path):
+    common = ["--resolution", "16", "--low-res", "8", "--crop", "8", "--steps", "4", "--batch-size", "8",
+              "--label-dropout", "0.5", "--workers", "1", "--checkpoint-every", "100", "--blur-prob", "0.5"]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    res = subprocess.run([*torchrun, "-m", "train.stage2", "--data", str(data), "--out", str(tmp_path / "ddp"),
+                          *FAST, *common], cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "2 process(es)" in res.stdout
+    assert run("sr", data, tmp_path / "one", *common) == 0
+    a, b = _weights(tmp_path / "ddp" / "latest.safetensors"), _weights(tmp_path / "one" / "latest.safetensors")
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-5
+
+
+def test_sampler_shares_make_up_the_global_batch():
+    one = list(KeyedBatchSampler(10, 8, 2, 0, 1, seed=3, start_step=0, steps=3))
+    r0 = list(KeyedBatchSampler(10, 8, 2, 0, 2, seed=3, start_step=0, steps=3))
+    r1 = list(KeyedBatchSampler(10, 8, 2, 1, 2, seed=3, start_step=0, steps=3))
+    assert [a + b for a, b in zip(r0, r1)] == one
+    resumed = list(KeyedBatchSampler(10, 8, 2, 0, 1, seed=3, start_step=1, steps=3))
+    assert resumed == one[2:]
+    keys = [k for batch in one for _, k in batch]
+    assert len(set(keys)) == len(keys)
+
+
+def test_npz_data(tmp_path):
+    imgs = np.random.default_rng(0).integers(0, 255, (6, 8, 8, 3), dtype=np.uint8)
+    np.savez(tmp_path / "d.npz", images=imgs, labels=np.array([0, 1, 0, 1, 0, 1]),
+             class_names=np.array(["a", "b"]))
+    assert run("base", tmp_path / "d.npz", tmp_path / "o", "--resolution", "8", "--steps", "2") == 0
+    assert cc.load_stage(tmp_path / "o" / "latest.safetensors").config.class_names == ("a", "b")
+
+
+def test_flat_folder_trains_unconditional(tmp_path):
+    make_folder(tmp_path / "d", classes=("only",))
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for p in (tmp_path / "d" / "only").iterdir():
+        p.rename(flat / p.name)
+    assert run("base", flat, tmp_path / "o", "--resolution", "8", "--steps", "2") == 0
+    assert cc.load_stage(tmp_path / "o" / "latest.safetensors").config.num_classes == 0
+
+
+def test_init_from_fine_tunes(data, tmp_path):
+    assert run("base", data, tmp_path / "a", "--resolution", "8", "--steps", "2") == 0
+    assert run("base", data, tmp_path / "b", "--resolution", "8", "--steps", "2", "--base-channels", "16",
+               "--init-from", str(tmp_path / "a" / "latest.safetensors")) == 0
+    assert cc.load_stage(tmp_path / "b" / "latest.safetensors").config.unet.base_channels == 8
+
+
+@pytest.mark.parametrize("case,message", [
+    ("empty", "no images in"),
+    ("unreadable", "cannot read image"),
+    ("unreadable_worker", "cannot read image"),
+    ("bad_npz", "'images' must be uint8"),
+    ("missing", "training data not found"),
+    ("wrong_init", "is a base stage"),
+    ("bad_config", "unknown keys in"),
+])
+def test_bad_input_is_a_clear_error(tmp_path, capsys, case, message):
+    data, extra = tmp_path / "d", []
+    if case == "empty":
+        data.mkdir()
+    elif case.startswith("unreadable"):
+        make_folder(data, per_class=2)
+        (data / "red" / "9.jpg").write_bytes(b"definitely not a jpeg")
+        extra = ["--batch-size", "8", "--workers", "1" if case.endswith("worker") else "0"]
+    elif case == "bad_npz":
+        data = tmp_path / "d.npz"
+        np.savez(data, images=np.zeros((3, 8, 8), dtype=np.uint8))
+    elif case == "wrong_init":
+        make_folder(data, per_class=1)
+        assert run("base", data, tmp_path / "b", "--resolution", "8", "--steps", "1") == 0
+        capsys.readouterr()
+        assert run("sr", data, tmp_path / "o", "--resolution", "16", "--low-res", "8", "--steps", "1",
+                   "--init-from", str(tmp_path / "b" / "latest.safetensors")) == 2
+        assert message in capsys.readouterr().err
+        return
+    elif case == "bad_config":
+        make_folder(data, per_class=1)
+        (tmp_path / "c.json").write_text('{"learning_rate": 1}')
+        extra = ["--config", str(tmp_path / "c.json")]
+    assert run("base", data, tmp_path / "o", "--resolution", "8", "--steps", "3", *extra) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and "Traceback" not in err
+    if case.startswith("unreadable"):
+        assert "9.jpg" in err
+    assert not list((tmp_path / "o").glob("*.safetensors")) if (tmp_path / "o").exists() else True
+
+
+def test_config_precedence(tmp_path):
+    (tmp_path / "c.toml").write_text('lr = 0.123\nsteps = 7\n')
+    cfg, resume, init = parse("sr", "t", ["--data", "x", "--config", str(tmp_path / "c.toml"), "--steps", "9",
+                                          "--preset", "small"])
+    assert (cfg.lr, cfg.steps, cfg.base_channels, cfg.crop, cfg.low_res) == (0.123, 9, 32, 16, 16)
+    assert resume == "" and init == ""
+
+
+def test_lr_schedule():
+    cfg, _, _ = parse("base", "t", ["--data", "x", "--steps", "100", "--warmup", "10", "--lr-decay", "cosine",
+                                    "--min-lr-ratio", "0.1"])
+    assert lr_factor(cfg, 0) == pytest.approx(0.1) and lr_factor(cfg, 9) == pytest.approx(1.0)
+    assert lr_factor(cfg, 10) == pytest.approx(1.0) and lr_factor(cfg, 100) == pytest.approx(0.1)
+    assert lr_factor(cfg, 55) == pytest.approx(0.55)

@@ -1,0 +1,176 @@
+"""Training configuration: one flat dataclass, presets per stage, files and CLI overrides.
+
+Precedence, lowest first: the dataclass defaults, the preset, the config file
+(JSON or TOML with the same keys), then command-line flags.
+"""
+from __future__ import annotations
+
+import json
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from cascade_core import AugmentConfig, CascadeError, ScheduleConfig, StageConfig, UNetConfig
+
+ROLE_OF_ENTRY = {"stage1": "base", "stage2": "sr", "stage3": "refiner"}
+
+
+def _f(default, help_text, **kw):
+    return field(default=default, metadata={"help": help_text, **kw})
+
+
+@dataclass
+class TrainConfig:
+    # what and where
+    data: str = _f("", "image folder (class sub-folders = labels) or .npz with 'images' [and 'labels']")
+    out: str = _f("runs/stage", "output folder for checkpoints, samples and logs")
+    preset: str = _f("tiny", "model/optimizer size: tiny (CPU minute), small (shipped cascade), base (paper, GPU)")
+    role: str = _f("base", "base | sr | refiner (set by the entry point)")
+    name: str = _f("", "stage name stored in the checkpoint")
+    resolution: int = _f(16, "output resolution of the stage")
+    low_res: int = _f(0, "low-resolution input size (sr stages)")
+    crop: int = _f(0, "train sr/refiner stages on random crops of this size (0 = whole image)")
+    # run length and batch
+    steps: int = _f(1000, "optimizer steps")
+    batch_size: int = _f(32, "global batch (split across torchrun processes and accumulation)")
+    grad_accum: int = _f(1, "micro-batches per optimizer step")
+    workers: int = _f(0, "data-loading worker processes per rank")
+    seed: int = _f(0, "seed of every random choice (data order, augmentation, noise)")
+    # optimizer
+    lr: float = _f(2e-4, "peak AdamW learning rate")
+    weight_decay: float = _f(0.0, "AdamW weight decay")
+    warmup: int = _f(200, "linear learning-rate warmup steps")
+    lr_decay: str = _f("cosine", "cosine | linear | constant decay after warmup")
+    min_lr_ratio: float = _f(0.1, "final learning rate as a fraction of the peak")
+    grad_clip: float = _f(1.0, "max gradient norm (0 = off)")
+    ema_decay: float = _f(0.999, "EMA decay (0.9999 is for runs of hundreds of thousands of steps)")
+    ema_warmup: float = _f(10.0, "EMA warmup: decay_t = min(decay, (1+n)/(warmup+n))")
+    precision: str = _f("auto", "auto | fp32 | bf16 | fp16 (auto: bf16 on GPUs that have it, else fp16; fp32 on CPU)")
+    device: str = _f("auto", "auto | cpu | cuda | cuda:N")
+    # data augmentation
+    label_dropout: float = _f(0.1, "fraction of labels replaced by the null class (for guidance)")
+    flip: bool = _f(True, "random horizontal flips")
+    # diffusion and architecture (presets fill these)
+    base_channels: int = _f(32, "U-Net base channels")
+    channel_mult: str = _f("1,2,2", "U-Net channel multipliers per level")
+    num_res_blocks: int = _f(2, "residual blocks per level")
+    attention_resolutions: str = _f("8", "feature-map sizes with attention (comma-separated, '' for none)")
+    num_heads: int = _f(4, "attention heads")
+    dropout: float = _f(0.0, "dropout in residual blocks")
+    schedule: str = _f("cosine", "linear | cosine beta schedule")
+    timesteps: int = _f(1000, "training timesteps T")
+    parameterization: str = _f("eps", "eps | v | x0")
+    learn_sigma: bool = _f(False, "learn variances with the hybrid loss")
+    noise_conditioning: str = _f("timestep", "timestep | logsnr (continuous: retune inference schedules freely)")
+    min_snr_gamma: float = _f(0.0, "min-SNR-gamma loss weighting (0 = off)")
+    upsample: str = _f("bilinear", "how sr stages upsample their input: bilinear | bicubic")
+    # conditioning augmentation (sr and refiner)
+    aug_schedule: str = _f("cosine", "schedule that maps the level s in [0, 1] to noise")
+    s_max: float = _f(0.5, "train amortized over s ~ U(0, s_max)")
+    default_s: float = _f(0.1, "level the nodes start from")
+    blur_prob: float = _f(0.0, "fraction of a batch blurred (paper: 0.5 at 128px and above)")
+    blur_sigma_min: float = _f(0.4, "blur sigma range, low end")
+    blur_sigma_max: float = _f(0.6, "blur sigma range, high end")
+    refiner_max_t: float = _f(0.3, "refiner trains on t < refiner_max_t * T")
+    # feedback and checkpoints
+    log_every: int = _f(10, "steps between log lines")
+    sample_every: int = _f(500, "steps between sample grids (0 = off)")
+    num_samples: int = _f(16, "images in a sample grid")
+    sample_steps: int = _f(20, "sampler steps for sample grids")
+    checkpoint_every: int = _f(500, "steps between checkpoints")
+    keep: int = _f(3, "checkpoints kept")
+    tensorboard: bool = _f(True, "log to TensorBoard when it is installed")
+    progress: bool = _f(True, "show a progress bar")
+    max_seconds: float = _f(0.0, "stop (with a checkpoint) after this wall time (0 = no limit)")
+    stop_after: int = _f(0, "stop (with a checkpoint) after this many steps in this invocation (0 = run to --steps)")
+
+
+PRESETS = {
+    "tiny": dict(base_channels=16, channel_mult="1,2", num_res_blocks=1, attention_resolutions="",
+                 num_heads=2, batch_size=16, lr=5e-4, warmup=20, ema_decay=0.99, sample_every=0,
+                 checkpoint_every=100, timesteps=1000),
+    "small": dict(base_channels=32, channel_mult="1,2,2", num_res_blocks=2, attention_resolutions="8",
+                  num_heads=4, batch_size=64, lr=4e-4, warmup=500, ema_decay=0.999, ema_warmup=10,
+                  timesteps=1000, sample_every=1000, checkpoint_every=500),
+    # CDM appendix B (ImageNet 32x32 base, 32->64 SR), for GPU rigs
+    "base": dict(base_channels=256, channel_mult="1,2,3,4", num_res_blocks=6, attention_resolutions="8,16",
+                 num_heads=4, dropout=0.1, batch_size=2048, lr=1e-4, warmup=1000, lr_decay="constant",
+                 ema_decay=0.9999, timesteps=4000, schedule="cosine", learn_sigma=True, steps=700000,
+                 sample_every=5000, checkpoint_every=5000),
+}
+ROLE_PRESETS = {
+    ("sr", "base"): dict(num_res_blocks=5, steps=400000),
+    ("refiner", "base"): dict(num_res_blocks=3, learn_sigma=False, steps=200000),
+    ("sr", "small"): dict(attention_resolutions="", crop=16, noise_conditioning="logsnr"),
+    ("sr", "tiny"): dict(crop=0),
+}
+ROLE_DEFAULTS = {"base": dict(resolution=16), "sr": dict(resolution=32, low_res=16), "refiner": dict(resolution=32)}
+
+
+def load_file(path) -> dict:
+    p = Path(path)
+    if not p.is_file():
+        raise CascadeError("config file not found", "an existing .json or .toml file", str(p))
+    text = p.read_text()
+    try:
+        data = tomllib.loads(text) if p.suffix == ".toml" else json.loads(text)
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as e:
+        raise CascadeError(f"config file {p.name} does not parse ({e})") from None
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise CascadeError(f"unknown keys in {p.name}", "keys of TrainConfig (see --help)", unknown)
+    return data
+
+
+def resolve(role: str, preset: str, file_values: dict, cli_values: dict) -> TrainConfig:
+    if preset not in PRESETS:
+        raise CascadeError("unknown preset", f"one of {sorted(PRESETS)}", repr(preset))
+    values = {"role": role, **ROLE_DEFAULTS[role], **PRESETS[preset], **ROLE_PRESETS.get((role, preset), {}),
+              **file_values, **cli_values, "preset": preset}
+    cfg = TrainConfig(**values)
+    if cfg.role == "refiner":
+        cfg.low_res = cfg.resolution
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: TrainConfig):
+    if cfg.steps < 1 or cfg.batch_size < 1 or cfg.grad_accum < 1:
+        raise CascadeError("steps, batch size and grad accumulation must be positive",
+                           ">= 1", (cfg.steps, cfg.batch_size, cfg.grad_accum))
+    if cfg.batch_size % cfg.grad_accum:
+        raise CascadeError("batch size must split evenly into accumulation micro-batches",
+                           f"a multiple of {cfg.grad_accum}", cfg.batch_size)
+    if cfg.crop and cfg.role == "base":
+        raise CascadeError("random crops are for sr and refiner stages", "crop 0 for a base stage", cfg.crop)
+    if cfg.crop and (cfg.crop > cfg.resolution or (cfg.low_res and cfg.crop % (cfg.resolution // cfg.low_res))):
+        raise CascadeError("crop must fit the resolution and the upsampling factor",
+                           f"<= {cfg.resolution} and a multiple of the factor", cfg.crop)
+    if cfg.precision not in ("auto", "fp32", "bf16", "fp16"):
+        raise CascadeError("unknown precision", "auto, fp32, bf16 or fp16", repr(cfg.precision))
+    if cfg.lr_decay not in ("cosine", "linear", "constant"):
+        raise CascadeError("unknown lr decay", "cosine, linear or constant", repr(cfg.lr_decay))
+    if not 0 <= cfg.label_dropout <= 1:
+        raise CascadeError("label dropout out of range", "[0, 1]", cfg.label_dropout)
+
+
+def _ints(text: str) -> tuple:
+    return tuple(int(v) for v in str(text).replace(" ", "").split(",") if v)
+
+
+def stage_config(cfg: TrainConfig, num_classes: int, class_names: tuple) -> StageConfig:
+    """The StageConfig (stored in every checkpoint) that a training config describes."""
+    return StageConfig(
+        role=cfg.role, resolution=cfg.resolution, low_res=cfg.low_res if cfg.role != "base" else 0,
+        unet=UNetConfig(cfg.base_channels, _ints(cfg.channel_mult), cfg.num_res_blocks,
+                        _ints(cfg.attention_resolutions), cfg.num_heads, cfg.dropout),
+        schedule=ScheduleConfig(cfg.schedule, cfg.timesteps), parameterization=cfg.parameterization,
+        learn_sigma=cfg.learn_sigma, noise_conditioning=cfg.noise_conditioning, num_classes=num_classes,
+        class_names=class_names, upsample=cfg.upsample,
+        augmentation=AugmentConfig(cfg.aug_schedule, cfg.s_max, cfg.blur_prob,
+                                   (cfg.blur_sigma_min, cfg.blur_sigma_max), cfg.default_s),
+        refiner_max_t=cfg.refiner_max_t,
+        training={"name": cfg.name, "data": cfg.data, "preset": cfg.preset, "seed": cfg.seed,
+                  "batch_size": cfg.batch_size, "lr": cfg.lr},
+    )

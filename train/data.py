@@ -1,0 +1,214 @@
+"""Training data: image folders and .npz arrays, with randomness keyed to each sample.
+
+Every random choice for one training example (flip, crop, label dropout,
+timestep, noise, augmentation level, blur) comes from a generator seeded with
+that example's global position in the run, so a resumed run and a run split
+over several processes see exactly the same examples.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, UnidentifiedImageError
+
+from cascade_core import CascadeError, NoiseSource, condition_augment, downsample
+from cascade_core.augment import draw_training_augmentation
+
+IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
+
+
+class ImageSource:
+    """Uniform access to an image folder or an .npz file: ``load(i)`` gives uint8 HWC RGB."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.files: list[Path] = []
+        self.array = None
+        if not self.path.exists():
+            raise CascadeError("training data not found", "an image folder or an .npz file", str(self.path))
+        if self.path.is_file():
+            self._open_npz()
+        else:
+            self._open_folder()
+
+    def _open_folder(self):
+        subdirs = sorted(d for d in self.path.iterdir() if d.is_dir() and not d.name.startswith("."))
+        if subdirs:
+            self.class_names = tuple(d.name for d in subdirs)
+            per_class = [sorted(f for f in d.iterdir() if f.suffix.lower() in IMAGE_EXTS) for d in subdirs]
+            empty = [d.name for d, fs in zip(subdirs, per_class) if not fs]
+            if empty:
+                raise CascadeError(f"class folders without images in {self.path}", "images in every class folder",
+                                   empty[:5])
+            self.files = [f for fs in per_class for f in fs]
+            self.labels = np.concatenate([np.full(len(fs), i) for i, fs in enumerate(per_class)])
+        else:
+            self.class_names = ()
+            self.files = sorted(f for f in self.path.iterdir() if f.suffix.lower() in IMAGE_EXTS)
+            self.labels = np.full(len(self.files), -1)
+        if not self.files:
+            raise CascadeError(f"no images in {self.path}", f"files ending in {sorted(IMAGE_EXTS)}", "none")
+
+    def _open_npz(self):
+        if self.path.suffix != ".npz":
+            raise CascadeError("training data file must be an .npz archive", "*.npz", self.path.name)
+        try:
+            z = np.load(self.path, allow_pickle=False)
+            images = z["images"]
+        except KeyError:
+            raise CascadeError(f"{self.path.name} has no 'images' array", "keys 'images' [, 'labels']",
+                               sorted(z.files)) from None
+        except (OSError, ValueError) as e:
+            raise CascadeError(f"cannot read {self.path.name} ({e})") from None
+        if images.ndim != 4 or images.dtype != np.uint8 or 3 not in (images.shape[1], images.shape[3]):
+            raise CascadeError(f"{self.path.name}: 'images' must be uint8 NHWC or NCHW RGB",
+                               "(N, H, W, 3) uint8", f"{images.shape} {images.dtype}")
+        self.array = images if images.shape[3] == 3 else images.transpose(0, 2, 3, 1)
+        if len(self.array) == 0:
+            raise CascadeError(f"{self.path.name} holds no images", ">= 1 image", 0)
+        self.labels = z["labels"].astype(np.int64) if "labels" in z.files else np.full(len(self.array), -1)
+        self.class_names = tuple(str(c) for c in z["class_names"]) if "class_names" in z.files else ()
+        if len(self.labels) != len(self.array):
+            raise CascadeError(f"{self.path.name}: one label per image", len(self.array), len(self.labels))
+        if not self.class_names and (self.labels >= 0).any():
+            self.class_names = tuple(str(i) for i in range(int(self.labels.max()) + 1))
+
+    def __len__(self) -> int:
+        return len(self.array) if self.array is not None else len(self.files)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def load(self, i: int, size: int) -> np.ndarray:
+        """Image ``i`` as uint8 (size, size, 3): shorter side resized with anti-aliasing, centre-cropped."""
+        if self.array is not None:
+            img = Image.fromarray(self.array[i])
+        else:
+            try:
+                with Image.open(self.files[i]) as f:
+                    img = f.convert("RGB")
+            except (UnidentifiedImageError, OSError) as e:
+                raise CascadeError(f"cannot read image {self.files[i]} ({type(e).__name__})") from None
+        w, h = img.size
+        if (w, h) != (size, size):
+            scale = size / min(w, h)
+            img = img.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.BICUBIC,
+                             reducing_gap=None)
+            w, h = img.size
+            left, top = (w - size) // 2, (h - size) // 2
+            img = img.crop((left, top, left + size, top + size))
+        return np.asarray(img, dtype=np.uint8)
+
+
+@dataclass
+class ExampleMaker:
+    """Turns one image and its key into a training example for a stage of ``role``."""
+
+    role: str
+    resolution: int
+    low_res: int
+    crop: int
+    flip: bool
+    label_dropout: float
+    timesteps: int
+    refiner_max_t: float
+    s_max: float
+    aug_schedule: str
+    blur_prob: float
+    blur_range: tuple
+
+    def __call__(self, image: np.ndarray, label: int, key: int) -> dict:
+        g = torch.Generator().manual_seed(int(key))
+        x = torch.from_numpy(image.copy()).permute(2, 0, 1).float().div(127.5).sub(1)
+        u = torch.rand(3, generator=g)
+        if self.flip and u[0] < 0.5:
+            x = x.flip(-1)
+        low = None
+        if self.role == "sr":
+            low = downsample(x[None], self.low_res)[0]
+        elif self.role == "refiner":  # a softened copy of the target: what an SR stage hands over
+            soft = downsample(x[None], max(self.resolution // 2, 1))
+            low = F.interpolate(soft, size=x.shape[-2:], mode="bilinear", align_corners=False)[0]
+        if self.crop and low is not None:
+            x, low = self._crop(x, low, g)
+        example = {"x0": x, "label": torch.tensor(-1 if u[1] < self.label_dropout else int(label))}
+        t_max = self.timesteps if self.role != "refiner" else max(1, int(self.refiner_max_t * self.timesteps))
+        example["t"] = torch.randint(t_max, (), generator=g)
+        example["noise"] = torch.randn(x.shape, generator=g)
+        if low is not None:
+            s, sigma = draw_training_augmentation(1, self.s_max, self.blur_prob, self.blur_range, g)
+            example["cond"] = condition_augment(low[None], s, NoiseSource([g]), self.aug_schedule, sigma)[0]
+            example["s"] = s[0]
+        return example
+
+    def _crop(self, x, low, g):
+        f = x.shape[-1] // low.shape[-1]
+        c, H = self.crop, x.shape[-1]
+        top, left = (torch.randint((H - c) // f + 1, (2,), generator=g) * f).tolist()
+        return (x[:, top:top + c, left:left + c],
+                low[:, top // f:(top + c) // f, left // f:(left + c) // f])
+
+
+class KeyedDataset(torch.utils.data.Dataset):
+    """Indexed by (dataset index, sample key) pairs from ``KeyedBatchSampler``."""
+
+    def __init__(self, source: ImageSource, maker: ExampleMaker):
+        self.source, self.maker = source, maker
+
+    def __len__(self):
+        return len(self.source)
+
+    def __getitem__(self, item):
+        idx, key = item
+        return self.maker(self.source.load(idx, self.maker.resolution), int(self.source.labels[idx]), key)
+
+
+class KeyedBatchSampler(torch.utils.data.Sampler):
+    """Yields this rank's share of each micro-batch as (index, key) lists, from ``start_step`` on.
+
+    Global sample n (n = step * batch + j) is dataset item perm_epoch[n % N]
+    with epoch = n // N, and its key is ``seed * 2**40 + n``.
+    """
+
+    def __init__(self, n_items, batch, accum, rank, world, seed, start_step, steps):
+        self.n, self.batch, self.accum = n_items, batch, accum
+        self.rank, self.world, self.seed = rank, world, seed
+        self.start, self.steps = start_step, steps
+        self.micro = batch // accum
+        if self.micro % world:
+            raise CascadeError("batch size must split evenly across processes",
+                               f"a multiple of {world * accum}", batch)
+        self.share = self.micro // world
+        self._perm_epoch, self._perm = -1, None
+
+    def _item(self, n):
+        epoch = n // self.n
+        if epoch != self._perm_epoch:
+            self._perm = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 7919 + epoch))
+            self._perm_epoch = epoch
+        return int(self._perm[n % self.n])
+
+    def __iter__(self):
+        for step in range(self.start, self.steps):
+            for m in range(self.accum):
+                first = step * self.batch + m * self.micro + self.rank * self.share
+                yield [(self._item(n), self.seed * 2 ** 40 + n) for n in range(first, first + self.share)]
+
+    def __len__(self):
+        return (self.steps - self.start) * self.accum
+
+
+def loader(source, maker, cfg, rank, world, start_step):
+    sampler = KeyedBatchSampler(len(source), cfg.batch_size, cfg.grad_accum, rank, world, cfg.seed,
+                                start_step, cfg.steps)
+    # a private generator: creating the iterator must not draw from the global RNG (dropout's),
+    # or a resumed run would see different dropout masks than an uninterrupted one
+    return torch.utils.data.DataLoader(KeyedDataset(source, maker), batch_sampler=sampler,
+                                       num_workers=cfg.workers, generator=torch.Generator().manual_seed(cfg.seed),
+                                       multiprocessing_context="spawn" if cfg.workers and os.name != "nt" else None)

@@ -1,0 +1,44 @@
+"""Sample grids during training, from the EMA stage.
+
+A base stage shows samples cycling through its classes; sr and refiner stages
+show rows of low-res input, output and target side by side.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from cascade_core import downsample, generate, make_condition, refine, super_resolve
+
+
+def _targets(dataset, n: int, size: int):
+    src = dataset.source
+    idx = torch.linspace(0, len(src) - 1, n).long().tolist()
+    imgs = [torch.from_numpy(src.load(i, size).copy()).permute(2, 0, 1).float() / 127.5 - 1 for i in idx]
+    labels = torch.tensor([max(int(src.labels[i]), -1) for i in idx])
+    return torch.stack(imgs), labels
+
+
+def preview_rows(stage, dataset, cfg) -> list[torch.Tensor]:
+    scfg, n = stage.config, cfg.num_samples
+    was_training = stage.training
+    stage.eval()
+    try:
+        if scfg.role == "base":
+            labels = torch.arange(n) % scfg.num_classes if scfg.num_classes else None
+            images, _ = generate(stage, n, seed=0, steps=cfg.sample_steps, labels=labels)
+            per_row = max(1, min(8, n))
+            return list(images.split(per_row))
+        target, labels = _targets(dataset, n, scfg.resolution)
+        labels = labels if scfg.num_classes else None
+        if scfg.role == "sr":
+            low = downsample(target, scfg.low_res)
+            cond = make_condition(low, scfg.augmentation.default_s, 0, scfg.augmentation.schedule)
+            out = super_resolve(stage, cond, seed=0, steps=cfg.sample_steps, labels=labels)
+        else:
+            low = F.interpolate(downsample(target, scfg.resolution // 2), size=target.shape[-2:], mode="bilinear",
+                                align_corners=False)
+            out = refine(stage, low, 1.0, seed=0, steps=cfg.sample_steps, labels=labels)
+        return [low, out, target]
+    finally:
+        stage.train(was_training)

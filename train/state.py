@@ -1,0 +1,77 @@
+"""Resumable training state, beside the stage files; written atomically, loaded without pickle code.
+
+``state-NNNNNNN.pt`` holds model, EMA, optimizer, LR schedule, gradient-scaler
+and RNG states plus the step (the data position follows from the step, since
+every example is keyed to its global index). It is read with
+``torch.load(weights_only=True)``, which refuses arbitrary objects.
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import torch
+
+from cascade_core import CascadeError, save_stage
+from cascade_core.atomic import atomic_write
+
+STATE_PATTERN = re.compile(r"state-(\d+)\.pt$")
+STAGE_PATTERN = re.compile(r"stage-(\d+)\.safetensors$")
+
+
+def save_state(out: Path, step: int, model, ema, opt, lr_sched, scaler, cfg_dict: dict) -> Path:
+    state = {
+        "step": step, "model": model.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(),
+        "lr_schedule": lr_sched.state_dict(), "scaler": scaler.state_dict(),
+        "rng_cpu": torch.get_rng_state(),
+        "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "config": json.dumps(cfg_dict),
+    }
+    return atomic_write(out / f"state-{step:07d}.pt", lambda tmp: torch.save(state, tmp))
+
+
+def save_stage_files(out: Path, step: int, ema) -> Path:
+    """The EMA stage as a loadable checkpoint, plus ``latest.safetensors``."""
+    path = save_stage(ema.model, out / f"stage-{step:07d}.safetensors")
+    save_stage(ema.model, out / "latest.safetensors")
+    return path
+
+
+def load_state(path: Path, model, ema, opt, lr_sched, scaler) -> int:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise CascadeError(f"cannot read training state {path} ({type(e).__name__}: {e})") from None
+    model.load_state_dict(state["model"])
+    ema.load_state_dict(state["ema"])
+    opt.load_state_dict(state["optimizer"])
+    lr_sched.load_state_dict(state["lr_schedule"])
+    scaler.load_state_dict(state["scaler"])
+    torch.set_rng_state(state["rng_cpu"])
+    if state["rng_cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["rng_cuda"])
+    return int(state["step"])
+
+
+def find_resume(out: Path, resume: str) -> Path | None:
+    """``resume`` is 'auto' (latest state in ``out``, if any), a state file, or a folder."""
+    if not resume:
+        return None
+    p = Path(resume) if resume != "auto" else out
+    if p.is_file():
+        return p
+    states = sorted(p.glob("state-*.pt"), key=lambda q: int(STATE_PATTERN.search(q.name).group(1)))
+    if not states:
+        if resume == "auto":
+            return None
+        raise CascadeError("nothing to resume from", f"a state-*.pt file in {p}", "none")
+    return states[-1]
+
+
+def prune(out: Path, keep: int):
+    """Keep the newest ``keep`` state and stage files."""
+    for pattern, glob in ((STATE_PATTERN, "state-*.pt"), (STAGE_PATTERN, "stage-*.safetensors")):
+        files = sorted(out.glob(glob), key=lambda q: int(pattern.search(q.name).group(1)))
+        for old in files[:-keep] if keep > 0 else []:
+            old.unlink(missing_ok=True)
