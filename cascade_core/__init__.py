@@ -14,7 +14,7 @@ from .losses import training_loss
 from .noise import NoiseSource
 from .grid import image_grid
 from .resize import downsample
-from .pipeline import LowResCond, check_size, generate, make_condition, refine, super_resolve
+from .pipeline import LowResCond, check_size, fit_condition, generate, make_condition, refine, super_resolve
 from .samplers import SAMPLERS, get_sampler
 from .schedules import SPACINGS, DiscreteSchedule, ScheduleConfig, respace, sampling_sigmas, space_timesteps
 from .stage import Stage
@@ -24,7 +24,7 @@ __all__ = [
     "AugmentConfig", "CascadeError", "CheckpointError", "Denoiser", "DiscreteSchedule", "EMA", "LowResCond",
     "NoiseSource", "SAMPLERS", "SPACINGS", "SamplingInterrupted", "ScheduleConfig", "Stage", "StageConfig",
     "UNetConfig", "__version__", "aug_alpha_bar", "aug_sigma", "blur_augment", "check_size",
-    "condition_augment", "downsample", "generate", "get_sampler", "image_grid", "load_stage", "make_condition", "noise_augment",
+    "condition_augment", "downsample", "fit_condition", "generate", "get_sampler", "image_grid", "load_stage", "make_condition", "noise_augment",
     "parse_classes", "read_config", "refine", "respace", "sampling_sigmas", "save_stage", "space_timesteps",
     "super_resolve", "training_loss",
 ]

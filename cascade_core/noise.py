@@ -19,7 +19,7 @@ class NoiseSource:
 
     @classmethod
     def from_seed(cls, seed: int, batch: int) -> "NoiseSource":
-        return cls([torch.Generator("cpu").manual_seed(int(seed) + i) for i in range(batch)])
+        return cls([torch.Generator("cpu").manual_seed((int(seed) + i) % 2 ** 64) for i in range(batch)])
 
     @classmethod
     def from_seeds(cls, seeds: Sequence[int]) -> "NoiseSource":

@@ -16,6 +16,7 @@ from .augment import aug_alpha_bar, aug_sigma, condition_augment
 from .denoiser import Denoiser
 from .errors import CascadeError, check_range
 from .noise import NoiseSource
+from .resize import downsample
 from .samplers import get_sampler
 from .schedules import karras_sigmas, sampling_sigmas, truncate_sigmas
 from .stage import Stage
@@ -29,6 +30,7 @@ class LowResCond:
     level: torch.Tensor               # (B,) augmentation level s in [0, 1]
     schedule: str = "cosine"          # augmentation schedule that gives ``level`` its meaning
     clean: torch.Tensor | None = None  # the un-noised image, for previews
+    labels: torch.Tensor | None = None  # classes of the stage that made it, for the next stage
 
     def __post_init__(self):
         if self.image.ndim != 4:
@@ -88,14 +90,14 @@ def generate(stage: Stage, batch: int, seed: int, steps=30, sampler="dpmpp_2m", 
     shape = (cfg.channels, cfg.resolution, cfg.resolution)
     if stop >= float(sigmas[0]):  # the whole reverse process lies above s: z_s is the start noise
         z = noise.randn(shape)
-        return torch.zeros_like(z), LowResCond(z, torch.full((batch,), s), aug_schedule, None)
+        return torch.zeros_like(z), LowResCond(z, torch.full((batch,), s), aug_schedule, None, labels)
     sigmas = truncate_sigmas(sigmas, stop)
     x = noise.randn(shape, stage.device) * math.sqrt(1 + float(sigmas[0]) ** 2)
     x, denoised = run_sampler(stage, x, sigmas, sampler, noise, labels, guidance=guidance,
                               callback=callback, dtype=dtype, **options)
     z = x / math.sqrt(1 + stop ** 2)  # VE -> VP: exactly q(z_s | z_0)'s scaling
     image = (denoised if s > 0 else x).clamp(-1, 1).cpu()
-    return image, LowResCond(z.cpu(), torch.full((batch,), s), aug_schedule, image)
+    return image, LowResCond(z.cpu(), torch.full((batch,), s), aug_schedule, image, labels)
 
 
 def super_resolve(stage: Stage, cond: LowResCond, seed: int, steps=30, sampler="dpmpp_2m", spacing="karras",
@@ -169,6 +171,19 @@ def convert_level(level: torch.Tensor, source: str, target: str) -> torch.Tensor
     return ((lo + hi) / 2).float()
 
 
+def fit_condition(stage: Stage, cond: LowResCond) -> LowResCond:
+    """Resize a conditioning image to the nearest size whose output fits ``stage``."""
+    m = 2 ** (len(stage.config.unet.channel_mult) - 1)
+    step = max(1, m // math.gcd(m, stage.config.factor))  # low-res side must be a multiple of this
+    h, w = cond.image.shape[-2:]
+    fit = tuple(max(step, math.floor(v / step + 0.5) * step) for v in (h, w))  # ties round up
+    if fit == (h, w):
+        return cond
+    image = downsample(cond.image, fit) if fit[0] <= h and fit[1] <= w else torch.nn.functional.interpolate(
+        cond.image.float(), size=fit, mode="bicubic", align_corners=False)
+    return LowResCond(image, cond.level, cond.schedule, cond.clean, cond.labels)
+
+
 def fitting_sizes(stage: Stage, near: int, count: int = 3) -> list[int]:
     m = 2 ** (len(stage.config.unet.channel_mult) - 1)
     base = max(m, (near // m) * m)
@@ -190,4 +205,4 @@ def _expect_role(stage: Stage, role: str):
 
 
 __all__ = ["LowResCond", "make_condition", "generate", "super_resolve", "refine", "run_sampler",
-           "convert_level", "check_size"]
+           "convert_level", "check_size", "fit_condition"]

@@ -1,8 +1,34 @@
 import sys
 from pathlib import Path
 
+import numpy as np
+import pytest
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 for p in (str(ROOT), str(HERE)):
     if p not in sys.path:
         sys.path.insert(0, p)
+
+CIFAR_CLASSES = tuple("airplane automobile bird cat deer dog frog horse ship truck".split())
+
+
+@pytest.fixture(scope="session")
+def tiny_cascade(tmp_path_factory):
+    """Random-weight stages saved under the shipped file names, plus an example input image."""
+    from PIL import Image
+
+    import cascade_core as cc
+    from helpers import tiny_stage
+
+    d = tmp_path_factory.mktemp("stages")
+    cc.save_stage(tiny_stage(resolution=16, num_classes=10, class_names=CIFAR_CLASSES),
+                  d / "cifar10-base16.safetensors")
+    cc.save_stage(tiny_stage("sr", 32, 16, num_classes=10, class_names=CIFAR_CLASSES, seed=1),
+                  d / "cifar10-sr16to32.safetensors")
+    cc.save_stage(tiny_stage("refiner", 32, 32, seed=2), d / "cifar10-refiner32.safetensors")
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(
+        d / "cdm_example_16px.png")
+    from nodes import comfy_bridge
+    comfy_bridge.add_stage_dir(d)
+    return d

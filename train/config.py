@@ -6,7 +6,6 @@ Precedence, lowest first: the dataclass defaults, the preset, the config file
 from __future__ import annotations
 
 import json
-import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -113,8 +112,14 @@ def load_file(path) -> dict:
         raise CascadeError("config file not found", "an existing .json or .toml file", str(p))
     text = p.read_text()
     try:
-        data = tomllib.loads(text) if p.suffix == ".toml" else json.loads(text)
-    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as e:
+        if p.suffix == ".toml":
+            import tomllib  # Python 3.11+
+            data = tomllib.loads(text)
+        else:
+            data = json.loads(text)
+    except ImportError:
+        raise CascadeError("TOML config files need Python 3.11 or newer", "a .json config", p.name) from None
+    except (json.JSONDecodeError, ValueError) as e:
         raise CascadeError(f"config file {p.name} does not parse ({e})") from None
     known = {f.name for f in fields(TrainConfig)}
     unknown = sorted(set(data) - known)

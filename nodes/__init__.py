@@ -1,0 +1,21 @@
+"""The ComfyUI nodes of the cascade pack (V1 node API), ids prefixed CDM."""
+from .augment_nodes import CDMCondAugment
+from .sampling_nodes import CDMBaseSampler, CDMRefiner, CDMSuperResStage
+from .stage_nodes import CDMStageInfo, CDMStageLoader
+
+NODE_CLASS_MAPPINGS = {
+    "CDMStageLoader": CDMStageLoader,
+    "CDMBaseSampler": CDMBaseSampler,
+    "CDMCondAugment": CDMCondAugment,
+    "CDMSuperResStage": CDMSuperResStage,
+    "CDMRefiner": CDMRefiner,
+    "CDMStageInfo": CDMStageInfo,
+}
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "CDMStageLoader": "Cascade Stage Loader",
+    "CDMBaseSampler": "BaseSampler",
+    "CDMCondAugment": "CondAugment",
+    "CDMSuperResStage": "SuperResStage",
+    "CDMRefiner": "Refiner",
+    "CDMStageInfo": "Stage Info",
+}

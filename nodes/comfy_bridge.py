@@ -1,0 +1,155 @@
+"""ComfyUI's services when the pack runs inside ComfyUI, quiet stand-ins when it does not.
+
+Devices and memory (``comfy.model_management``), progress bars with previews
+(``comfy.utils.ProgressBar``), the queue's interrupt, and the model folders
+(``folder_paths``). Outside ComfyUI the same node code runs: progress becomes
+a no-op and interruption is driven by ``request_interrupt`` (used by tests and
+the headless runner).
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from pathlib import Path
+
+import torch
+
+try:  # these modules exist only inside a running ComfyUI
+    import comfy.model_management as mm
+    import comfy.utils as comfy_utils
+    import folder_paths
+except ImportError:
+    mm = comfy_utils = folder_paths = None
+
+FOLDER = "cascade"
+PACK_WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
+_extra_dirs: list[Path] = []
+_interrupt = threading.Event()
+
+
+def in_comfyui() -> bool:
+    return mm is not None
+
+
+def register_model_folder():
+    """Register ``models/cascade`` and the pack's ``weights/`` as the ``cascade`` folder."""
+    if folder_paths is None:
+        return
+    paths = [os.path.join(folder_paths.models_dir, FOLDER), str(PACK_WEIGHTS)]
+    entry = folder_paths.folder_names_and_paths.get(FOLDER)
+    if entry is None:
+        folder_paths.folder_names_and_paths[FOLDER] = (paths, {".safetensors"})
+    else:
+        for p in paths:
+            if p not in entry[0]:
+                entry[0].append(p)
+        entry[1].add(".safetensors")
+
+
+def add_stage_dir(path):
+    """Outside ComfyUI: one more folder to find stage files in (searched before the pack's)."""
+    p = Path(path).resolve()
+    if p not in _extra_dirs:
+        _extra_dirs.insert(0, p)
+
+
+def stage_dirs() -> list[Path]:
+    env = [Path(p) for p in os.environ.get("CDM_STAGE_DIRS", "").split(os.pathsep) if p]
+    return [*_extra_dirs, *env, PACK_WEIGHTS]
+
+
+def stage_files() -> list[str]:
+    if folder_paths is not None:
+        return folder_paths.get_filename_list(FOLDER)
+    names = {f.name for d in stage_dirs() if d.is_dir() for f in d.glob("*.safetensors")}
+    return sorted(names)
+
+
+def stage_path(name: str) -> Path | None:
+    if folder_paths is not None:
+        p = folder_paths.get_full_path(FOLDER, name)
+        return Path(p) if p else None
+    for d in stage_dirs():
+        if (d / name).is_file():
+            return d / name
+    return None
+
+
+def compute_device() -> torch.device:
+    if mm is not None:
+        return mm.get_torch_device()
+    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+
+
+def offload_device() -> torch.device:
+    if mm is not None:
+        return mm.unet_offload_device()
+    return torch.device("cpu")
+
+
+def intermediate_device() -> torch.device:
+    if mm is not None:
+        return mm.intermediate_device()
+    return torch.device("cpu")
+
+
+def supported_dtypes() -> list[str]:
+    dev = compute_device()
+    if dev.type == "cuda":
+        return ["fp32", "bf16", "fp16"] if torch.cuda.is_bf16_supported() else ["fp32", "fp16"]
+    return ["fp32", "bf16"]
+
+
+@contextlib.contextmanager
+def on_compute_device(stage: torch.nn.Module):
+    """Move a stage to the compute device for one run and back to the offload device after,
+    so a cascade of several stages runs where one fits (sequential offloading)."""
+    device = compute_device()
+    if mm is not None:
+        size = sum(p.numel() * p.element_size() for p in stage.parameters())
+        with contextlib.suppress(Exception):  # older/newer ComfyUI may differ in signature
+            mm.free_memory(size * 3, device)
+    stage.to(device)
+    try:
+        yield device
+    finally:
+        stage.to(offload_device())
+        if mm is not None:
+            with contextlib.suppress(Exception):
+                mm.soft_empty_cache()
+
+
+def request_interrupt(flag: bool = True):
+    """Ask running samplers to stop at their next step (outside ComfyUI's queue)."""
+    if flag:
+        _interrupt.set()
+    else:
+        _interrupt.clear()
+
+
+def check_interrupt():
+    if mm is not None:
+        mm.throw_exception_if_processing_interrupted()
+    if _interrupt.is_set():
+        _interrupt.clear()
+        from ._core import core
+        raise core.SamplingInterrupted("sampling interrupted")
+
+
+class Progress:
+    """Per-step progress with a preview of the current x0 estimate, and the interrupt check."""
+
+    def __init__(self, total: int):
+        self.total = total
+        self.bar = comfy_utils.ProgressBar(total) if comfy_utils is not None else None
+
+    def __call__(self, info: dict):
+        check_interrupt()
+        if self.bar is None:
+            return
+        preview = None
+        with contextlib.suppress(Exception):
+            from .images import to_pil
+            preview = ("JPEG", to_pil(info["denoised"][0]), 512)
+        self.bar.update_absolute(info["i"] + 1, self.total, preview)

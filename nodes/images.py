@@ -1,0 +1,29 @@
+"""Conversions between ComfyUI's IMAGE (float32 BHWC in [0, 1]) and the core's NCHW in [-1, 1]."""
+from __future__ import annotations
+
+import torch
+from einops import rearrange
+from PIL import Image
+
+from ._core import core
+
+
+def from_comfy(image: torch.Tensor, what: str = "image") -> torch.Tensor:
+    if not isinstance(image, torch.Tensor) or image.ndim != 4 or image.shape[-1] not in (1, 3, 4):
+        found = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
+        raise core.CascadeError(f"{what} is not a ComfyUI IMAGE", "a (batch, height, width, 3) tensor", found)
+    image = image[..., :3] if image.shape[-1] == 4 else image
+    if image.shape[-1] == 1:
+        image = image.expand(*image.shape[:-1], 3)
+    return rearrange(image.float(), "b h w c -> b c h w") * 2 - 1
+
+
+def to_comfy(x: torch.Tensor, device=None) -> torch.Tensor:
+    out = rearrange((x.float().clamp(-1, 1) + 1) / 2, "b c h w -> b h w c").contiguous()
+    return out.to(device) if device is not None else out
+
+
+def to_pil(x: torch.Tensor) -> Image.Image:
+    """One CHW image in [-1, 1] as a PIL image."""
+    arr = ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
+    return Image.fromarray(arr)

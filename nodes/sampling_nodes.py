@@ -1,0 +1,110 @@
+"""The sampling nodes: BaseSampler, SuperResStage, Refiner. Each converts, calls one core function."""
+from __future__ import annotations
+
+import torch
+
+from . import comfy_bridge as bridge
+from . import widgets as W
+from ._core import core
+from .images import from_comfy, to_comfy
+from .stage_nodes import STAGE_TYPE
+
+FROM_INPUT = "from input"
+
+
+def _labels(stage, spec: str, batch: int, seed: int, inherited=None):
+    if spec.strip().lower() == FROM_INPUT:
+        if inherited is None or not stage.config.num_classes:
+            return None
+        return inherited
+    return core.parse_classes(stage.config, spec, batch, seed, stage.name)
+
+
+class CDMBaseSampler:
+    """Sample the base stage of a cascade at its own (low) resolution."""
+
+    CATEGORY = "cascade"
+    RETURN_TYPES = ("IMAGE", W.LOWRES_TYPE)
+    RETURN_NAMES = ("image", "lowres")
+    FUNCTION = "sample"
+    DESCRIPTION = ("Samples a base stage. truncate_s > 0 stops the sampler at that conditioning-augmentation "
+                   "level and hands z_s to the next stage (CDM Algorithm 2, truncated).")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "stage": (STAGE_TYPE,), "seed": W.seed(), "steps": W.steps(30), "sampler": W.sampler(),
+            "schedule": W.schedule(), "class_name": W.classes("random"), "guidance": W.guidance(),
+            "batch_size": ("INT", {"default": 4, "min": 1, "max": 256}),
+            "truncate_s": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.01,
+                                     "tooltip": "0 = full sampling (non-truncated); s > 0 = truncated at s"}),
+            "dtype": W.dtype(),
+        }}
+
+    def sample(self, stage, seed, steps, sampler, schedule, class_name, guidance, batch_size, truncate_s, dtype):
+        st = stage.stage
+        labels = _labels(st, class_name, batch_size, seed)
+        with bridge.on_compute_device(st):
+            image, cond = core.generate(st, batch_size, seed, steps, sampler, schedule, labels, guidance,
+                                        truncate_s or None, callback=bridge.Progress(steps),
+                                        dtype=W.torch_dtype(dtype))
+        return to_comfy(image, bridge.intermediate_device()), cond
+
+
+class CDMSuperResStage:
+    """Upsample low-res conditioning (from CondAugment or BaseSampler) with an SR stage."""
+
+    CATEGORY = "cascade"
+    RETURN_TYPES = ("IMAGE",)
+    RETURN_NAMES = ("image",)
+    FUNCTION = "upscale"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "stage": (STAGE_TYPE,), "lowres": (W.LOWRES_TYPE,), "seed": W.seed(), "steps": W.steps(30),
+            "sampler": W.sampler(), "schedule": W.schedule(), "class_name": W.classes(FROM_INPUT),
+            "guidance": W.guidance(),
+            "size_mismatch": (["error", "resize to fit"], {"default": "error"}), "dtype": W.dtype(),
+        }}
+
+    def upscale(self, stage, lowres, seed, steps, sampler, schedule, class_name, guidance, size_mismatch, dtype):
+        st = stage.stage
+        if size_mismatch == "resize to fit":
+            lowres = core.fit_condition(st, lowres)
+        labels = _labels(st, class_name, lowres.image.shape[0], seed, lowres.labels)
+        with bridge.on_compute_device(st):
+            image = core.super_resolve(st, lowres, seed, steps, sampler, schedule, labels, guidance,
+                                       callback=bridge.Progress(steps), dtype=W.torch_dtype(dtype))
+        return (to_comfy(image, bridge.intermediate_device()),)
+
+
+class CDMRefiner:
+    """Refine an image at its own resolution: noise it to ``strength`` and denoise in a few steps."""
+
+    CATEGORY = "cascade"
+    RETURN_TYPES = ("IMAGE",)
+    RETURN_NAMES = ("image",)
+    FUNCTION = "refine"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "stage": (STAGE_TYPE,), "image": ("IMAGE",),
+            "strength": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 1.0, "step": 0.01,
+                                   "tooltip": "how far into the refiner's trained noise range it starts"}),
+            "steps": W.steps(10), "seed": W.seed(), "sampler": W.sampler(), "schedule": W.schedule(),
+            "class_name": W.classes("unconditional"), "guidance": W.guidance(),
+            "s": ("FLOAT", {"default": 0.05, "min": 0.0, "max": 1.0, "step": 0.01,
+                            "tooltip": "conditioning augmentation of the refiner's input"}),
+            "dtype": W.dtype(),
+        }}
+
+    def refine(self, stage, image, strength, steps, seed, sampler, schedule, class_name, guidance, s, dtype):
+        st = stage.stage
+        x = from_comfy(image)
+        labels = _labels(st, class_name, x.shape[0], seed)
+        with bridge.on_compute_device(st):
+            out = core.refine(st, x, strength, seed, steps, sampler, schedule, labels, guidance, s,
+                              callback=bridge.Progress(steps), dtype=W.torch_dtype(dtype))
+        return (to_comfy(out, bridge.intermediate_device()),)

@@ -1,0 +1,49 @@
+"""Widget declarations shared by the sampling nodes (V1 node API)."""
+from __future__ import annotations
+
+import torch
+
+from . import comfy_bridge as bridge
+from ._core import core
+
+LOWRES_TYPE = "CDM_LOWRES"
+MAX_SEED = 0xFFFFFFFFFFFFFFFF
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def seed():
+    return ("INT", {"default": 0, "min": 0, "max": MAX_SEED, "control_after_generate": True,
+                    "tooltip": "image i of the batch uses seed + i"})
+
+
+def steps(default=30):
+    return ("INT", {"default": default, "min": 1, "max": 1000})
+
+
+def sampler(default="dpmpp_2m"):
+    return (sorted(core.SAMPLERS), {"default": default})
+
+
+def schedule(default="karras"):
+    return (list(core.SPACINGS), {"default": default})
+
+
+def classes(default="random"):
+    return ("STRING", {"default": default, "tooltip": "a class name or index, one per image separated by commas, "
+                                                      "'random' or 'unconditional'"})
+
+
+def guidance():
+    return ("FLOAT", {"default": 1.0, "min": 0.0, "max": 20.0, "step": 0.1,
+                      "tooltip": "classifier-free guidance scale; 1 = the paper's guidance-free sampling"})
+
+
+def dtype():
+    return (list(DTYPES), {"default": "fp32", "tooltip": "inference precision (bf16/fp16 where the device has it)"})
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    if name not in bridge.supported_dtypes():
+        raise core.CascadeError(f"{name} inference is not supported on {bridge.compute_device()}",
+                                f"one of {bridge.supported_dtypes()}", name)
+    return DTYPES[name]

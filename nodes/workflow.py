@@ -1,0 +1,164 @@
+"""UI-format workflows (ComfyUI format version 0.4) turned into runnable prompts.
+
+``to_prompt`` does what ComfyUI's frontend does before queueing: it resolves
+links, maps ``widgets_values`` onto the node's declared widget inputs in order
+(skipping the extra control-after-generate value that follows a seed), and
+drops virtual nodes such as notes. The result is the API ("prompt") format
+that ComfyUI's ``/prompt`` endpoint accepts.
+"""
+from __future__ import annotations
+
+from ._core import core
+
+VIRTUAL = {"Note", "MarkdownNote", "Reroute", "PrimitiveNode"}
+WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
+CONTROL_VALUES = {"fixed", "increment", "decrement", "randomize"}
+MUTED, BYPASSED = 2, 4
+
+
+class WorkflowError(core.CascadeError):
+    """A workflow that cannot run, naming the node."""
+
+
+def declared_inputs(cls) -> list[tuple[str, object, dict, bool]]:
+    """(name, type, options, required) of a node class's inputs, in declaration order."""
+    spec = cls.INPUT_TYPES()
+    out = []
+    for section, required in (("required", True), ("optional", False)):
+        for name, decl in spec.get(section, {}).items():
+            typ = decl[0]
+            opts = decl[1] if len(decl) > 1 and isinstance(decl[1], dict) else {}
+            out.append((name, typ, opts, required))
+    return out
+
+
+def is_widget(typ) -> bool:
+    return isinstance(typ, (list, tuple)) or typ in WIDGET_TYPES
+
+
+def has_control(name: str, opts: dict) -> bool:
+    return bool(opts.get("control_after_generate")) or name in ("seed", "noise_seed")
+
+
+def node_label(node: dict) -> str:
+    return f"node {node.get('id')} ({node.get('title') or node.get('type')})"
+
+
+def to_prompt(workflow: dict, classes: dict) -> dict:
+    if not isinstance(workflow, dict) or "nodes" not in workflow:
+        raise WorkflowError("not a UI-format workflow", "a JSON object with 'nodes' and 'links'",
+                            type(workflow).__name__)
+    links = {}
+    for link in workflow.get("links", []):
+        link_id, src, src_slot = (link[0], link[1], link[2]) if isinstance(link, list) else \
+            (link["id"], link["origin_id"], link["origin_slot"])
+        links[link_id] = (str(src), int(src_slot))
+    prompt = {}
+    for node in workflow["nodes"]:
+        if node.get("type") in VIRTUAL or node.get("mode", 0) in (MUTED, BYPASSED):
+            continue
+        cls = classes.get(node.get("type"))
+        if cls is None:
+            raise WorkflowError(f"{node_label(node)} cannot run here: unknown node type",
+                                f"one of {sorted(classes)}", node.get("type"))
+        prompt[str(node["id"])] = {"class_type": node["type"], "inputs": _inputs(node, cls, links),
+                                   "_meta": {"title": node.get("title") or node["type"]}}
+    return prompt
+
+
+def widget_positions(node: dict, cls) -> dict[str, int]:
+    """Index in ``widgets_values`` of each widget of ``node``, skipping control-after-generate values."""
+    values = node.get("widgets_values", [])
+    positions, i = {}, 0
+    for name, typ, opts, _ in declared_inputs(cls):
+        if not is_widget(typ) or i >= len(values):
+            continue
+        positions[name] = i
+        i += 1
+        if has_control(name, opts) and i < len(values) and values[i] in CONTROL_VALUES:
+            i += 1
+    return positions
+
+
+def _inputs(node: dict, cls, links: dict) -> dict:
+    linked = {i["name"]: links[i["link"]] for i in node.get("inputs", []) if i.get("link") is not None}
+    values = node.get("widgets_values", [])
+    positions = widget_positions(node, cls) if isinstance(values, list) else {}
+    inputs = {}
+    for name, typ, opts, required in declared_inputs(cls):
+        if name in linked:
+            inputs[name] = list(linked[name])
+        elif is_widget(typ):
+            if isinstance(values, dict) and name in values:
+                inputs[name] = values[name]
+            elif name in positions:
+                inputs[name] = values[positions[name]]
+            elif "default" in opts or not required:
+                inputs[name] = opts.get("default")
+            else:
+                raise WorkflowError(f"{node_label(node)} has no value for widget {name!r}",
+                                    "one widgets_values entry per widget", len(values))
+        elif required:
+            raise WorkflowError(f"{node_label(node)}: input {name!r} is not connected", f"a {typ} link", "none")
+    return inputs
+
+
+def set_widget(workflow: dict, classes: dict, target: str, value: str) -> int:
+    """Set widget ``name`` (``target`` is ``name`` or ``NODE.name`` with NODE an id, type or title)
+    to ``value`` parsed by the widget's type; returns how many nodes changed."""
+    node_key, _, name = target.rpartition(".")
+    changed = 0
+    for node in workflow["nodes"]:
+        cls = classes.get(node.get("type"))
+        if cls is None or (node_key and node_key not in (str(node.get("id")), node.get("type"), node.get("title"))):
+            continue
+        spec = {n: (t, o) for n, t, o, _ in declared_inputs(cls)}
+        positions = widget_positions(node, cls)
+        if name not in positions:
+            continue
+        typ, _ = spec[name]
+        node["widgets_values"][positions[name]] = _parse(value, typ, node, name)
+        changed += 1
+    if not changed:
+        raise WorkflowError(f"--set {target}: no node has that widget", "NODE.widget or widget of a node here",
+                            target)
+    return changed
+
+
+def _parse(value: str, typ, node, name):
+    try:
+        if typ == "INT":
+            return int(value)
+        if typ == "FLOAT":
+            return float(value)
+        if typ == "BOOLEAN":
+            return value.lower() in ("1", "true", "yes", "on")
+    except ValueError:
+        raise WorkflowError(f"{node_label(node)}: bad value for {name}", typ, repr(value)) from None
+    if isinstance(typ, (list, tuple)) and value not in typ:
+        raise WorkflowError(f"{node_label(node)}: bad value for {name}", f"one of {list(typ)}", repr(value))
+    return value
+
+
+def execution_order(prompt: dict) -> list[str]:
+    """Node ids so that every node runs after the nodes it takes inputs from."""
+    order, state = [], {}
+
+    def visit(nid, path):
+        if state.get(nid) == "done":
+            return
+        if state.get(nid) == "visiting":
+            raise WorkflowError("the workflow has a cycle", "an acyclic graph", " -> ".join(path + [nid]))
+        state[nid] = "visiting"
+        for value in prompt[nid]["inputs"].values():
+            if isinstance(value, list) and len(value) == 2 and isinstance(value[0], str):
+                if value[0] not in prompt:
+                    raise WorkflowError(f"node {nid} takes an input from node {value[0]}, which does not run",
+                                        "an active source node", value[0])
+                visit(value[0], path + [nid])
+        state[nid] = "done"
+        order.append(nid)
+
+    for nid in prompt:
+        visit(nid, [])
+    return order

@@ -1,0 +1,93 @@
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from nodes import NODE_CLASS_MAPPINGS
+from nodes.run_workflow import CLASSES, main, run
+from nodes.workflow import WorkflowError, declared_inputs, has_control, is_widget, to_prompt
+from nodes.workflow_builder import SHIPPED
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKFLOWS = sorted((ROOT / "workflows").glob("*.json"))
+EXPECTED = {  # workflow -> {filename prefix: (count, size)}
+    "01_base_then_sr.json": {"base_sr": (8, 32), "preview": (8, 16)},
+    "02_full_cascade.json": {"cascade64": (4, 64), "preview": (4, 32)},
+    "03_upscale_your_image.json": {"upscaled": (1, 32), "preview": (1, 32)},
+    "04_augmentation_sweep.json": {"sweep_s0.00": (4, 32), "sweep_s0.10": (4, 32), "sweep_s0.25": (4, 32),
+                                   "sweep_s0.50": (4, 32), "preview": (4, 16)},
+}
+
+
+def test_four_workflows_are_shipped_and_match_the_builder():
+    assert [p.name for p in WORKFLOWS] == sorted(SHIPPED)
+    for p in WORKFLOWS:
+        assert json.loads(p.read_text()) == SHIPPED[p.name](), f"{p.name} is stale: python -m nodes.workflow_builder"
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_workflow_is_well_formed(path):
+    wf = json.loads(path.read_text())
+    assert wf["version"] == 0.4 and any(n["type"] == "Note" for n in wf["nodes"])
+    link_ids = {link[0] for link in wf["links"]}
+    for node in wf["nodes"]:
+        if node["type"] not in NODE_CLASS_MAPPINGS:
+            continue
+        widgets = [(n, o) for n, t, o, _ in declared_inputs(NODE_CLASS_MAPPINGS[node["type"]]) if is_widget(t)]
+        assert len(node["widgets_values"]) == len(widgets) + sum(has_control(n, o) for n, o in widgets), node["id"]
+        for inp in node["inputs"]:
+            assert inp["link"] in link_ids, (node["id"], inp["name"])
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_workflow_runs_headless_with_tiny_stages(path, tiny_cascade, tmp_path):
+    saved = run(path, tmp_path, ["steps=2"], [tiny_cascade], [tiny_cascade])
+    counts = {}
+    for p in saved:
+        prefix = p.name.rsplit("_", 2)[0]
+        counts.setdefault(prefix, []).append(Image.open(p).size)
+    assert {k: len(v) for k, v in counts.items()} == {k: n for k, (n, _) in EXPECTED[path.name].items()}
+    for prefix, sizes in counts.items():
+        assert set(sizes) == {(EXPECTED[path.name][prefix][1],) * 2}
+
+
+def test_png_embeds_prompt_and_workflow(tiny_cascade, tmp_path):
+    saved = run(WORKFLOWS[0], tmp_path, ["steps=2", "3.seed=11"], [tiny_cascade])
+    info = Image.open(saved[-1]).info
+    prompt, workflow = json.loads(info["prompt"]), json.loads(info["workflow"])
+    assert prompt["3"]["class_type"] == "CDMBaseSampler" and prompt["3"]["inputs"]["seed"] == 11
+    assert prompt["4"]["inputs"]["lowres"] == ["3", 1]
+    assert next(n for n in workflow["nodes"] if n["id"] == 3)["widgets_values"][:2] == [11, "fixed"]
+
+
+def test_seed_override_reproduces(tiny_cascade, tmp_path):
+    a = run(WORKFLOWS[0], tmp_path / "a", ["steps=2", "seed=4"], [tiny_cascade])
+    b = run(WORKFLOWS[0], tmp_path / "b", ["steps=2", "seed=4"], [tiny_cascade])
+    c = run(WORKFLOWS[0], tmp_path / "c", ["steps=2", "seed=5"], [tiny_cascade])
+    assert [p.read_bytes() for p in a] == [p.read_bytes() for p in b]
+    assert a[-1].read_bytes() != c[-1].read_bytes()
+
+
+def test_unknown_node_is_named(tmp_path):
+    wf = json.loads(WORKFLOWS[0].read_text())
+    wf["nodes"][2]["type"] = "KSamplerAdvancedPlus"
+    with pytest.raises(WorkflowError, match="node 3 .*unknown node type"):
+        to_prompt(wf, CLASSES)
+
+
+def test_bad_overrides_and_main_exit_code(tiny_cascade, tmp_path, capsys):
+    with pytest.raises(WorkflowError, match="no node has that widget"):
+        run(WORKFLOWS[0], tmp_path, ["cfg_scale=3"], [tiny_cascade])
+    with pytest.raises(WorkflowError, match="bad value for sampler"):
+        run(WORKFLOWS[0], tmp_path, ["sampler=plms"], [tiny_cascade])
+    assert main([str(WORKFLOWS[0]), "--out", str(tmp_path), "--set", "steps=x", "--stages", str(tiny_cascade)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "steps" in err
+
+
+def test_grid_output(tiny_cascade, tmp_path):
+    grid = tmp_path / "grid.png"
+    assert main([str(WORKFLOWS[0]), "--out", str(tmp_path / "o"), "--set", "steps=2", "--stages", str(tiny_cascade),
+                 "--grid", str(grid), "--grid-cols", "4"]) == 0
+    assert Image.open(grid).size == (4 * 34, 2 * 34)
