@@ -153,8 +153,8 @@ def sampling_sigmas(schedule: DiscreteSchedule, steps: int | str, spacing: str =
         idx = torch.tensor(space_timesteps(T, steps))
     else:
         n = int(steps)
-        if not 1 <= n <= T:
-            raise CascadeError("step count out of range", f"1..{T}", n)
+        if n < 1 or (n > T and spacing != "karras"):  # only karras grids are not limited to T
+            raise CascadeError(f"step count out of range for {spacing!r} spacing", f"1..{T}", n)
         if spacing == "uniform":
             idx = torch.tensor(space_timesteps(T, str(n)))
         elif spacing == "ddim":
