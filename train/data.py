@@ -85,6 +85,13 @@ class ImageSource:
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    def native_size(self) -> int:
+        """Side of the first image (used when scoring a folder of samples at their own size)."""
+        if self.array is not None:
+            return int(self.array.shape[1])
+        with Image.open(self.files[0]) as f:
+            return min(f.size)
+
     def load(self, i: int, size: int) -> np.ndarray:
         """Image ``i`` as uint8 (size, size, 3): shorter side resized with anti-aliasing, centre-cropped."""
         if self.array is not None:
