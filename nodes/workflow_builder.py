@@ -68,8 +68,17 @@ def build(name: str, nodes: list[dict], links: list[tuple]) -> dict:
         ui_nodes.append(node)
     return {"id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"cdm-pack/{name}")), "revision": 0,
             "last_node_id": max(n["id"] for n in nodes), "last_link_id": len(links), "nodes": ui_nodes,
-            "links": ui_links, "groups": [], "config": {}, "extra": {"ds": {"scale": 1.0, "offset": [0, 0]}},
-            "version": 0.4}
+            "links": ui_links, "groups": [], "config": {}, "extra": {"ds": _fit_view(ui_nodes)}, "version": 0.4}
+
+
+def _fit_view(nodes, width=1480, height=800, margin=30):
+    """The initial zoom and offset that show the whole graph in the canvas of a 1600x900 window."""
+    x0 = min(n["pos"][0] for n in nodes)
+    y0 = min(n["pos"][1] for n in nodes) - 40  # title bars sit above pos
+    x1 = max(n["pos"][0] + n["size"][0] for n in nodes)
+    y1 = max(n["pos"][1] + n["size"][1] for n in nodes)
+    scale = round(min(1.0, (width - 2 * margin) / (x1 - x0), (height - 2 * margin) / (y1 - y0)), 3)
+    return {"scale": scale, "offset": [round(margin / scale - x0, 1), round(margin / scale - y0, 1)]}
 
 
 def _slot_of(nodes, dst, input_name) -> int:
@@ -78,7 +87,7 @@ def _slot_of(nodes, dst, input_name) -> int:
     return names.index(input_name)
 
 
-def note(node_id, pos, text, size=(420, 200)):
+def note(node_id, pos, text, size=(330, 240)):
     return {"id": node_id, "type": "Note", "pos": pos, "size": list(size), "values": {"text": text}}
 
 
@@ -97,7 +106,7 @@ def base_then_sr():
         {"id": 5, "type": "PreviewImage", "pos": [720, -160], "size": [260, 200]},
         {"id": 6, "type": "SaveImage", "pos": [1080, 200], "size": [300, 300],
          "values": {"filename_prefix": "cdm/base_sr"}},
-        note(7, [0, 120], "Base then one SR stage (CDM Algorithm 2, truncated conditioning augmentation).\n\n"
+        note(7, [0, 540], "Base then one SR stage (CDM Algorithm 2, truncated conditioning augmentation).\n\n"
                           "BaseSampler stops at the level truncate_s and hands z_s to the SR stage, whose "
                           "s-embedding receives the same level. Set truncate_s to 0 to hand over the finished "
                           "16px image instead (then put a CondAugment in between)."),
@@ -121,7 +130,7 @@ def full_cascade():
         {"id": 8, "type": "SaveImage", "pos": [2080, 0], "size": [320, 320],
          "values": {"filename_prefix": "cdm/cascade64"}},
         {"id": 9, "type": "PreviewImage", "pos": [1400, 220], "size": [260, 260]},
-        note(10, [0, 120], "The full cascade: base 16px -> CondAugment -> SR to 32px -> CondAugment -> the same SR "
+        note(10, [0, 540], "The full cascade: base 16px -> CondAugment -> SR to 32px -> CondAugment -> the same SR "
                            "stage again to 64px (a recursive cascade: stages are convolutional, so a 16->32 stage "
                            "also runs 32->64). CondAugment's s is the conditioning-augmentation level the paper "
                            "searches after training; try 0.05-0.3."),
@@ -155,14 +164,14 @@ def upscale_your_image():
     return build("03_upscale_your_image", nodes, links)
 
 
-def augmentation_sweep(levels=(0.0, 0.1, 0.25, 0.5)):
+def augmentation_sweep(levels=(0.0, 0.15, 0.4)):
     nodes = [
         loader(1, [0, 0], BASE, "Base stage (16px)"),
         loader(2, [0, 420], SR, "SR stage (16->32)"),
         {"id": 3, "type": "CDMBaseSampler", "pos": [360, 0], "size": [320, 330],
          "values": {"seed": 0, "steps": 30, "class_name": "random", "batch_size": 4}},
         {"id": 4, "type": "PreviewImage", "pos": [360, 380], "size": [260, 260], "title": "base output"},
-        note(5, [0, 120], "Conditioning-augmentation sweep: one base output through the same SR stage at several "
+        note(5, [0, 540], "Conditioning-augmentation sweep: one base output through the same SR stage at several "
                           "levels s, side by side. This is the paper's post-training search for the best s "
                           "(Table 3), done by eye: too little augmentation copies the base stage's artifacts, "
                           "too much forgets its content."),
@@ -170,12 +179,12 @@ def augmentation_sweep(levels=(0.0, 0.1, 0.25, 0.5)):
     links = [(1, 0, 3, "stage"), (3, 0, 4, "images")]
     for k, s in enumerate(levels):
         aug, sr, save = 10 + 3 * k, 11 + 3 * k, 12 + 3 * k
-        y = k * 360
+        y = k * 320
         nodes += [
             {"id": aug, "type": "CDMCondAugment", "pos": [720, y], "size": [280, 130], "title": f"CondAugment s={s}",
              "values": {"s": s}},
             {"id": sr, "type": "CDMSuperResStage", "pos": [1040, y], "size": [320, 300], "title": f"SR at s={s}"},
-            {"id": save, "type": "SaveImage", "pos": [1400, y], "size": [300, 300],
+            {"id": save, "type": "SaveImage", "pos": [1400, y], "size": [240, 230],
              "values": {"filename_prefix": f"cdm/sweep_s{s:.2f}"}},
         ]
         links += [(3, 0, aug, "image"), (2, 0, sr, "stage"), (aug, 0, sr, "lowres"), (sr, 0, save, "images")]

@@ -204,3 +204,12 @@ def test_lr_schedule():
     assert lr_factor(cfg, 0) == pytest.approx(0.1) and lr_factor(cfg, 9) == pytest.approx(1.0)
     assert lr_factor(cfg, 10) == pytest.approx(1.0) and lr_factor(cfg, 100) == pytest.approx(0.1)
     assert lr_factor(cfg, 55) == pytest.approx(0.55)
+
+
+def test_gradient_accumulation_matches_one_big_batch(data, tmp_path):
+    common = ["--resolution", "8", "--steps", "3", "--batch-size", "8", "--checkpoint-every", "100",
+              "--grad-clip", "0"]
+    assert run("base", data, tmp_path / "one", *common) == 0
+    assert run("base", data, tmp_path / "acc", *common, "--grad-accum", "4") == 0
+    a, b = _weights(tmp_path / "one" / "latest.safetensors"), _weights(tmp_path / "acc" / "latest.safetensors")
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-5

@@ -15,8 +15,8 @@ EXPECTED = {  # workflow -> {filename prefix: (count, size)}
     "01_base_then_sr.json": {"base_sr": (8, 32), "preview": (8, 16)},
     "02_full_cascade.json": {"cascade64": (4, 64), "preview": (4, 32)},
     "03_upscale_your_image.json": {"upscaled": (1, 32), "preview": (1, 32)},
-    "04_augmentation_sweep.json": {"sweep_s0.00": (4, 32), "sweep_s0.10": (4, 32), "sweep_s0.25": (4, 32),
-                                   "sweep_s0.50": (4, 32), "preview": (4, 16)},
+    "04_augmentation_sweep.json": {"sweep_s0.00": (4, 32), "sweep_s0.15": (4, 32), "sweep_s0.40": (4, 32),
+                                   "preview": (4, 16)},
 }
 
 

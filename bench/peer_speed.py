@@ -1,0 +1,126 @@
+"""Our U-Net against diffusers' UNet2DModel of the same configuration, side by side.
+
+    python -m bench.peer_speed            # the shipped stage sizes
+    python -m bench.peer_speed --quick    # seconds; what CI runs
+
+Prints both models' parameter and FLOP counts (so the match is visible), the
+sampling throughput (one denoiser evaluation of a batch) and the training
+throughput (forward, backward and AdamW step), as ratios ours/theirs, and the
+fraction of this CPU's measured peak fp32 matmul throughput our sampler reaches.
+diffusers is installed only for this benchmark (pip install diffusers); without
+it the script says so and measures our model alone.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+import torch
+
+import cascade_core as cc
+
+from .common import forward_flops, interleaved, peak_matmul_flops, save
+
+SHIPPED = {  # name -> (stage config, batch for sampling, batch for training)
+    "base16": (cc.StageConfig(role="base", resolution=16, num_classes=10,
+                              unet=cc.UNetConfig(32, (1, 2, 2), 2, (8,), 4)), 64, 64),
+}
+QUICK = {"base8": (cc.StageConfig(role="base", resolution=8, num_classes=10,
+                                  unet=cc.UNetConfig(32, (1, 2), 1, (4,), 4)), 4, 4)}
+
+
+def diffusers_twin(cfg: cc.StageConfig):
+    """A diffusers UNet2DModel with our block layout: same widths, blocks, attention levels, heads,
+    scale-shift embedding, class embedding, conv down/nearest-conv up."""
+    from diffusers import UNet2DModel
+
+    u = cfg.unet
+    levels = len(u.channel_mult)
+    attn = [cfg.resolution // 2 ** i in u.attention_resolutions for i in range(levels)]
+    widths = tuple(u.base_channels * m for m in u.channel_mult)
+    return UNet2DModel(
+        sample_size=cfg.resolution, in_channels=cfg.channels, out_channels=cfg.channels,
+        block_out_channels=widths, layers_per_block=u.num_res_blocks,
+        down_block_types=tuple("AttnDownBlock2D" if a else "DownBlock2D" for a in attn),
+        up_block_types=tuple("AttnUpBlock2D" if a else "UpBlock2D" for a in reversed(attn)),
+        attention_head_dim=widths[-1] // u.num_heads, norm_num_groups=min(32, u.base_channels),
+        resnet_time_scale_shift="scale_shift", num_class_embeds=cfg.num_classes or None,
+        downsample_type="conv", upsample_type="conv", dropout=u.dropout,
+    )
+
+
+def compare(name, cfg, batch_sample, batch_train, repeats):
+    ours = cc.Stage(cfg).eval()
+    x, t, y = torch.randn(batch_sample, 3, cfg.resolution, cfg.resolution), torch.full((batch_sample,), 500.0), \
+        torch.arange(batch_sample) % max(cfg.num_classes, 1)
+    models = {"ours": (ours, lambda m, x, t, y: m(x, t, labels=y))}
+    try:
+        theirs = diffusers_twin(cfg).eval()
+        models["diffusers"] = (theirs, lambda m, x, t, y: m(x, t, class_labels=y).sample)
+    except ImportError:
+        print("diffusers is not installed: measuring our model alone (pip install diffusers to compare)")
+    row = {"batch_sample": batch_sample, "batch_train": batch_train}
+    for k, (m, call) in models.items():
+        row[f"{k}_params"] = sum(p.numel() for p in m.parameters())
+        row[f"{k}_gflops_per_image"] = forward_flops(lambda: call(m, x[:1], t[:1], y[:1])) / 1e9
+    with torch.inference_mode():
+        sample = interleaved({k: (lambda m=m, call=call: call(m, x, t, y)) for k, (m, call) in models.items()},
+                             repeats)
+    xt, tt, yt = x.repeat(batch_train // batch_sample + 1, 1, 1, 1)[:batch_train], \
+        t.repeat(batch_train // batch_sample + 1)[:batch_train], y.repeat(batch_train // batch_sample + 1)[:batch_train]
+    opts = {k: torch.optim.AdamW(m.parameters(), 1e-4) for k, (m, _) in models.items()}
+
+    def train_step(k):
+        m, call = models[k]
+        m.train()
+        loss = (call(m, xt, tt, yt) - xt).pow(2).mean()
+        opts[k].zero_grad(set_to_none=True)
+        loss.backward()
+        opts[k].step()
+
+    train = interleaved({k: (lambda k=k: train_step(k)) for k in models}, repeats)
+    for k in models:
+        row[f"{k}_sample_images_per_s"] = batch_sample / sample[k]
+        row[f"{k}_train_images_per_s"] = batch_train / train[k]
+    if "diffusers" in models:
+        row["sample_speed_ratio"] = row["ours_sample_images_per_s"] / row["diffusers_sample_images_per_s"]
+        row["train_speed_ratio"] = row["ours_train_images_per_s"] / row["diffusers_train_images_per_s"]
+    return row
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.peer_speed", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="a tiny configuration, seconds (CI)")
+    p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--threads", type=int, default=0)
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    configs, repeats = (QUICK, 2) if args.quick else (SHIPPED, args.repeats)
+    peak = peak_matmul_flops(512 if args.quick else 1024)
+    rows = {}
+    for name, (cfg, bs, bt) in configs.items():
+        row = compare(name, cfg, bs, bt, repeats)
+        row["ours_fraction_of_peak_matmul"] = row["ours_sample_images_per_s"] * row["ours_gflops_per_image"] * 1e9 / peak
+        rows[name] = row
+        print(f"{name}: params ours {row['ours_params']:,}" + (f" vs diffusers {row['diffusers_params']:,}"
+                                                           if "diffusers_params" in row else ""))
+        print(f"  GFLOPs/image ours {row['ours_gflops_per_image']:.3f}" +
+              (f" vs diffusers {row['diffusers_gflops_per_image']:.3f}" if "diffusers_params" in row else ""))
+        print(f"  sampling {row['ours_sample_images_per_s']:.1f} img/s per evaluation" +
+              (f" vs {row['diffusers_sample_images_per_s']:.1f}: ratio {row['sample_speed_ratio']:.2f}x"
+               if "sample_speed_ratio" in row else ""))
+        print(f"  training {row['ours_train_images_per_s']:.1f} img/s" +
+              (f" vs {row['diffusers_train_images_per_s']:.1f}: ratio {row['train_speed_ratio']:.2f}x"
+               if "train_speed_ratio" in row else ""))
+        print(f"  our sampler reaches {row['ours_fraction_of_peak_matmul']:.1%} of the measured peak matmul "
+              f"({peak / 1e9:.1f} GFLOP/s)")
+    if not args.quick:
+        save("peer_speed", {"peak_matmul_gflops": peak / 1e9, "rows": rows})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
