@@ -7,13 +7,16 @@ from .config import StageConfig
 from .errors import CascadeError
 
 UNCONDITIONAL = ("unconditional", "none", "")
+ALL_CLASSES = ("all classes", "each")
 
 
 def parse_classes(cfg: StageConfig, spec, batch: int, seed: int = 0, stage: str | None = None) -> torch.Tensor | None:
     """Labels (B,) long for ``spec``; -1 means unconditional. ``None`` for an unconditional stage.
 
-    ``spec`` is "random", "unconditional", one name or index for the whole batch,
-    or a comma-separated list with one entry per image.
+    ``spec`` is "random", "all classes" (the batch split evenly over the classes, in
+    order: a batch of 10 n gives n images of each class, grouped), "unconditional",
+    one name or index for the whole batch, or a comma-separated list with one entry
+    per image.
     """
     if isinstance(spec, torch.Tensor):
         spec = spec.tolist()
@@ -25,6 +28,8 @@ def parse_classes(cfg: StageConfig, spec, batch: int, seed: int = 0, stage: str 
         if any(x.lower() not in UNCONDITIONAL + ("random", "-1") for x in items):
             raise CascadeError("this stage is unconditional and takes no class", "'unconditional'", spec, stage)
         return None
+    if len(items) == 1 and items[0].lower() in ALL_CLASSES:
+        return torch.arange(batch) * cfg.num_classes // batch
     if len(items) == 1 and items[0].lower() == "random":
         g = torch.Generator().manual_seed(int(seed))
         return torch.randint(cfg.num_classes, (batch,), generator=g)
@@ -44,5 +49,5 @@ def _one(cfg: StageConfig, item: str, stage) -> int:
     if low.lstrip("-").isdigit() and 0 <= int(low) < cfg.num_classes:
         return int(low)
     valid = list(cfg.class_names) or [str(i) for i in range(cfg.num_classes)]
-    raise CascadeError(f"unknown class {item!r}", f"one of {valid + ['random', 'unconditional']}",
+    raise CascadeError(f"unknown class {item!r}", f"one of {valid + ['random', 'all classes', 'unconditional']}",
                        repr(item), stage)

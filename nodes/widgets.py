@@ -30,7 +30,7 @@ def schedule(default="karras"):
 
 def classes(default="random"):
     return ("STRING", {"default": default, "tooltip": "a class name or index, one per image separated by commas, "
-                                                      "'random' or 'unconditional'"})
+                                                      "'random', 'all classes' (grouped) or 'unconditional'"})
 
 
 def guidance():

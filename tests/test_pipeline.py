@@ -78,6 +78,7 @@ def test_parse_classes(stages):
     cfg = stages["base"].config
     assert cc.parse_classes(cfg, "ship", 2).tolist() == [2, 2]
     assert cc.parse_classes(cfg, "cat, 1, unconditional", 3).tolist() == [0, 1, -1]
+    assert cc.parse_classes(cfg, "all classes", 6).tolist() == [0, 0, 1, 1, 2, 2]
     r = cc.parse_classes(cfg, "random", 50, seed=3)
     assert r.min() >= 0 and r.max() <= 2 and torch.equal(r, cc.parse_classes(cfg, "random", 50, seed=3))
     with pytest.raises(cc.CascadeError, match="unknown class 'horse'.*cat"):
