@@ -98,3 +98,12 @@ def test_level_conversion_between_schedules_round_trips():
     s = torch.tensor([0.05, 0.3, 0.7])
     back = convert_level(convert_level(s, "cosine", "linear"), "linear", "cosine")
     assert torch.allclose(back, s, atol=1e-5)
+
+
+def test_ddpm_uses_the_learned_variance_when_there_is_one():
+    learned = tiny_stage(learn_sigma=True)
+    a, _ = cc.generate(learned, 2, seed=0, steps=5, sampler="ddpm", spacing="uniform")
+    b, _ = cc.generate(learned, 2, seed=0, steps=5, sampler="ddpm", spacing="uniform", variance="small")
+    assert a.shape == b.shape and not torch.equal(a, b)
+    with pytest.raises(cc.CascadeError, match="does not learn it"):
+        cc.generate(tiny_stage(), 1, seed=0, steps=3, sampler="ddpm", variance="learned")

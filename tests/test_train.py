@@ -54,6 +54,7 @@ def test_entry_point_trains_and_its_checkpoint_samples(data, tmp_path, role, arg
     assert len(list(tmp_path.glob("state-*.pt"))) == 2 and (tmp_path / "metrics.jsonl").read_text().count("\n") == 4
     stage = cc.load_stage(tmp_path / "latest.safetensors")
     assert stage.config.role == role and stage.config.class_names == ("blue", "green", "red")
+    assert stage.config.training["steps"] == 4 and stage.config.training["images_seen"] == 16
     if role == "base":
         img, _ = cc.generate(stage, 2, 0, steps=3, labels=torch.tensor([0, 2]))
     elif role == "sr":

@@ -116,7 +116,7 @@ def train(cfg: TrainConfig, resume: str = "", init_from: str = "") -> Path | Non
             if step % cfg.checkpoint_every == 0 or step == cfg.steps or halt:
                 if rt.is_main:
                     save_state(out, step, model, ema, opt, lr_sched, scaler, asdict(cfg))
-                    last_path = save_stage_files(out, step, ema)
+                    last_path = save_stage_files(out, step, ema, cfg.batch_size)
                     prune(out, cfg.keep)
                 D.barrier(rt)
             if halt:

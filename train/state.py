@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -31,8 +32,11 @@ def save_state(out: Path, step: int, model, ema, opt, lr_sched, scaler, cfg_dict
     return atomic_write(out / f"state-{step:07d}.pt", lambda tmp: torch.save(state, tmp))
 
 
-def save_stage_files(out: Path, step: int, ema) -> Path:
-    """The EMA stage as a loadable checkpoint, plus ``latest.safetensors``."""
+def save_stage_files(out: Path, step: int, ema, batch_size: int) -> Path:
+    """The EMA stage as a loadable checkpoint (its metadata records the steps and images
+    trained so far), plus ``latest.safetensors``."""
+    cfg = ema.model.config
+    ema.model.config = replace(cfg, training={**cfg.training, "steps": step, "images_seen": step * batch_size})
     path = save_stage(ema.model, out / f"stage-{step:07d}.safetensors")
     save_stage(ema.model, out / "latest.safetensors")
     return path
