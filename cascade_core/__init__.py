@@ -6,11 +6,11 @@ Inside, images are float32 NCHW in [-1, 1].
 from .augment import aug_alpha_bar, aug_sigma, blur_augment, condition_augment, noise_augment
 from .checkpoint import load_stage, read_config, save_stage
 from .classes import parse_classes
-from .config import AugmentConfig, StageConfig, UNetConfig
+from .config import KINDS, AugmentConfig, ShallowConfig, StageConfig, UNetConfig
 from .denoiser import Denoiser
 from .ema import EMA
 from .errors import CascadeError, CheckpointError, SamplingInterrupted
-from .losses import training_loss
+from .losses import dae_loss, training_loss
 from .noise import NoiseSource
 from .grid import image_grid
 from .resize import downsample
@@ -21,7 +21,7 @@ from .stage import Stage
 from .version import __version__
 
 __all__ = [
-    "AugmentConfig", "CascadeError", "CheckpointError", "Denoiser", "DiscreteSchedule", "EMA", "LowResCond",
+    "AugmentConfig", "KINDS", "ShallowConfig", "dae_loss", "CascadeError", "CheckpointError", "Denoiser", "DiscreteSchedule", "EMA", "LowResCond",
     "NoiseSource", "SAMPLERS", "SPACINGS", "SamplingInterrupted", "ScheduleConfig", "Stage", "StageConfig",
     "UNetConfig", "__version__", "aug_alpha_bar", "aug_sigma", "blur_augment", "check_size",
     "condition_augment", "downsample", "fit_condition", "generate", "get_sampler", "image_grid", "load_stage", "make_condition", "noise_augment",

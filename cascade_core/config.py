@@ -11,6 +11,9 @@ from .errors import CascadeError
 from .schedules import ScheduleConfig
 
 ROLES = ("base", "sr", "refiner")
+# the model kinds each role can be (the shallow-cascade recipe mixes diffusion and one-pass stages)
+KINDS = {"base": ("diffusion", "dae"), "sr": ("diffusion", "pixelshuffle", "resnet"),
+         "refiner": ("diffusion", "conv", "vit")}
 FORMAT_VERSION = 1
 
 
@@ -51,6 +54,25 @@ class AugmentConfig:
 
 
 @dataclass(frozen=True)
+class ShallowConfig:
+    """Hyperparameters of the non-diffusion stage kinds (DAE, PixelShuffle, ResNet, conv, ViT)."""
+
+    hidden: int = 64        # feature channels (ViT: token width)
+    blocks: int = 2         # residual blocks
+    patch: int = 4          # ViT patch size
+    depth: int = 4          # ViT transformer layers
+    heads: int = 4          # ViT attention heads
+    dae_sigma: float = 1.0  # DAE: trained on noise sigma ~ U(0, dae_sigma); its sampling chain starts there
+    dae_steps: int = 8      # DAE: denoising passes of the sampling chain
+
+    def __post_init__(self):
+        if min(self.hidden, self.blocks, self.patch, self.depth, self.heads, self.dae_steps) < 1:
+            raise CascadeError("invalid shallow-stage shape", "positive sizes", asdict(self))
+        if self.hidden % self.heads:
+            raise CascadeError("ViT width must split into heads", f"a multiple of {self.heads}", self.hidden)
+
+
+@dataclass(frozen=True)
 class StageConfig:
     role: str = "base"                  # base | sr | refiner
     resolution: int = 16                # output resolution it was trained at
@@ -67,6 +89,8 @@ class StageConfig:
     augmentation: AugmentConfig = field(default_factory=AugmentConfig)
     refiner_max_t: float = 0.3          # refiner trains on t in [0, refiner_max_t * T)
     training: dict = field(default_factory=dict)  # provenance: data, steps, commands
+    kind: str = "diffusion"             # see KINDS: diffusion, or a one-pass / DAE model
+    shallow: ShallowConfig = field(default_factory=ShallowConfig)
 
     def __post_init__(self):
         object.__setattr__(self, "class_names", tuple(str(c) for c in self.class_names))
@@ -86,10 +110,24 @@ class StageConfig:
             raise CascadeError("an sr stage upsamples", f"0 < low_res < resolution ({self.resolution})", self.low_res)
         if self.role == "refiner" and self.low_res != self.resolution:
             raise CascadeError("a refiner keeps its resolution", f"low_res == {self.resolution}", self.low_res)
-        levels = len(self.unet.channel_mult)
-        if self.resolution % (2 ** (levels - 1)):
-            raise CascadeError("resolution is not divisible by the U-Net's downsampling",
-                               f"a multiple of {2 ** (levels - 1)}", self.resolution)
+        if self.kind not in KINDS[self.role]:
+            raise CascadeError(f"a {self.role} stage cannot be of kind {self.kind!r}", f"one of {KINDS[self.role]}",
+                               self.kind)
+        if self.resolution % self.size_multiple:
+            raise CascadeError("resolution is not divisible by the network's downsampling",
+                               f"a multiple of {self.size_multiple}", self.resolution)
+
+    @property
+    def size_multiple(self) -> int:
+        """Image sides this stage runs on are multiples of this."""
+        if self.kind == "diffusion":
+            return 2 ** (len(self.unet.channel_mult) - 1)
+        return self.shallow.patch if self.kind == "vit" else 1
+
+    @property
+    def deterministic(self) -> bool:
+        """One forward pass maps input to output (no sampling chain, no seed)."""
+        return self.kind in ("pixelshuffle", "resnet", "conv", "vit")
 
     @property
     def conditioned(self) -> bool:
@@ -118,8 +156,9 @@ class StageConfig:
         d["unet"] = UNetConfig(**d.get("unet", {}))
         d["schedule"] = ScheduleConfig(**d.get("schedule", {}))
         d["augmentation"] = AugmentConfig(**d.get("augmentation", {}))
+        d["shallow"] = ShallowConfig(**d.get("shallow", {}))
         return cls(**d)
 
     def describe(self) -> str:
         size = f"{self.low_res}->{self.resolution}px" if self.role == "sr" else f"{self.resolution}px"
-        return f"{self.role} {size}"
+        return f"{self.role} {size}" + ("" if self.kind == "diffusion" else f" ({self.kind})")

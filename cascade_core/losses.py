@@ -85,3 +85,10 @@ def _vb_term(stage, x0, zt, t, frozen_pred, var_out):
     kl = normal_kl(true_mean, true_log, model_mean, model_log).mean(dim=(1, 2, 3)) / math.log(2.0)
     nll = discretized_gaussian_nll(x0, model_mean, 0.5 * model_log).mean(dim=(1, 2, 3)) / math.log(2.0)
     return torch.where(t == 0, nll, kl)
+
+
+def dae_loss(stage: Stage, x0, sigma, noise, labels=None, model=None) -> torch.Tensor:
+    """Per-example MSE of a denoising-autoencoder stage at noise levels ``sigma`` (B,)."""
+    noisy = x0 + sigma.view(-1, 1, 1, 1).to(x0.dtype) * noise
+    out = (model or stage.net)(noisy, sigma, labels).float()
+    return ((out - x0) ** 2).mean(dim=(1, 2, 3))

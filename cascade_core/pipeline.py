@@ -18,6 +18,7 @@ from .errors import CascadeError, check_range
 from .noise import NoiseSource
 from .resize import downsample
 from .samplers import get_sampler
+from .shallow import dae_sample
 from .schedules import karras_sigmas, sampling_sigmas, truncate_sigmas
 from .stage import Stage
 
@@ -84,8 +85,10 @@ def generate(stage: Stage, batch: int, seed: int, steps=30, sampler="dpmpp_2m", 
     _expect_role(stage, "base")
     cfg = stage.config
     noise = NoiseSource.from_seed(seed, batch)
-    sigmas = sampling_sigmas(stage.schedule, steps, spacing)
     s = 0.0 if truncate_s is None else check_range("truncation level s", truncate_s, 0.0, 1.0, stage.name)
+    if cfg.kind == "dae":
+        return _generate_dae(stage, batch, seed, noise, labels, s, aug_schedule, callback, dtype)
+    sigmas = sampling_sigmas(stage.schedule, steps, spacing)
     stop = aug_sigma(s, aug_schedule) if s > 0 else 0.0
     shape = (cfg.channels, cfg.resolution, cfg.resolution)
     if stop >= float(sigmas[0]):  # the whole reverse process lies above s: z_s is the start noise
@@ -110,6 +113,9 @@ def super_resolve(stage: Stage, cond: LowResCond, seed: int, steps=30, sampler="
         raise CascadeError("conditioning channel count does not match", cfg.channels, C, stage.name)
     H, W = h * cfg.factor, w * cfg.factor
     check_size(stage, H, W, what=f"output of {h}x{w} input")
+    if cfg.deterministic:  # one pass over the un-noised image (trained with teacher forcing, not noise)
+        source = cond.clean if cond.clean is not None else cond.image
+        return _one_pass(stage, source, callback, dtype).clamp(-1, 1)
     level = convert_level(cond.level, cond.schedule, cfg.augmentation.schedule)
     noise = NoiseSource.from_seed(seed, B)
     sigmas = sampling_sigmas(stage.schedule, steps, spacing)
@@ -136,6 +142,9 @@ def refine(stage: Stage, image: torch.Tensor, strength: float, seed: int, steps=
     check_size(stage, H, W, what="input image")
     if strength == 0 or int(steps) < 1:
         return image.clamp(-1, 1)
+    if cfg.deterministic:  # strength blends the input with the refiner's one-pass output
+        x = image.float()
+        return (x + strength * (_one_pass(stage, x, callback, dtype) - x)).clamp(-1, 1)
     s = cfg.augmentation.default_s if s is None else s
     noise = NoiseSource.from_seed(seed, B)
     cond = make_condition(image, s, NoiseSource.from_seed(seed + 7919, B), cfg.augmentation.schedule)
@@ -146,6 +155,27 @@ def refine(stage: Stage, image: torch.Tensor, strength: float, seed: int, steps=
     x, _ = run_sampler(stage, x, sigmas, sampler, noise, labels, cond.image, cond.level, guidance, callback,
                        dtype, **options)
     return x.clamp(-1, 1).cpu()
+
+
+def _generate_dae(stage, batch, seed, noise, labels, s, aug_schedule, callback, dtype):
+    cfg = stage.config
+    x = noise.randn((cfg.channels, cfg.resolution, cfg.resolution), stage.device) * cfg.shallow.dae_sigma
+    with torch.inference_mode(), autocast(stage.device, dtype):
+        image = dae_sample(stage, x, noise, None if labels is None else labels.to(stage.device), callback)
+    image = image.float().clamp(-1, 1).cpu()
+    if s > 0:  # no reverse process to truncate: hand over z_0 re-noised to s (the non-truncated path)
+        cond = make_condition(image, s, NoiseSource.from_seed(seed + 7919, batch), aug_schedule)
+        cond.labels = labels
+        return image, cond
+    return image, LowResCond(image, torch.zeros(batch), aug_schedule, image, labels)
+
+
+def _one_pass(stage, x, callback, dtype):
+    with torch.inference_mode(), autocast(stage.device, dtype):
+        out = stage.net(x.to(stage.device, torch.float32)).float()
+    if callback is not None:
+        callback({"i": 0, "total": 1, "x": x, "sigma": 0.0, "denoised": out})
+    return out.cpu()
 
 
 def _partial_sigmas(stage: Stage, sigma_start: float, steps: int, spacing: str) -> torch.Tensor:
@@ -173,7 +203,7 @@ def convert_level(level: torch.Tensor, source: str, target: str) -> torch.Tensor
 
 def fit_condition(stage: Stage, cond: LowResCond) -> LowResCond:
     """Resize a conditioning image to the nearest size whose output fits ``stage``."""
-    m = 2 ** (len(stage.config.unet.channel_mult) - 1)
+    m = stage.config.size_multiple
     step = max(1, m // math.gcd(m, stage.config.factor))  # low-res side must be a multiple of this
     h, w = cond.image.shape[-2:]
     fit = tuple(max(step, math.floor(v / step + 0.5) * step) for v in (h, w))  # ties round up
@@ -185,14 +215,14 @@ def fit_condition(stage: Stage, cond: LowResCond) -> LowResCond:
 
 
 def fitting_sizes(stage: Stage, near: int, count: int = 3) -> list[int]:
-    m = 2 ** (len(stage.config.unet.channel_mult) - 1)
+    m = stage.config.size_multiple
     base = max(m, (near // m) * m)
     return sorted({max(m, base + k * m) for k in range(-1, count - 1)})
 
 
 def check_size(stage: Stage, H: int, W: int, what: str = "image"):
     """Stages run on any size divisible by their U-Net's total downsampling."""
-    m = 2 ** (len(stage.config.unet.channel_mult) - 1)
+    m = stage.config.size_multiple
     if H % m or W % m or H < m or W < m:
         raise CascadeError(f"{what} size {H}x{W} does not fit this stage",
                            f"sides that are multiples of {m} (e.g. {fitting_sizes(stage, H)})", f"{H}x{W}",

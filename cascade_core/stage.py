@@ -1,4 +1,4 @@
-"""A stage: the U-Net, its config and its noise schedule, behind one call.
+"""A stage: its network (the U-Net, or a shallow kind), its config and its noise schedule.
 
 ``Stage.net_output(z_t, sigma, ...)`` feeds the network the noise level the way
 it was trained (timestep index or log-SNR), so everything above it speaks in
@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from . import shallow
 from .config import StageConfig
 from .schedules import DiscreteSchedule
 from .unet import UNet
@@ -20,7 +21,7 @@ class Stage(nn.Module):
     def __init__(self, config: StageConfig):
         super().__init__()
         self.config = config
-        self.net = UNet(config)
+        self.net = UNet(config) if config.kind == "diffusion" else shallow.build(config)
         self.schedule = DiscreteSchedule.from_config(config.schedule)
 
     @property

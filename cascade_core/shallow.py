@@ -1,0 +1,160 @@
+"""The non-diffusion stage kinds of the shallow-cascade recipe, behind the same Stage interface.
+
+* ``dae`` (base): a denoising autoencoder D(x + sigma n, sigma, class) -> x,
+  sampled by a short chain of denoise / re-noise passes from sigma_max down;
+* ``pixelshuffle`` and ``resnet`` (sr): one-pass upsamplers (sub-pixel
+  convolution after residual blocks, or residual blocks after a bilinear
+  upsampling), both predicting a residual over the bilinear upsampled input;
+* ``conv`` and ``vit`` (refiner): one-pass refiners predicting a residual over
+  their input, with local (residual convolutions) or global (a Vision
+  Transformer over patches) receptive field.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+from .config import StageConfig
+from .unet import ResBlock, group_norm, sinusoidal_embedding
+
+
+class PlainBlock(nn.Module):
+    """Residual block without an embedding: norm, SiLU, conv, twice."""
+
+    def __init__(self, ch: int):
+        super().__init__()
+        self.body = nn.Sequential(group_norm(ch), nn.SiLU(), nn.Conv2d(ch, ch, 3, padding=1),
+                                  group_norm(ch), nn.SiLU(), nn.Conv2d(ch, ch, 3, padding=1))
+        nn.init.zeros_(self.body[-1].weight)
+        nn.init.zeros_(self.body[-1].bias)
+
+    def forward(self, x):
+        return x + self.body(x)
+
+
+def _head(ch: int, out: int) -> nn.Module:
+    head = nn.Conv2d(ch, out, 3, padding=1)
+    nn.init.zeros_(head.weight)
+    nn.init.zeros_(head.bias)
+    return nn.Sequential(group_norm(ch), nn.SiLU(), head)
+
+
+class DenoisingAutoencoder(nn.Module):
+    def __init__(self, cfg: StageConfig):
+        super().__init__()
+        h = cfg.shallow.hidden
+        self.cfg, self.emb_dim = cfg, 4 * h
+        self.sigma_mlp = nn.Sequential(nn.Linear(h, 4 * h), nn.SiLU(), nn.Linear(4 * h, 4 * h))
+        self.class_emb = nn.Embedding(cfg.num_classes + 1, 4 * h) if cfg.num_classes else None
+        self.stem = nn.Conv2d(cfg.channels, h, 3, padding=1)
+        self.blocks = nn.ModuleList(ResBlock(h, h, 4 * h, 0.0) for _ in range(cfg.shallow.blocks))
+        self.head = _head(h, cfg.channels)
+
+    def forward(self, x, sigma, labels=None):
+        """Clean-image estimate of ``x`` (noisy at ``sigma``, (B,)); a residual over ``x``."""
+        emb = self.sigma_mlp(sinusoidal_embedding(sigma * 1000, self.cfg.shallow.hidden).to(x.dtype))
+        if self.class_emb is not None:
+            labels = labels if labels is not None else torch.full((x.shape[0],), -1, device=x.device)
+            emb = emb + self.class_emb(torch.where(labels < 0, self.cfg.num_classes, labels)).to(emb.dtype)
+        h = self.stem(x)
+        for block in self.blocks:
+            h = block(h, emb)
+        return x + self.head(h)
+
+
+class PixelShuffleUpsampler(nn.Module):
+    def __init__(self, cfg: StageConfig):
+        super().__init__()
+        h, f = cfg.shallow.hidden, cfg.factor
+        self.cfg = cfg
+        self.body = nn.Sequential(nn.Conv2d(cfg.channels, h, 3, padding=1),
+                                  *[PlainBlock(h) for _ in range(cfg.shallow.blocks)],
+                                  group_norm(h), nn.SiLU(), nn.Conv2d(h, cfg.channels * f * f, 3, padding=1),
+                                  nn.PixelShuffle(f))
+        nn.init.zeros_(self.body[-2].weight)
+        nn.init.zeros_(self.body[-2].bias)
+
+    def forward(self, low):
+        up = F.interpolate(low, scale_factor=self.cfg.factor, mode="bilinear", align_corners=False)
+        return up + self.body(low)
+
+
+class ResNetUpsampler(nn.Module):
+    def __init__(self, cfg: StageConfig):
+        super().__init__()
+        h = cfg.shallow.hidden
+        self.cfg = cfg
+        self.body = nn.Sequential(nn.Conv2d(cfg.channels, h, 3, padding=1),
+                                  *[PlainBlock(h) for _ in range(cfg.shallow.blocks)], _head(h, cfg.channels))
+
+    def forward(self, low):
+        up = F.interpolate(low, scale_factor=self.cfg.factor, mode="bilinear", align_corners=False)
+        return up + self.body(up)
+
+
+class ConvRefiner(nn.Module):
+    def __init__(self, cfg: StageConfig):
+        super().__init__()
+        h = cfg.shallow.hidden
+        self.body = nn.Sequential(nn.Conv2d(cfg.channels, h, 3, padding=1),
+                                  *[PlainBlock(h) for _ in range(cfg.shallow.blocks)], _head(h, cfg.channels))
+
+    def forward(self, x):
+        return x + self.body(x)
+
+
+class ViTRefiner(nn.Module):
+    """Patches -> transformer encoder (global self-attention) -> patches, as a residual."""
+
+    def __init__(self, cfg: StageConfig):
+        super().__init__()
+        s, p = cfg.shallow, cfg.shallow.patch
+        self.cfg, self.grid = cfg, cfg.resolution // p
+        self.embed = nn.Conv2d(cfg.channels, s.hidden, p, stride=p)
+        self.pos = nn.Parameter(torch.zeros(1, s.hidden, self.grid, self.grid))
+        nn.init.normal_(self.pos, std=0.02)
+        layer = nn.TransformerEncoderLayer(s.hidden, s.heads, 4 * s.hidden, dropout=0.0, activation="gelu",
+                                           batch_first=True, norm_first=True)
+        self.encoder = nn.TransformerEncoder(layer, s.depth, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(s.hidden)
+        self.out = nn.Linear(s.hidden, cfg.channels * p * p)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, x):
+        p = self.cfg.shallow.patch
+        tokens = self.embed(x)
+        h, w = tokens.shape[-2:]
+        pos = self.pos if (h, w) == (self.grid, self.grid) else F.interpolate(
+            self.pos, size=(h, w), mode="bicubic", align_corners=False)  # other sizes: interpolated positions
+        seq = rearrange(tokens + pos, "b c h w -> b (h w) c")
+        delta = self.out(self.norm(self.encoder(seq)))
+        return x + rearrange(delta, "b (h w) (c p q) -> b c (h p) (w q)", h=h, w=w, p=p, q=p)
+
+
+MODELS = {"dae": DenoisingAutoencoder, "pixelshuffle": PixelShuffleUpsampler, "resnet": ResNetUpsampler,
+          "conv": ConvRefiner, "vit": ViTRefiner}
+
+
+def build(cfg: StageConfig) -> nn.Module:
+    return MODELS[cfg.kind](cfg)
+
+
+def dae_sigmas(cfg: StageConfig) -> torch.Tensor:
+    """The DAE sampling chain's noise levels: geometric from dae_sigma down to 2% of it."""
+    s = cfg.shallow
+    return torch.logspace(0, -1.7, s.dae_steps, base=10.0, dtype=torch.float64) * s.dae_sigma
+
+
+@torch.no_grad()
+def dae_sample(stage, x: torch.Tensor, noise, labels=None, callback=None) -> torch.Tensor:
+    """Walk-back sampling of a DAE: x <- D(x, sigma_k); re-noise to sigma_{k+1}; ...; return D at the end."""
+    sig = dae_sigmas(stage.config)
+    for k, s in enumerate(sig.tolist()):
+        x0 = stage.net(x, torch.full((x.shape[0],), s, device=x.device), labels).clamp(-1, 1)
+        if callback is not None:
+            callback({"i": k, "total": len(sig), "x": x, "sigma": s, "denoised": x0})
+        x = x0 if k == len(sig) - 1 else x0 + float(sig[k + 1]) * noise.randn_like(x0)
+    return x
