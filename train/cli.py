@@ -33,20 +33,28 @@ def build_parser(role: str, description: str) -> argparse.ArgumentParser:
                    help="continue from the newest state in --out (or from the given state file/folder)")
     p.add_argument("--init-from", default="", metavar="STAGE.safetensors",
                    help="fine-tune an existing stage (its architecture replaces the preset's)")
-    for f in fields(TrainConfig):
-        if f.name in SKIP or (role != "sr" and f.name == "low_res"):
+    add_dataclass_flags(p, TrainConfig, SKIP | ({"low_res"} if role != "sr" else set()), ROLE_DEFAULTS[role])
+    return p
+
+
+def add_dataclass_flags(p: argparse.ArgumentParser, cls, skip=(), defaults=None):
+    """One ``--flag`` per dataclass field (help text from the field's metadata); unset flags are None
+    so that presets and config files can fill them."""
+    defaults = defaults or {}
+    for f in fields(cls):
+        if f.name in skip:
             continue
         flag = "--" + f.name.replace("_", "-")
-        default = ROLE_DEFAULTS[role].get(f.name, f.default if f.default is not MISSING else None)
+        default = defaults.get(f.name, f.default if f.default is not MISSING else None)
         help_text = f.metadata.get("help", "") + f" (default: {default})"
-        if f.name == "preset":
-            p.add_argument(flag, choices=sorted(PRESETS), default=None, help=help_text)
+        if f.metadata.get("choices"):
+            p.add_argument(flag, choices=f.metadata["choices"], default=None, help=help_text)
         elif f.type in (bool, "bool"):
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         else:
-            kind = {"int": int, "float": float, "str": str}.get(f.type if isinstance(f.type, str) else f.type.__name__, str)
+            kind = {"int": int, "float": float, "str": str}.get(f.type if isinstance(f.type, str) else f.type.__name__,
+                                                               str)
             p.add_argument(flag, type=kind, default=None, help=help_text)
-    return p
 
 
 def parse(role: str, description: str, argv=None):

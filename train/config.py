@@ -23,7 +23,8 @@ class TrainConfig:
     # what and where
     data: str = _f("", "image folder (class sub-folders = labels) or .npz with 'images' [and 'labels']")
     out: str = _f("runs/stage", "output folder for checkpoints, samples and logs")
-    preset: str = _f("tiny", "model/optimizer size: tiny (CPU minute), small (shipped cascade), base (paper, GPU)")
+    preset: str = _f("tiny", "model/optimizer size: tiny (CPU minute), small (shipped cascade), base (paper, GPU)",
+                     choices=("tiny", "small", "base"))
     role: str = _f("base", "base | sr | refiner (set by the entry point)")
     name: str = _f("", "stage name stored in the checkpoint")
     resolution: int = _f(16, "output resolution of the stage")
@@ -110,7 +111,7 @@ ROLE_PRESETS = {
 ROLE_DEFAULTS = {"base": dict(resolution=16), "sr": dict(resolution=32, low_res=16), "refiner": dict(resolution=32)}
 
 
-def load_file(path) -> dict:
+def load_file(path, cls=None) -> dict:
     p = Path(path)
     if not p.is_file():
         raise CascadeError("config file not found", "an existing .json or .toml file", str(p))
@@ -125,10 +126,11 @@ def load_file(path) -> dict:
         raise CascadeError("TOML config files need Python 3.11 or newer", "a .json config", p.name) from None
     except (json.JSONDecodeError, ValueError) as e:
         raise CascadeError(f"config file {p.name} does not parse ({e})") from None
-    known = {f.name for f in fields(TrainConfig)}
+    cls = cls or TrainConfig
+    known = {f.name for f in fields(cls)}
     unknown = sorted(set(data) - known)
     if unknown:
-        raise CascadeError(f"unknown keys in {p.name}", "keys of TrainConfig (see --help)", unknown)
+        raise CascadeError(f"unknown keys in {p.name}", f"keys of {cls.__name__} (see --help)", unknown)
     return data
 
 

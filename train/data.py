@@ -162,6 +162,25 @@ class ExampleMaker:
                 low[:, top // f:(top + c) // f, left // f:(left + c) // f])
 
 
+@dataclass
+class PairMaker:
+    """A (target, its downsampled low-res copy, label) example for the shallow cascade."""
+
+    resolution: int
+    low_res: int
+    flip: bool
+    label_dropout: float
+
+    def __call__(self, image: np.ndarray, label: int, key: int) -> dict:
+        g = torch.Generator().manual_seed(int(key))
+        x = torch.from_numpy(image.copy()).permute(2, 0, 1).float().div(127.5).sub(1)
+        u = torch.rand(2, generator=g)
+        if self.flip and u[0] < 0.5:
+            x = x.flip(-1)
+        return {"x_high": x, "x_low": downsample(x[None], self.low_res)[0],
+                "label": torch.tensor(-1 if u[1] < self.label_dropout else int(label))}
+
+
 class KeyedDataset(torch.utils.data.Dataset):
     """Indexed by (dataset index, sample key) pairs from ``KeyedBatchSampler``."""
 

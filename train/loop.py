@@ -19,7 +19,7 @@ from .config import TrainConfig, stage_config
 from .data import ExampleMaker, ImageSource, KeyedDataset, loader
 from .feedback import MetricLog, Progress, save_png
 from .previews import preview_rows
-from .state import find_resume, load_state, prune, save_stage_files, save_state
+from .state import find_resume, load_parts, prune, save_parts, save_stage_files, stage_parts
 
 
 def lr_factor(cfg: TrainConfig, step: int) -> float:
@@ -78,7 +78,7 @@ def train(cfg: TrainConfig, resume: str = "", init_from: str = "") -> Path | Non
     start = 0
     state_path = find_resume(out, resume)
     if state_path is not None:
-        start = load_state(state_path, model, ema, opt, lr_sched, scaler)
+        start = load_parts(state_path, stage_parts(model, ema, opt, lr_sched, scaler))
     net = DistributedDataParallel(model, device_ids=[rt.device] if rt.device.type == "cuda" else None) \
         if rt.world > 1 else model
     maker = ExampleMaker(scfg.role, scfg.resolution, scfg.low_res, cfg.crop, cfg.flip, cfg.label_dropout,
@@ -115,7 +115,7 @@ def train(cfg: TrainConfig, resume: str = "", init_from: str = "") -> Path | Non
             halt = D.any_rank(stop.flag or out_of_time or slice_done, rt) and step < cfg.steps
             if step % cfg.checkpoint_every == 0 or step == cfg.steps or halt:
                 if rt.is_main:
-                    save_state(out, step, model, ema, opt, lr_sched, scaler, asdict(cfg))
+                    save_parts(out, step, stage_parts(model, ema, opt, lr_sched, scaler), asdict(cfg))
                     last_path = save_stage_files(out, step, ema, cfg.batch_size)
                     prune(out, cfg.keep)
                 D.barrier(rt)

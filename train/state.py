@@ -21,15 +21,34 @@ STATE_PATTERN = re.compile(r"state-(\d+)\.pt$")
 STAGE_PATTERN = re.compile(r"stage-(\d+)\.safetensors$")
 
 
-def save_state(out: Path, step: int, model, ema, opt, lr_sched, scaler, cfg_dict: dict) -> Path:
-    state = {
-        "step": step, "model": model.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(),
-        "lr_schedule": lr_sched.state_dict(), "scaler": scaler.state_dict(),
-        "rng_cpu": torch.get_rng_state(),
-        "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "config": json.dumps(cfg_dict),
-    }
+def save_parts(out: Path, step: int, parts: dict, cfg_dict: dict) -> Path:
+    """Atomically write ``state-NNNNNNN.pt``: every part's state_dict, the RNG states and the step."""
+    state = {"step": step, "config": json.dumps(cfg_dict), "rng_cpu": torch.get_rng_state(),
+             "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+             **{name: part.state_dict() for name, part in parts.items()}}
     return atomic_write(out / f"state-{step:07d}.pt", lambda tmp: torch.save(state, tmp))
+
+
+def load_parts(path: Path, parts: dict) -> int:
+    """Restore every part and the RNG states from a state file; returns its step."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise CascadeError(f"cannot read training state {path} ({type(e).__name__}: {e})") from None
+    missing = sorted(set(parts) - set(state))
+    if missing:
+        raise CascadeError(f"training state {path.name} does not match this run", sorted(parts), f"missing {missing}")
+    for name, part in parts.items():
+        part.load_state_dict(state[name])
+    torch.set_rng_state(state["rng_cpu"])
+    if state["rng_cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["rng_cuda"])
+    return int(state["step"])
+
+
+def stage_parts(model, ema, opt, lr_sched, scaler) -> dict:
+    """The parts of a single-stage run, under the names its state files use."""
+    return {"model": model, "ema": ema, "optimizer": opt, "lr_schedule": lr_sched, "scaler": scaler}
 
 
 def save_stage_files(out: Path, step: int, ema, batch_size: int) -> Path:
@@ -40,22 +59,6 @@ def save_stage_files(out: Path, step: int, ema, batch_size: int) -> Path:
     path = save_stage(ema.model, out / f"stage-{step:07d}.safetensors")
     save_stage(ema.model, out / "latest.safetensors")
     return path
-
-
-def load_state(path: Path, model, ema, opt, lr_sched, scaler) -> int:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise CascadeError(f"cannot read training state {path} ({type(e).__name__}: {e})") from None
-    model.load_state_dict(state["model"])
-    ema.load_state_dict(state["ema"])
-    opt.load_state_dict(state["optimizer"])
-    lr_sched.load_state_dict(state["lr_schedule"])
-    scaler.load_state_dict(state["scaler"])
-    torch.set_rng_state(state["rng_cpu"])
-    if state["rng_cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["rng_cuda"])
-    return int(state["step"])
 
 
 def find_resume(out: Path, resume: str) -> Path | None:
