@@ -1,7 +1,6 @@
 """The sampling nodes: BaseSampler, SuperResStage, Refiner. Each converts, calls one core function."""
 from __future__ import annotations
 
-import torch
 
 from . import comfy_bridge as bridge
 from . import widgets as W

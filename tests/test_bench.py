@@ -24,3 +24,17 @@ def test_samplers_quick(capsys):
     assert samplers.main(["--quick"]) == 0
     lines = [ln for ln in capsys.readouterr().out.splitlines() if "NFE" in ln]
     assert len(lines) == 4 and "heun" in lines[2] and "NFE    9" in lines[2]
+
+
+def test_ablation_quick(tmp_path, capsys):
+    from bench import ablation
+    assert ablation.main(["--quick", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "quick ablation: 13 rows" in out and "'s': 0.5, 'truncated': True" in out
+
+
+def test_shallow_ablation_quick(tmp_path, capsys):
+    from bench import shallow_ablation
+    assert shallow_ablation.main(["--quick", "--out", str(tmp_path)]) == 0
+    combos = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith('{"combo"')]
+    assert len(combos) == 3 and all('"epoch_seconds"' in c and '"swd"' in c for c in combos)

@@ -7,7 +7,7 @@ from dataclasses import MISSING, fields
 
 from cascade_core import CascadeError
 
-from .config import PRESETS, ROLE_DEFAULTS, TrainConfig, load_file, resolve
+from .config import ROLE_DEFAULTS, TrainConfig, load_file, resolve
 
 EXAMPLES = {
     "base": "python -m train.stage1 --data ../shared/data/cifar10/train --out runs/base16 --preset small "

@@ -152,7 +152,7 @@ def main(argv=None) -> int:
         lines = [ln for ln in str(e).strip().splitlines() if ln.strip()]
         print(f"error: {lines[-1] if lines else e}", file=sys.stderr)
         return 2
-    for name, path in written.items():
+    for path in written.values():
         print(f"wrote {path}")
     return 0
 

@@ -1,0 +1,179 @@
+"""CDM's ablation in miniature on CIFAR-10, plus the cascade's economics.
+
+    python -m bench.ablation --minutes 20 --num 1000      # ~2.5 h on a 2-core CPU
+    python -m bench.ablation --quick                      # seconds, tiny models (CI)
+
+Trains, with the same training compute (model FLOPs x images, counted with
+PyTorch's flop counter), (a) a single-stage 32x32 base model and (b) a 16->32
+cascade whose base and SR stages share that budget, the SR stage both
+without conditioning augmentation (s_max = 0, CDM Table 2b) and amortized
+over s (Table 3). Then it samples every variant from the same seeds and
+classes and reports KID (mean ± std over subsets) against the test split, per
+augmentation level s, truncated and non-truncated, plus the sampling time of
+the cascade against the single-stage model at the same step budget
+(economics). Results: bench/results/ablation.json and ablation_s.png.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import cascade_core as cc
+from train.config import resolve
+from train.loop import train
+from train.metrics.sample_cascade import sample_cascade
+from train.metrics.scores import kid, sliced_wasserstein
+
+from .common import RESULTS, forward_flops, save, tiny_dataset
+
+LEVELS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5)
+
+
+def train_flops_per_image(cfg) -> float:
+    """Forward+backward FLOPs of one training example (3x the forward, the usual estimate)."""
+    from train.config import stage_config
+    stage = cc.Stage(stage_config(cfg, 10, ()))
+    size = cfg.crop or cfg.resolution
+    f = cfg.resolution // cfg.low_res if cfg.role == "sr" else 1
+    x = torch.randn(1, 3, size, size)
+    cond = torch.randn(1, 3, size // f, size // f) if cfg.role != "base" else None
+    s = torch.zeros(1) if cond is not None else None
+    return 3.0 * forward_flops(lambda: stage(x, torch.tensor([1.0]), cond, s, torch.tensor([0])))
+
+
+def steps_for(cfg, budget_flops: float) -> int:
+    return max(1, int(budget_flops / (train_flops_per_image(cfg) * cfg.batch_size)))
+
+
+def make_configs(data, out: Path, quick: bool):
+    preset = "tiny" if quick else "small"
+    extra = dict(sample_every=0, progress=False, tensorboard=False, data=data, checkpoint_every=10 ** 9)
+    single = resolve("base", preset, {}, {**extra, "resolution": 32 if not quick else 16, "out": str(out / "single32")})
+    base = resolve("base", preset, {}, {**extra, "resolution": 16 if not quick else 8, "out": str(out / "base16")})
+    sr_kw = dict(resolution=32 if not quick else 16, low_res=16 if not quick else 8, crop=16 if not quick else 0)
+    sr_aug = resolve("sr", preset, {}, {**extra, **sr_kw, "s_max": 0.5, "out": str(out / "sr_aug")})
+    sr_none = resolve("sr", preset, {}, {**extra, **sr_kw, "s_max": 0.0, "out": str(out / "sr_noaug")})
+    return single, base, sr_aug, sr_none
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.ablation", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", default="../shared/data/cifar10/train")
+    p.add_argument("--ref", default="../shared/data/cifar10/test")
+    p.add_argument("--out", default="runs/ablation")
+    p.add_argument("--minutes", type=float, default=20.0, help="training time of the single-stage model; its "
+                   "FLOPs are the budget every variant gets")
+    p.add_argument("--num", type=int, default=1000, help="samples per variant")
+    p.add_argument("--steps", type=int, default=30, help="sampler steps of every stage")
+    p.add_argument("--quick", action="store_true")
+    args = p.parse_args(argv)
+    out = Path(args.out)
+    data = args.data
+    if args.quick:  # a dataset made here: no CIFAR needed, seconds of training
+        data = args.ref = str(tiny_dataset(out / "data"))
+    single, base, sr_aug, sr_none = make_configs(data, out, args.quick)
+    # the budget: what the single-stage model does in --minutes (measured steps/s on this machine)
+    budget = train_flops_per_image(single) * single.batch_size * (
+        4 if args.quick else _steps_in(single, args.minutes))
+    plan = {"single": replace(single, steps=steps_for(single, budget)),
+            "base": replace(base, steps=steps_for(base, budget / 2)),
+            "sr_aug": replace(sr_aug, steps=steps_for(sr_aug, budget / 2)),
+            "sr_noaug": replace(sr_none, steps=steps_for(sr_none, budget / 2))}
+    report = {"budget_gflop": budget / 1e9, "num_samples": args.num, "reference": args.ref, "variants": {}}
+    stages = {}
+    for name, cfg in plan.items():
+        t0 = time.time()
+        path = train(cfg)
+        stages[name] = cc.load_stage(path, dtype="fp32")
+        report["variants"][name] = {"steps": cfg.steps, "train_seconds": round(time.time() - t0, 1),
+                                    "params": stages[name].num_parameters()}
+        print(f"trained {name}: {cfg.steps} steps in {time.time() - t0:.0f}s", flush=True)
+    scorer = _scorer(args.ref, 32 if not args.quick else 16, args.num, args.quick)
+    rows = []
+    n = 16 if args.quick else args.num
+    t0 = time.time()
+    imgs, _ = sample_cascade(stages["single"], None, None, n, 100, 0, args.steps, log=None)
+    single_time = time.time() - t0
+    rows.append({"variant": "single-stage 32px", "s": None, "truncated": None, **scorer(imgs),
+                 "sample_seconds": round(single_time, 1)})
+    for sr_name in ("sr_noaug", "sr_aug"):
+        for truncated in (False, True):
+            for s in LEVELS if sr_name == "sr_aug" else (0.0,):
+                if truncated and s == 0:
+                    continue
+                t0 = time.time()
+                imgs, _ = sample_cascade(stages["base"], stages[sr_name], None, n, 100, 0, args.steps, args.steps,
+                                         s=s, truncated=truncated, log=None)
+                rows.append({"variant": f"cascade, {'no aug' if sr_name == 'sr_noaug' else 'amortized aug'}",
+                             "s": s, "truncated": truncated, **scorer(imgs),
+                             "sample_seconds": round(time.time() - t0, 1)})
+                print(rows[-1], flush=True)
+    report["rows"] = rows
+    if not args.quick:
+        save("ablation", report)
+        _plot(rows, RESULTS / "ablation_s.png")
+    else:
+        print(f"quick ablation: {len(rows)} rows")
+    return 0
+
+
+def _steps_in(cfg, minutes: float) -> int:
+    from .preset_cost import step_seconds
+    sec, _ = step_seconds(cfg, cfg.batch_size, 2)
+    return max(1, int(minutes * 60 / sec))
+
+
+def _scorer(ref, size, num, quick):
+    from train.eval import load_images
+    ref_u8, _ = load_images(ref, size, limit=max(num, 2000) if not quick else 32)
+    ref_t = torch.from_numpy(ref_u8).permute(0, 3, 1, 2).float() / 127.5 - 1
+    feats = None
+    if not quick:
+        from train.metrics.inception import InceptionFeatures
+        net = InceptionFeatures()
+        feats = net(ref_u8)
+
+    def score(images: np.ndarray) -> dict:
+        t = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1
+        row = {"swd": float(np.mean(sliced_wasserstein(t, ref_t[: len(t)])))}
+        if feats is not None:
+            row["kid"], row["kid_std"] = kid(net(images), feats)
+        return row
+
+    return score
+
+
+def _plot(rows, path):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no plot")
+        return
+    metric = "kid" if "kid" in rows[0] else "swd"
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for truncated in (False, True):
+        rs = [r for r in rows if r["variant"] == "cascade, amortized aug" and r["truncated"] == truncated]
+        ax.errorbar([r["s"] for r in rs], [r[metric] for r in rs], yerr=[r.get("kid_std", 0) for r in rs],
+                    marker="o", label=f"cascade, {'truncated' if truncated else 'non-truncated'}")
+    for r in rows:
+        if r["s"] is None or r["variant"] == "cascade, no aug":
+            ax.axhline(r[metric], ls="--", lw=1, color="gray" if r["s"] is None else "red")
+            ax.text(0.0, r[metric], "single-stage" if r["s"] is None else "no aug", fontsize=8, va="bottom")
+    ax.set_xlabel("conditioning augmentation level s")
+    ax.set_ylabel(metric.upper())
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
