@@ -30,7 +30,7 @@ from train.loop import train
 from train.metrics.sample_cascade import sample_cascade
 from train.metrics.scores import kid, sliced_wasserstein
 
-from .common import RESULTS, forward_flops, save, tiny_dataset
+from .common import RESULTS, forward_flops, pyplot, save, tiny_dataset
 
 LEVELS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5)
 
@@ -151,12 +151,8 @@ def _scorer(ref, size, num, quick):
 
 
 def _plot(rows, path):
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib is not installed: no plot")
+    plt = pyplot()
+    if plt is None:
         return
     metric = "kid" if "kid" in rows[0] else "swd"
     fig, ax = plt.subplots(figsize=(6, 4))

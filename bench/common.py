@@ -76,3 +76,15 @@ def tiny_dataset(root: Path, classes: int = 3, per_class: int = 8, size: int = 1
             img[i % size:i % size + 4, :] = 255
             Image.fromarray(img).save(folder / f"{i}.png")
     return Path(root)
+
+
+def pyplot():
+    """matplotlib's pyplot on the Agg backend, or None (with a message) when it is not installed."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no plot (pip install matplotlib)")
+        return None
+    return plt

@@ -23,7 +23,7 @@ from train.eval import load_images, reference_features
 from train.metrics.sample_cascade import to_uint8
 from train.metrics.scores import kid, sliced_wasserstein
 
-from .common import RESULTS, save
+from .common import RESULTS, pyplot, save
 
 GRID = [("ddpm", 100, "uniform"), ("ddpm", 250, "uniform"), ("ddpm", 1000, "uniform")] + \
     [(s, n, "karras") for s in ("ddim", "heun", "dpmpp_2m") for n in (10, 20, 50)]
@@ -42,12 +42,8 @@ def draw(stage, sampler, steps, spacing, n, batch, seed, guidance):
 
 
 def plot(rows, path):
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib is not installed: no plot (pip install matplotlib)")
+    plt = pyplot()
+    if plt is None:
         return
     metric = "kid" if "kid" in rows[0] else "swd"
     fig, ax = plt.subplots(figsize=(6, 4))

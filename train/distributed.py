@@ -1,6 +1,7 @@
 """Devices, precision and torch.distributed set-up (torchrun: NCCL on GPUs, gloo on CPUs)."""
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 
@@ -57,6 +58,13 @@ def setup(device_name: str, precision: str) -> Runtime:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     amp, scaler = pick_precision(precision, device)
     return Runtime(rank, world, device, amp, scaler)
+
+
+def autocast_for(rt: Runtime):
+    """Mixed precision as the run's precision setting asks (nothing for fp32)."""
+    if rt.amp_dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(rt.device.type, dtype=rt.amp_dtype)
 
 
 def any_rank(flag: bool, rt: Runtime) -> bool:

@@ -63,6 +63,22 @@ class StopSignal:
             signal.signal(sig, handler)
 
 
+@contextlib.contextmanager
+def run_feedback(rt, out: Path, tensorboard: bool, show_progress: bool, total: int, start: int):
+    """Log, progress bar and stop-signal handling of a run; closed and torn down however it ends."""
+    log = MetricLog(out, tensorboard) if rt.is_main else None
+    progress = Progress(total, start, show_progress and rt.is_main)
+    stop = StopSignal()
+    try:
+        yield log, progress, stop
+    finally:
+        progress.close()
+        stop.restore()
+        if log:
+            log.close()
+        D.teardown()
+
+
 def train(cfg: TrainConfig, resume: str = "", init_from: str = "") -> Path | None:
     """Train one stage; returns the path of the last stage checkpoint written (on rank 0)."""
     rt = D.setup(cfg.device, cfg.precision)
@@ -90,13 +106,10 @@ def train(cfg: TrainConfig, resume: str = "", init_from: str = "") -> Path | Non
         print(f"{scfg.describe()}: {model.num_parameters() / 1e6:.2f}M parameters, {len(source)} images, "
               f"{source.num_classes or 'no'} classes, {rt.world} process(es) on {rt.device}, "
               f"steps {start}->{cfg.steps}", flush=True)
-    log = MetricLog(out, cfg.tensorboard) if rt.is_main else None
-    progress = Progress(cfg.steps, start, cfg.progress and rt.is_main)
-    stop = StopSignal()
     preview_set = KeyedDataset(source, maker)
     batches = iter(loader(source, maker, cfg, rt.rank, rt.world, start))
     t_start, last_path, step = time.time(), None, start
-    try:
+    with run_feedback(rt, out, cfg.tensorboard, cfg.progress, cfg.steps, start) as (log, progress, stop):
         for step in range(start + 1, cfg.steps + 1):
             t0 = time.time()
             loss = _optimizer_step(cfg, rt, model, net, opt, scaler, batches)
@@ -123,12 +136,6 @@ def train(cfg: TrainConfig, resume: str = "", init_from: str = "") -> Path | Non
                 if rt.is_main:
                     print(f"\nstopped at step {step}; resume with --resume", flush=True)
                 break
-    finally:
-        progress.close()
-        stop.restore()
-        if log:
-            log.close()
-        D.teardown()
     return last_path
 
 
@@ -137,7 +144,7 @@ def _optimizer_step(cfg, rt, model, net, opt, scaler, batches) -> float:
     for m in range(cfg.grad_accum):
         batch = {k: v.to(rt.device) for k, v in next(batches).items()}
         sync = m == cfg.grad_accum - 1 or rt.world == 1
-        with (contextlib.nullcontext() if sync else net.no_sync()), _autocast(rt):
+        with (contextlib.nullcontext() if sync else net.no_sync()), D.autocast_for(rt):
             terms = training_loss(model, batch["x0"], batch["t"], batch["noise"], batch.get("cond"),
                                   batch.get("s"), batch["label"], cfg.min_snr_gamma or None, model=net)
             loss = terms["loss"].mean() / cfg.grad_accum
@@ -150,12 +157,6 @@ def _optimizer_step(cfg, rt, model, net, opt, scaler, batches) -> float:
     scaler.update()
     opt.zero_grad(set_to_none=True)
     return total
-
-
-def _autocast(rt):
-    if rt.amp_dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(rt.device.type, dtype=rt.amp_dtype)
 
 
 def _mean_across(value: float, rt) -> float:

@@ -31,8 +31,7 @@ from . import distributed as D
 from .cli import add_dataclass_flags
 from .config import load_file
 from .data import ImageSource, PairMaker, loader
-from .feedback import MetricLog, Progress
-from .loop import StopSignal, _autocast
+from .loop import run_feedback
 from .perceptual import PerceptualLoss
 from .shallow_config import ShallowTrainConfig, stage_configs, teacher_forcing
 from .shallow_model import ShallowCascade
@@ -69,11 +68,10 @@ def train_shallow(cfg: ShallowTrainConfig, resume: str = "", stop_after_epochs: 
         sizes = {k: f"{s.config.kind} {s.num_parameters() / 1e6:.2f}M" for k, s in stages.items()}
         print(f"shallow cascade {sizes}; perceptual: {perceptual.source if perceptual else 'none'}; "
               f"{per_epoch} steps/epoch; epochs {start}->{total_epochs}", flush=True)
-    log = MetricLog(out, cfg.tensorboard) if rt.is_main else None
-    progress = Progress(total_epochs * per_epoch, start * per_epoch, cfg.progress and rt.is_main)
-    stop, written, phase_setup = StopSignal(), {}, None
+    written, phase_setup = {}, None
     scaler = torch.amp.GradScaler(rt.device.type, enabled=rt.scaler)
-    try:
+    with run_feedback(rt, out, cfg.tensorboard, cfg.progress, total_epochs * per_epoch, start * per_epoch) as (
+            log, progress, stop):
         for epoch in range(start, total_epochs):
             phase, e_in, n_in = phase_of(cfg, epoch)
             if phase_setup is None or phase_setup[0] != phase:
@@ -93,7 +91,7 @@ def train_shallow(cfg: ShallowTrainConfig, resume: str = "", stop_after_epochs: 
                 step = epoch * per_epoch + s
                 batch = {k: v.to(rt.device) for k, v in next(batches).items()}
                 p = teacher_forcing(cfg, phase, (e_in * per_epoch + s) / max(1, n_in * per_epoch - 1))
-                with _autocast(rt):
+                with D.autocast_for(rt):
                     losses = net(batch["x_high"], batch["x_low"], batch["label"], phase, p,
                                  seed=(cfg.seed * 1_000_003 + step) * 64 + rt.rank)
                     loss = sum(v.mean() for v in losses.values())
@@ -124,12 +122,6 @@ def train_shallow(cfg: ShallowTrainConfig, resume: str = "", stop_after_epochs: 
                 if rt.is_main:
                     print(f"\nstopped after epoch {epoch + 1}; resume with --resume", flush=True)
                 break
-    finally:
-        progress.close()
-        stop.restore()
-        if log:
-            log.close()
-        D.teardown()
     return written
 
 
