@@ -24,6 +24,8 @@ from .common import forward_flops, interleaved, peak_matmul_flops, save
 SHIPPED = {  # name -> (stage config, batch for sampling, batch for training)
     "base16": (cc.StageConfig(role="base", resolution=16, num_classes=10,
                               unet=cc.UNetConfig(32, (1, 2, 2), 2, (8,), 4)), 64, 64),
+    "sr16to32": (cc.StageConfig(role="sr", resolution=32, low_res=16, num_classes=10,
+                                unet=cc.UNetConfig(32, (1, 2, 2), 2, (), 4)), 16, 64),
 }
 QUICK = {"base8": (cc.StageConfig(role="base", resolution=8, num_classes=10,
                                   unet=cc.UNetConfig(32, (1, 2), 1, (4,), 4)), 4, 4)}
@@ -39,7 +41,8 @@ def diffusers_twin(cfg: cc.StageConfig):
     attn = [cfg.resolution // 2 ** i in u.attention_resolutions for i in range(levels)]
     widths = tuple(u.base_channels * m for m in u.channel_mult)
     return UNet2DModel(
-        sample_size=cfg.resolution, in_channels=cfg.channels, out_channels=cfg.channels,
+        sample_size=cfg.resolution, in_channels=cfg.channels * (2 if cfg.conditioned else 1),
+        out_channels=cfg.channels,
         block_out_channels=widths, layers_per_block=u.num_res_blocks,
         down_block_types=tuple("AttnDownBlock2D" if a else "DownBlock2D" for a in attn),
         up_block_types=tuple("AttnUpBlock2D" if a else "UpBlock2D" for a in reversed(attn)),
@@ -53,10 +56,23 @@ def compare(name, cfg, batch_sample, batch_train, repeats):
     ours = cc.Stage(cfg).eval()
     x, t, y = torch.randn(batch_sample, 3, cfg.resolution, cfg.resolution), torch.full((batch_sample,), 500.0), \
         torch.arange(batch_sample) % max(cfg.num_classes, 1)
-    models = {"ours": (ours, lambda m, x, t, y: m(x, t, labels=y))}
+
+    def ours_call(m, x, t, y):
+        if not cfg.conditioned:
+            return m(x, t, labels=y)
+        return m(x, t, x[:, :, ::cfg.factor, ::cfg.factor], torch.zeros(len(x)), y)  # concat inside
+
+    def theirs_call(m, x, t, y):
+        if cfg.conditioned:  # the same bilinear upsampling and concatenation, done outside
+            cond = torch.nn.functional.interpolate(x[:, :, ::cfg.factor, ::cfg.factor], size=x.shape[-2:],
+                                                   mode="bilinear", align_corners=False)
+            x = torch.cat([x, cond], 1)
+        return m(x, t, class_labels=y).sample
+
+    models = {"ours": (ours, ours_call)}
     try:
         theirs = diffusers_twin(cfg).eval()
-        models["diffusers"] = (theirs, lambda m, x, t, y: m(x, t, class_labels=y).sample)
+        models["diffusers"] = (theirs, theirs_call)
     except ImportError:
         print("diffusers is not installed: measuring our model alone (pip install diffusers to compare)")
     row = {"batch_sample": batch_sample, "batch_train": batch_train}
@@ -73,7 +89,7 @@ def compare(name, cfg, batch_sample, batch_train, repeats):
     def train_step(k):
         m, call = models[k]
         m.train()
-        loss = (call(m, xt, tt, yt) - xt).pow(2).mean()
+        loss = (call(m, xt, tt, yt)[:, :3] - xt).pow(2).mean()
         opts[k].zero_grad(set_to_none=True)
         loss.backward()
         opts[k].step()
