@@ -59,8 +59,10 @@ def read_config(path) -> tuple[StageConfig, dict]:
     return cfg, meta
 
 
-def load_stage(path, device="cpu", dtype: str | torch.dtype | None = None) -> Stage:
-    """Build the stage a file describes and load its weights (in the saved dtype by default)."""
+def load_stage(path, device="cpu", dtype: str | torch.dtype | None = "fp32") -> Stage:
+    """Build the stage a file describes and load its weights, as float32 by default (half-precision
+    convolutions are very slow on CPUs; use autocast for low-precision inference) or, with
+    ``dtype=None``, in the dtype the file was saved in."""
     cfg, meta = read_config(path)
     name = Path(path).name
     try:
