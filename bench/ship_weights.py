@@ -12,7 +12,9 @@ workflow.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +24,7 @@ from PIL import Image
 import cascade_core as cc
 from train.metrics.sample_cascade import to_uint8
 from train.metrics.scores import sliced_wasserstein
+from train.state import STAGE_PATTERN
 
 ROOT = Path(__file__).resolve().parent.parent
 NAMES = {"base": "cifar10-base16", "sr": "cifar10-sr16to32", "refiner": "cifar10-refiner32"}
@@ -38,6 +41,13 @@ def samples(stage, role, n=32):
     return cc.refine(stage, low, 0.5, 0, 10)
 
 
+def _provenance(run: Path, training: dict) -> dict:
+    """Steps and images trained, from the run folder (older runs did not record them in the file)."""
+    steps = max((int(STAGE_PATTERN.search(p.name).group(1)) for p in run.glob("stage-*.safetensors")), default=0)
+    batch = json.loads((run / "config.json").read_text())["batch_size"] if (run / "config.json").is_file() else 0
+    return {**training, "steps": training.get("steps", steps), "images_seen": training.get("images_seen", steps * batch)}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.ship_weights", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -51,6 +61,7 @@ def main(argv=None) -> int:
         if not run:
             continue
         stage = cc.load_stage(Path(run) / "latest.safetensors", dtype="fp32")
+        stage.config = replace(stage.config, training=_provenance(Path(run), stage.config.training))
         path = cc.save_stage(stage, out / f"{name}.safetensors", dtype="fp16")
         half = cc.load_stage(path, dtype="fp32")
         a, b = samples(stage, role), samples(half, role)

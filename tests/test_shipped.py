@@ -1,0 +1,42 @@
+"""The cascade shipped in weights/: its metadata, its size, and the shipped workflows on it."""
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+import cascade_core as cc
+from nodes.run_workflow import run
+
+ROOT = Path(__file__).resolve().parents[1]
+WEIGHTS = ROOT / "weights"
+CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+SHIPPED = {"cifar10-base16": ("base", 0, 16), "cifar10-sr16to32": ("sr", 16, 32),
+           "cifar10-refiner32": ("refiner", 32, 32)}
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_shipped_stage_metadata(name):
+    path = WEIGHTS / f"{name}.safetensors"
+    cfg, meta = cc.read_config(path)
+    role, low, res = SHIPPED[name]
+    assert (cfg.role, cfg.low_res, cfg.resolution) == (role, low, res)
+    assert meta["cdm_dtype"] == "fp16" and path.stat().st_size < 5e6
+    assert cfg.training["steps"] > 0 and "cifar10" in cfg.training["data"]
+    stage = cc.load_stage(path)
+    assert stage.num_parameters() <= 2_000_000
+    if role != "refiner":
+        assert cfg.class_names == CLASSES
+    if role != "base":
+        assert cfg.augmentation.s_max > 0  # trained with conditioning augmentation
+
+
+@pytest.mark.parametrize("workflow,prefix,size", [("01_base_then_sr.json", "base_sr", 32),
+                                                  ("03_upscale_your_image.json", "upscaled", 32)])
+def test_shipped_workflows_run_on_shipped_weights(tmp_path, workflow, prefix, size):
+    saved = run(ROOT / "workflows" / workflow, tmp_path, ["steps=3", "batch_size=2"] if workflow.startswith("01")
+                else ["steps=3"])
+    mine = [p for p in saved if p.name.startswith(prefix)]
+    assert mine and all(Image.open(p).size == (size, size) for p in mine)
+    pixels = torch.tensor(list(Image.open(mine[0]).getdata()), dtype=torch.float32)
+    assert float(pixels.std()) > 5  # an image, not a flat field
