@@ -108,3 +108,40 @@ def test_perceptual_term_uses_a_classifier_file(data, tmp_path):
     assert "loss_perceptual" in (tmp_path / "o" / "metrics.jsonl").read_text()
     bad = [*argv[:-12], "--perceptual", str(tmp_path / "missing.safetensors"), "--perceptual-weight", "0.5"]
     assert main(bad) == 2
+
+
+def _fake_lpips_files(tmp_path):
+    from safetensors.torch import save_file
+    from train.lpips import VGG16, WIDTHS
+    g, backbone, idx, cin = torch.Generator().manual_seed(0), {}, 0, 3
+    for v in VGG16:
+        if v == "M":
+            idx += 1
+            continue
+        backbone[f"features.{idx}.weight"] = torch.randn(v, cin, 3, 3, generator=g) * (2 / (9 * cin)) ** 0.5
+        backbone[f"features.{idx}.bias"] = torch.zeros(v)
+        backbone["classifier.0.weight"] = torch.zeros(2, 2)  # ignored, as in a full torchvision file
+        idx, cin = idx + 2, v
+    save_file(backbone, str(tmp_path / "vgg16.safetensors"))
+    torch.save({f"lin{i}.model.1.weight": torch.rand(1, w, 1, 1, generator=g) for i, w in enumerate(WIDTHS)},
+               tmp_path / "vgg.pth")
+    return tmp_path / "vgg16.safetensors", tmp_path / "vgg.pth"
+
+
+def test_lpips_from_local_files(tmp_path):
+    from train.lpips import LPIPS
+    backbone, linear = _fake_lpips_files(tmp_path)
+    lp = LPIPS(backbone, linear)
+    a, b = torch.rand(2, 3, 32, 32) * 2 - 1, torch.rand(2, 3, 32, 32) * 2 - 1
+    assert float(lp(a, a).abs().max()) < 1e-6 and bool((lp(a, b) > 0).all())
+    with pytest.raises(cc.CascadeError, match="do not match"):
+        LPIPS(linear, linear)
+
+
+def test_shallow_training_with_lpips(data, tmp_path):
+    backbone, linear = _fake_lpips_files(tmp_path)
+    argv = ["--data", str(data), "--out", str(tmp_path / "o"), *SMALL[:-2], "--perceptual-weight", "0.5",
+            "--lpips-backbone", str(backbone), "--lpips-linear", str(linear), "--phase1-epochs", "0",
+            "--phase2-epochs", "1", "--phase3-epochs", "0", "--timesteps", "50"]
+    assert main(argv) == 0
+    assert "loss_perceptual" in (tmp_path / "o" / "metrics.jsonl").read_text()

@@ -32,6 +32,7 @@ from .cli import add_dataclass_flags
 from .config import load_file
 from .data import ImageSource, PairMaker, loader
 from .loop import run_feedback
+from .lpips import LPIPS
 from .perceptual import PerceptualLoss
 from .shallow_config import ShallowTrainConfig, stage_configs, teacher_forcing
 from .shallow_model import ShallowCascade
@@ -52,7 +53,10 @@ def train_shallow(cfg: ShallowTrainConfig, resume: str = "", stop_after_epochs: 
     out, source = Path(cfg.out), ImageSource(cfg.data)
     torch.manual_seed(cfg.seed)
     stages = {k: Stage(c) for k, c in stage_configs(cfg, source.num_classes, source.class_names).items()}
-    perceptual = PerceptualLoss(cfg.perceptual or None) if cfg.perceptual_weight > 0 else None
+    perceptual = None
+    if cfg.perceptual_weight > 0:
+        perceptual = LPIPS(cfg.lpips_backbone, cfg.lpips_linear) if cfg.lpips_backbone or cfg.lpips_linear \
+            else PerceptualLoss(cfg.perceptual or None)
     model = ShallowCascade(stages["coarse"], stages["upsampler"], stages["refiner"], perceptual,
                            cfg.perceptual_weight).to(rt.device)
     per_epoch = max(1, (cfg.epoch_size or len(source)) // cfg.batch_size)

@@ -41,6 +41,8 @@ class ShallowTrainConfig:
     tf3_end: float = _f(0.0, "... and at its end (linear)")
     perceptual_weight: float = _f(0.1, "weight of the refiner's perceptual term (0 = MSE only)")
     perceptual: str = _f("", "classifier file for the perceptual term (default: bench/models/cifar10-classifier)")
+    lpips_backbone: str = _f("", "use LPIPS instead: a local VGG16 state dict (torchvision layout)")
+    lpips_linear: str = _f("", "... and the LPIPS heads (lpips' vgg.pth: lin0..lin4)")
     label_dropout: float = _f(0.1, "labels replaced by the null class (coarse stage)")
     seed: int = _f(0, "seed of every random choice")
     workers: int = _f(0, "data-loading worker processes per rank")
