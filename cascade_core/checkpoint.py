@@ -55,7 +55,9 @@ def read_config(path) -> tuple[StageConfig, dict]:
     except (json.JSONDecodeError, TypeError) as e:
         raise CheckpointError(f"{path.name} has unreadable stage metadata ({e})") from None
     except CascadeError as e:
-        raise CheckpointError(f"{path.name} has invalid stage metadata: {e}") from None
+        written_by = meta.get("cdm_version", "?")
+        newer = f" (written by pack version {written_by}; this is {__version__})" if written_by != __version__ else ""
+        raise CheckpointError(f"{path.name} has invalid stage metadata{newer}: {e}") from None
     return cfg, meta
 
 
