@@ -76,22 +76,26 @@ def stage_path(name: str) -> Path | None:
     return None
 
 
+def _comfy(name: str):
+    """A ``comfy.model_management`` function, or None outside ComfyUI or where a release lacks it."""
+    return getattr(mm, name, None) if mm is not None else None
+
+
 def compute_device() -> torch.device:
-    if mm is not None:
-        return mm.get_torch_device()
+    fn = _comfy("get_torch_device")
+    if fn is not None:
+        return fn()
     return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
 
 
 def offload_device() -> torch.device:
-    if mm is not None:
-        return mm.unet_offload_device()
-    return torch.device("cpu")
+    fn = _comfy("unet_offload_device")
+    return fn() if fn is not None else torch.device("cpu")
 
 
 def intermediate_device() -> torch.device:
-    if mm is not None:
-        return mm.intermediate_device()
-    return torch.device("cpu")
+    fn = _comfy("intermediate_device")
+    return fn() if fn is not None else torch.device("cpu")
 
 
 def supported_dtypes() -> list[str]:
@@ -106,7 +110,7 @@ def on_compute_device(stage: torch.nn.Module):
     """Move a stage to the compute device for one run and back to the offload device after,
     so a cascade of several stages runs where one fits (sequential offloading)."""
     device = compute_device()
-    if mm is not None:
+    if _comfy("free_memory") is not None:
         size = sum(p.numel() * p.element_size() for p in stage.parameters())
         with contextlib.suppress(Exception):  # older/newer ComfyUI may differ in signature
             mm.free_memory(size * 3, device)
@@ -115,7 +119,7 @@ def on_compute_device(stage: torch.nn.Module):
         yield device
     finally:
         stage.to(offload_device())
-        if mm is not None:
+        if _comfy("soft_empty_cache") is not None:
             with contextlib.suppress(Exception):
                 mm.soft_empty_cache()
 
@@ -129,8 +133,9 @@ def request_interrupt(flag: bool = True):
 
 
 def check_interrupt():
-    if mm is not None:
-        mm.throw_exception_if_processing_interrupted()
+    fn = _comfy("throw_exception_if_processing_interrupted")
+    if fn is not None:
+        fn()  # raises ComfyUI's own interrupt exception, which its executor expects
     if _interrupt.is_set():
         _interrupt.clear()
         from ._core import core
@@ -142,7 +147,8 @@ class Progress:
 
     def __init__(self, total: int):
         self.total = total
-        self.bar = comfy_utils.ProgressBar(total) if comfy_utils is not None else None
+        bar = getattr(comfy_utils, "ProgressBar", None) if comfy_utils is not None else None
+        self.bar = bar(total) if bar is not None else None
 
     def __call__(self, info: dict):
         check_interrupt()
