@@ -7,7 +7,7 @@ README = (ROOT / "README.md").read_text()
 
 
 def test_readme_opens_with_run_and_test_commands():
-    commands = re.findall(r"```bash\n(.*?)\n```", README.split("<!-- GRID -->")[0], re.S)
+    commands = re.findall(r"```bash\n(.*?)\n```", README.split("\n## ")[0], re.S)
     assert len(commands) == 2
     run, test = commands
     assert "pip install torch==2.13.0" in run and "python -m nodes.run_workflow workflows/" in run
