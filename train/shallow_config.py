@@ -1,13 +1,11 @@
 """Configuration of the shallow-cascade recipe (coarse 16px -> upsampler 32px -> refiner 32px)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from cascade_core import CascadeError, ScheduleConfig, ShallowConfig, StageConfig, UNetConfig
 
-
-def _f(default, help_text, **kw):
-    return field(default=default, metadata={"help": help_text, **kw})
+from .config import _f
 
 
 @dataclass
