@@ -41,6 +41,13 @@ def _head(ch: int, out: int) -> nn.Module:
     return nn.Sequential(group_norm(ch), nn.SiLU(), head)
 
 
+def _residual_body(cfg: StageConfig) -> nn.Sequential:
+    """Conv in, residual blocks, zero-initialised conv out: a residual over whatever it is given."""
+    h = cfg.shallow.hidden
+    return nn.Sequential(nn.Conv2d(cfg.channels, h, 3, padding=1),
+                         *[PlainBlock(h) for _ in range(cfg.shallow.blocks)], _head(h, cfg.channels))
+
+
 class DenoisingAutoencoder(nn.Module):
     def __init__(self, cfg: StageConfig):
         super().__init__()
@@ -84,10 +91,8 @@ class PixelShuffleUpsampler(nn.Module):
 class ResNetUpsampler(nn.Module):
     def __init__(self, cfg: StageConfig):
         super().__init__()
-        h = cfg.shallow.hidden
         self.cfg = cfg
-        self.body = nn.Sequential(nn.Conv2d(cfg.channels, h, 3, padding=1),
-                                  *[PlainBlock(h) for _ in range(cfg.shallow.blocks)], _head(h, cfg.channels))
+        self.body = _residual_body(cfg)
 
     def forward(self, low):
         up = F.interpolate(low, scale_factor=self.cfg.factor, mode="bilinear", align_corners=False)
@@ -97,9 +102,7 @@ class ResNetUpsampler(nn.Module):
 class ConvRefiner(nn.Module):
     def __init__(self, cfg: StageConfig):
         super().__init__()
-        h = cfg.shallow.hidden
-        self.body = nn.Sequential(nn.Conv2d(cfg.channels, h, 3, padding=1),
-                                  *[PlainBlock(h) for _ in range(cfg.shallow.blocks)], _head(h, cfg.channels))
+        self.body = _residual_body(cfg)
 
     def forward(self, x):
         return x + self.body(x)
