@@ -1,7 +1,8 @@
 """CDM's ablation in miniature on CIFAR-10, plus the cascade's economics.
 
-    python -m bench.ablation --minutes 20 --num 1000      # ~2.5 h on a 2-core CPU
-    python -m bench.ablation --quick                      # seconds, tiny models (CI)
+    python -m bench.ablation --single-steps 300 --num 1000 --steps 20   # ~2 h on a 2-core CPU
+    python -m bench.ablation --minutes 20 --num 1000   # budget = what the single model does in 20 min here
+    python -m bench.ablation --quick                   # seconds, tiny models (CI)
 
 Trains, with the same training compute (model FLOPs x images, counted with
 PyTorch's flop counter), (a) a single-stage 32x32 base model and (b) a 16->32
@@ -28,7 +29,7 @@ import cascade_core as cc
 from train.config import resolve
 from train.loop import train
 from train.metrics.sample_cascade import sample_cascade
-from train.metrics.scores import kid, sliced_wasserstein
+from train.metrics.scores import fid, kid, sliced_wasserstein
 
 from .common import RESULTS, forward_flops, pyplot, save, tiny_dataset
 
@@ -70,6 +71,9 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="runs/ablation")
     p.add_argument("--minutes", type=float, default=20.0, help="training time of the single-stage model; its "
                    "FLOPs are the budget every variant gets")
+    p.add_argument("--single-steps", type=int, default=0, help="the budget as optimizer steps of the single-stage "
+                   "model instead (reproducible on any machine; overrides --minutes)")
+    p.add_argument("--levels", default=",".join(str(v) for v in LEVELS), help="augmentation levels s sampled")
     p.add_argument("--num", type=int, default=1000, help="samples per variant")
     p.add_argument("--steps", type=int, default=30, help="sampler steps of every stage")
     p.add_argument("--quick", action="store_true")
@@ -80,13 +84,14 @@ def main(argv=None) -> int:
         data = args.ref = str(tiny_dataset(out / "data"))
     single, base, sr_aug, sr_none = make_configs(data, out, args.quick)
     # the budget: what the single-stage model does in --minutes (measured steps/s on this machine)
-    budget = train_flops_per_image(single) * single.batch_size * (
-        4 if args.quick else _steps_in(single, args.minutes))
+    single_steps = 4 if args.quick else args.single_steps or _steps_in(single, args.minutes)
+    budget = train_flops_per_image(single) * single.batch_size * single_steps
+    levels = [float(v) for v in args.levels.split(",")]
     plan = {"single": replace(single, steps=steps_for(single, budget)),
             "base": replace(base, steps=steps_for(base, budget / 2)),
             "sr_aug": replace(sr_aug, steps=steps_for(sr_aug, budget / 2)),
             "sr_noaug": replace(sr_none, steps=steps_for(sr_none, budget / 2))}
-    report = {"budget_gflop": budget / 1e9, "num_samples": args.num, "reference": args.ref, "variants": {}}
+    report = {"budget_gflop": budget / 1e9, "single_steps": single_steps, "sampler_steps": args.steps, "num_samples": args.num, "reference": args.ref, "variants": {}}
     stages = {}
     for name, cfg in plan.items():
         t0 = time.time()
@@ -105,7 +110,7 @@ def main(argv=None) -> int:
                  "sample_seconds": round(single_time, 1)})
     for sr_name in ("sr_noaug", "sr_aug"):
         for truncated in (False, True):
-            for s in LEVELS if sr_name == "sr_aug" else (0.0,):
+            for s in levels if sr_name == "sr_aug" else (0.0,):
                 if truncated and s == 0:
                     continue
                 t0 = time.time()
@@ -131,20 +136,25 @@ def _steps_in(cfg, minutes: float) -> int:
 
 
 def _scorer(ref, size, num, quick):
-    from train.eval import load_images
-    ref_u8, _ = load_images(ref, size, limit=max(num, 2000) if not quick else 32)
-    ref_t = torch.from_numpy(ref_u8).permute(0, 3, 1, 2).float() / 127.5 - 1
+    """SWD against the reference images; outside --quick also KID (± std) and FID on Inception features
+    of max(num, 2000) reference images (cached like train.eval's)."""
+    from train.eval import CACHE_DIR, load_images, reference_features
     feats = None
-    if not quick:
+    if quick:
+        ref_u8, _ = load_images(ref, size, limit=32)
+    else:
         from train.metrics.inception import InceptionFeatures
         net = InceptionFeatures()
-        feats = net(ref_u8)
+        feats, ref_u8 = reference_features(net, ref, size, max(num, 2000), CACHE_DIR, print)
+    ref_t = torch.from_numpy(ref_u8).permute(0, 3, 1, 2).float() / 127.5 - 1
 
     def score(images: np.ndarray) -> dict:
         t = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1
         row = {"swd": float(np.mean(sliced_wasserstein(t, ref_t[: len(t)])))}
         if feats is not None:
-            row["kid"], row["kid_std"] = kid(net(images), feats)
+            f = net(images)
+            row["kid"], row["kid_std"] = kid(f, feats)
+            row["fid"] = fid(f, feats)
         return row
 
     return score

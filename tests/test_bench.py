@@ -33,6 +33,14 @@ def test_ablation_quick(tmp_path, capsys):
     assert "quick ablation: 13 rows" in out and "'s': 0.5, 'truncated': True" in out
 
 
+def test_ablation_levels(tmp_path, capsys):
+    """--levels picks the swept s: single + no-aug + 2 non-truncated + 1 truncated rows."""
+    from bench import ablation
+    assert ablation.main(["--quick", "--out", str(tmp_path), "--levels", "0,0.3"]) == 0
+    out = capsys.readouterr().out
+    assert "quick ablation: 5 rows" in out and "'s': 0.5" not in out and "'s': 0.3, 'truncated': True" in out
+
+
 def test_shallow_ablation_quick(tmp_path, capsys):
     from bench import shallow_ablation
     assert shallow_ablation.main(["--quick", "--out", str(tmp_path)]) == 0

@@ -41,6 +41,9 @@ def load_images(path, size: int, limit: int = 0, seed: int = 0):
     return np.stack([src.load(int(i), size) for i in idx]), src.labels[idx]
 
 
+CACHE_DIR = Path.home() / ".cache" / "cdm-eval"
+
+
 def reference_features(net, ref, size, limit, cache_dir: Path | None, log):
     """Inception features of the reference split, cached per dataset, split, size and count."""
     key = hashlib.sha1(json.dumps([str(Path(ref).resolve()), size, limit, PREPROCESSING,
@@ -120,7 +123,7 @@ def main(argv=None) -> int:
     p.add_argument("--batch", type=int, default=100)
     p.add_argument("--inception", default=None, help="path to the FID Inception TorchScript file")
     p.add_argument("--classifier", default=None, help=f"classifier for 'acc' (default {DEFAULT_CLASSIFIER.name})")
-    p.add_argument("--cache", default=str(Path.home() / ".cache" / "cdm-eval"), help="reference feature cache")
+    p.add_argument("--cache", default=str(CACHE_DIR), help="reference feature cache")
     p.add_argument("--save-samples", default="", help="also write the samples to this .npz")
     p.add_argument("--json", default="", help="append the result as one JSON line to this file")
     args = p.parse_args(argv)
