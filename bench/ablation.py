@@ -52,6 +52,13 @@ def steps_for(cfg, budget_flops: float) -> int:
     return max(1, int(budget_flops / (train_flops_per_image(cfg) * cfg.batch_size)))
 
 
+def _budgeted(cfg, budget_flops: float):
+    """``cfg`` with the steps its share of the budget buys and a warmup of a tenth of them: the presets'
+    fixed warmup would leave short runs of different lengths at different learning rates."""
+    steps = steps_for(cfg, budget_flops)
+    return replace(cfg, steps=steps, warmup=max(1, steps // 10))
+
+
 def make_configs(data, out: Path, quick: bool):
     preset = "tiny" if quick else "small"
     extra = dict(sample_every=0, progress=False, tensorboard=False, data=data, checkpoint_every=10 ** 9)
@@ -87,10 +94,8 @@ def main(argv=None) -> int:
     single_steps = 4 if args.quick else args.single_steps or _steps_in(single, args.minutes)
     budget = train_flops_per_image(single) * single.batch_size * single_steps
     levels = [float(v) for v in args.levels.split(",")]
-    plan = {"single": replace(single, steps=steps_for(single, budget)),
-            "base": replace(base, steps=steps_for(base, budget / 2)),
-            "sr_aug": replace(sr_aug, steps=steps_for(sr_aug, budget / 2)),
-            "sr_noaug": replace(sr_none, steps=steps_for(sr_none, budget / 2))}
+    plan = {"single": _budgeted(single, budget), "base": _budgeted(base, budget / 2),
+            "sr_aug": _budgeted(sr_aug, budget / 2), "sr_noaug": _budgeted(sr_none, budget / 2)}
     report = {"budget_gflop": budget / 1e9, "single_steps": single_steps, "sampler_steps": args.steps, "num_samples": args.num, "reference": args.ref, "variants": {}}
     stages = {}
     for name, cfg in plan.items():
