@@ -14,7 +14,8 @@ from safetensors.torch import load_file
 import cascade_core as cc
 from train.cli import main, parse
 from train.data import KeyedBatchSampler
-from train.loop import lr_factor
+from train import loop
+from train.loop import TrainingStopped, lr_factor
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--preset", "tiny", "--base-channels", "8", "--batch-size", "4", "--no-progress", "--log-every", "1",
@@ -100,6 +101,25 @@ def test_sigterm_saves_state_and_exits_cleanly(data, tmp_path):
     states = list(tmp_path.glob("state-*.pt"))
     assert len(states) == 1 and "resume with --resume" in out
     assert cc.load_stage(tmp_path / "latest.safetensors").config.role == "base"
+
+
+def test_sigterm_also_stops_an_in_process_caller(data, tmp_path, monkeypatch):
+    """A program chaining runs (bench.ablation) must not start the next one after a stop signal."""
+    real_step, calls = loop._optimizer_step, []
+
+    def step_then_signal(*args):
+        calls.append(1)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)  # the run's own handler is installed by now
+        return real_step(*args)
+
+    monkeypatch.setattr(loop, "_optimizer_step", step_then_signal)
+    with pytest.raises(TrainingStopped) as stopped:
+        run("base", data, tmp_path, "--resolution", "8", "--steps", "50", "--checkpoint-every", "1000")
+    assert stopped.value.code == 0 and len(calls) < 50
+    assert [p.name for p in tmp_path.glob("state-*.pt")] == [f"state-{len(calls):07d}.pt"]
+    assert signal.getsignal(signal.SIGTERM) is not None and not isinstance(
+        getattr(signal.getsignal(signal.SIGTERM), "__self__", None), loop.StopSignal)
 
 
 def test_two_gloo_processes_match_one(data, tmp_path):

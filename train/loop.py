@@ -45,6 +45,14 @@ def build_stage(cfg: TrainConfig, source: ImageSource, init_from: str | None) ->
     return load_stage(init_from, dtype=torch.float32)
 
 
+class TrainingStopped(SystemExit):
+    """Raised once a stop signal's state is saved: the CLI exits 0, and a program that calls ``train``
+    in-process (a benchmark chaining several runs) stops too instead of starting its next step."""
+
+    def __init__(self):
+        super().__init__(0)
+
+
 class StopSignal:
     """SIGTERM / SIGINT set a flag; the loop saves a state at the end of the step and exits."""
 
@@ -77,6 +85,8 @@ def run_feedback(rt, out: Path, tensorboard: bool, show_progress: bool, total: i
         if log:
             log.close()
         D.teardown()
+    if stop.flag:
+        raise TrainingStopped()
 
 
 def train(cfg: TrainConfig, resume: str = "", init_from: str = "") -> Path | None:
