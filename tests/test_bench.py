@@ -46,3 +46,26 @@ def test_shallow_ablation_quick(tmp_path, capsys):
     assert shallow_ablation.main(["--quick", "--out", str(tmp_path)]) == 0
     combos = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith('{"combo"')]
     assert len(combos) == 3 and all('"epoch_seconds"' in c and '"swd"' in c for c in combos)
+
+
+def test_report_tables_from_results(tmp_path, capsys):
+    """bench.report turns the JSON results into the tables RESULTS.md quotes, ratios computed from them."""
+    import json
+
+    from bench import report
+    rows = [{"variant": "single-stage 32px", "s": None, "truncated": None, "swd": 50.0, "kid": 0.2, "kid_std": 0.01,
+             "fid": 120.0, "sample_seconds": 100.0},
+            {"variant": "cascade, amortized aug", "s": 0.2, "truncated": False, "swd": 40.0, "kid": 0.1,
+             "kid_std": 0.005, "fid": 90.0, "sample_seconds": 150.0},
+            {"variant": "cascade, amortized aug", "s": 0.3, "truncated": True, "swd": 45.0, "kid": 0.12,
+             "kid_std": 0.005, "fid": 95.0, "sample_seconds": 140.0}]
+    variants = {k: {"steps": n} for k, n in (("single", 250), ("base", 469), ("sr_aug", 500))}
+    (tmp_path / "ablation.json").write_text(json.dumps(
+        {"budget_gflop": 35000.0, "num_samples": 1000, "reference": "test", "sampler_steps": 20,
+         "variants": variants, "rows": rows}))
+    assert report.main(["--results", str(tmp_path), "--no-flops"]) == 0
+    out = capsys.readouterr().out
+    assert "| cascade, amortized aug | 0.3 (truncated) | 0.1200 ± 0.0050 | 95.0 | 45.0 | 140 |" in out
+    assert "| KID | 0.2000 | 0.1000 (s = 0.2) | 0.50x |" in out  # the best level, as a ratio to single
+    assert "| sampling seconds per 1k images | 100 | 150 | 1.50x |" in out
+    assert "not run yet" in out and "samplers, shallow_ablation" in out

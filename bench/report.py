@@ -1,0 +1,129 @@
+"""Markdown tables of the quality benchmarks, made from their JSON results (what bench/RESULTS.md quotes).
+
+    python -m bench.report                  # bench/results/{ablation,samplers,shallow_ablation}.json
+    python -m bench.report --results DIR
+
+Each table is printed with the sample count and reference split it was measured with; a benchmark that
+has not been run is named as such. The cascade's economics are derived here: sampling seconds per image
+come from the ablation's timings, model FLOPs per image from PyTorch's flop counter on the variants'
+architectures (the same configurations bench.ablation trains).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .common import RESULTS
+
+
+def _kid(row) -> str:
+    return f"{row['kid']:.4f} ± {row['kid_std']:.4f}" if "kid" in row else "—"
+
+
+def _level(row) -> str:
+    if row["s"] is None:
+        return "—"
+    return f"{row['s']:g}" + (" (truncated)" if row["truncated"] else "")
+
+
+def ablation_table(rep: dict) -> str:
+    v = rep["variants"]
+    lines = [f"{rep['num_samples']} samples per row against {rep['reference']} (Inception features of "
+             f"{max(rep['num_samples'], 2000)} images); training budget {rep['budget_gflop']:,.0f} GFLOP per "
+             f"variant pair ({v['single']['steps']} steps of the single-stage model = "
+             f"{v['base']['steps']} base + {v['sr_aug']['steps']} SR steps of the cascade); "
+             f"{rep.get('sampler_steps', 30)} DPM-Solver++(2M) steps per stage.", "",
+             "| variant | s at sampling | KID ± std | FID | SWD | sampling s / 1k images |",
+             "|---|---|---|---|---|---|"]
+    for r in rep["rows"]:
+        fid = f"{r['fid']:.1f}" if "fid" in r else "—"
+        lines.append(f"| {r['variant']} | {_level(r)} | {_kid(r)} | {fid} | {r['swd']:.1f} | "
+                     f"{r['sample_seconds'] * 1000 / rep['num_samples']:.0f} |")
+    return "\n".join(lines)
+
+
+def economics_table(rep: dict, flops: dict | None) -> str:
+    rows = rep["rows"]
+    single = next(r for r in rows if r["s"] is None)
+    cascades = [r for r in rows if r["variant"] == "cascade, amortized aug"]
+    best = min(cascades, key=lambda r: r.get("kid", r["swd"]))
+    key = "kid" if "kid" in single else "swd"
+    lines = ["| | single-stage 32px | cascade 16→32 (best s) | cascade / single |", "|---|---|---|---|",
+             f"| {key.upper()} | {single[key]:.4f} | {best[key]:.4f} (s = {_level(best)}) | "
+             f"{best[key] / single[key]:.2f}x |",
+             f"| sampling seconds per 1k images | {single['sample_seconds'] * 1000 / rep['num_samples']:.0f} | "
+             f"{best['sample_seconds'] * 1000 / rep['num_samples']:.0f} | "
+             f"{best['sample_seconds'] / single['sample_seconds']:.2f}x |"]
+    if flops:
+        lines.append(f"| sampling GFLOP per image | {flops['single']:.2f} | {flops['cascade']:.2f} | "
+                     f"{flops['cascade'] / flops['single']:.2f}x |")
+        lines.append(f"| training GFLOP (the budget) | {rep['budget_gflop']:,.0f} | {rep['budget_gflop']:,.0f} | "
+                     "1.00x |")
+    return "\n".join(lines)
+
+
+def sampling_flops(steps: int) -> dict:
+    """Model GFLOPs per sampled image: the single 32px model vs base 16px + SR at 32px (full size)."""
+    from dataclasses import replace
+
+    from .ablation import make_configs, train_flops_per_image
+    single, base, sr, _ = make_configs("", Path("."), False)
+    per_eval = {k: train_flops_per_image(c) / 3 / 1e9 for k, c in
+                (("single", single), ("base", base), ("sr", replace(sr, crop=0)))}
+    return {"single": steps * per_eval["single"], "cascade": steps * (per_eval["base"] + per_eval["sr"])}
+
+
+def samplers_table(rep: dict) -> str:
+    lines = [f"{rep['num_samples']} samples per row from `{rep['stage']}` against {rep['reference']}.", "",
+             "| sampler | steps | grid | model evaluations | KID ± std | SWD | seconds |", "|---|---|---|---|---|---|---|"]
+    for r in rep["rows"]:
+        lines.append(f"| {r['sampler']} | {r['steps']} | {r['spacing']} | {r['nfe']} | {_kid(r)} | {r['swd']:.1f} | "
+                     f"{r['seconds']:.0f} |")
+    return "\n".join(lines)
+
+
+def shallow_table(rep: dict) -> str:
+    lines = [f"{rep['num_samples']} samples per row against {rep['reference']}; epochs per phase "
+             f"{rep['epochs']} of {rep['epoch_size']} images.", "",
+             "| coarse → upsampler → refiner | parameters (coarse / up / refiner) | s per epoch, phase 1 / 2 / 3 | "
+             "training s | KID ± std | SWD |", "|---|---|---|---|---|---|"]
+    for r in rep["rows"]:
+        params = " / ".join(f"{r['params'][k] / 1e6:.2f}M" for k in ("coarse", "upsampler", "refiner"))
+        epochs = " / ".join(f"{r['epoch_seconds'].get(str(p), r['epoch_seconds'].get(p, 0)):.0f}" for p in (1, 2, 3))
+        lines.append(f"| {r['combo'].replace('->', ' → ')} | {params} | {epochs} | {r['train_seconds']} | {_kid(r)} | "
+                     f"{r['swd']:.1f} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.report", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--results", default=str(RESULTS))
+    p.add_argument("--no-flops", action="store_true", help="skip the FLOP count of the economics table")
+    args = p.parse_args(argv)
+    results = Path(args.results)
+
+    def load(name):
+        path = results / f"{name}.json"
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    sections = []
+    if (rep := load("ablation")) is not None:
+        flops = None if args.no_flops else sampling_flops(rep.get("sampler_steps", 30))
+        sections += ["## CDM ablation in miniature", ablation_table(rep), "## Cascade economics",
+                     economics_table(rep, flops)]
+    if (rep := load("samplers")) is not None:
+        sections += ["## Samplers", samplers_table(rep)]
+    if (rep := load("shallow_ablation")) is not None:
+        sections += ["## Shallow-cascade ablation", shallow_table(rep)]
+    missing = [n for n in ("ablation", "samplers", "shallow_ablation") if load(n) is None]
+    if missing:
+        sections.append(f"not run yet (no JSON in {results}): {', '.join(missing)}")
+    print("\n\n".join(sections))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
