@@ -1,8 +1,12 @@
 """CDM's ablation in miniature on CIFAR-10, plus the cascade's economics.
 
-    python -m bench.ablation --single-steps 300 --num 1000 --steps 20   # ~2 h on a 2-core CPU
+    python -m bench.ablation --single-steps 250 --num 1000 --steps 20 --levels 0,0.1,0.2,0.3,0.5
     python -m bench.ablation --minutes 20 --num 1000   # budget = what the single model does in 20 min here
     python -m bench.ablation --quick                   # seconds, tiny models (CI)
+
+Training takes about 25 minutes and each sampled row (1000 cascade samples + KID) about 8 minutes of one
+core; once the variants are trained, ``--part 0/2`` and ``--part 1/2`` in two processes split the rows.
+Every finished row is appended to OUT/rows.jsonl, so a stopped run continues where it was.
 
 Trains, with the same training compute (model FLOPs x images, counted with
 PyTorch's flop counter), (a) a single-stage 32x32 base model and (b) a 16->32
@@ -17,6 +21,7 @@ the cascade against the single-stage model at the same step budget
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from dataclasses import replace
@@ -26,6 +31,7 @@ import numpy as np
 import torch
 
 import cascade_core as cc
+from cascade_core import CascadeError
 from train.config import resolve
 from train.loop import train
 from train.metrics.sample_cascade import sample_cascade
@@ -83,6 +89,8 @@ def main(argv=None) -> int:
     p.add_argument("--levels", default=",".join(str(v) for v in LEVELS), help="augmentation levels s sampled")
     p.add_argument("--num", type=int, default=1000, help="samples per variant")
     p.add_argument("--steps", type=int, default=30, help="sampler steps of every stage")
+    p.add_argument("--part", default="0/1", help="i/n: sample only every n-th row starting at i, to spread the "
+                   "rows over processes once the variants are trained (rows already in OUT/rows.jsonl are kept)")
     p.add_argument("--quick", action="store_true")
     args = p.parse_args(argv)
     out = Path(args.out)
@@ -96,35 +104,38 @@ def main(argv=None) -> int:
     levels = [float(v) for v in args.levels.split(",")]
     plan = {"single": _budgeted(single, budget), "base": _budgeted(base, budget / 2),
             "sr_aug": _budgeted(sr_aug, budget / 2), "sr_noaug": _budgeted(sr_none, budget / 2)}
-    report = {"budget_gflop": budget / 1e9, "single_steps": single_steps, "sampler_steps": args.steps, "num_samples": args.num, "reference": args.ref, "variants": {}}
-    stages = {}
-    for name, cfg in plan.items():
-        t0 = time.time()
-        path = train(cfg)
-        stages[name] = cc.load_stage(path, dtype="fp32")
-        report["variants"][name] = {"steps": cfg.steps, "train_seconds": round(time.time() - t0, 1),
-                                    "params": stages[name].num_parameters()}
-        print(f"trained {name}: {cfg.steps} steps in {time.time() - t0:.0f}s", flush=True)
-    scorer = _scorer(args.ref, 32 if not args.quick else 16, args.num, args.quick)
-    rows = []
+    report = {"budget_gflop": budget / 1e9, "single_steps": single_steps, "sampler_steps": args.steps,
+              "num_samples": args.num, "reference": args.ref, "variants": {}}
+    part, parts = _part(args.part)
+    stages = {name: _trained(cfg, report["variants"], name, parts > 1) for name, cfg in plan.items()}
+    specs = [("single", None, None), ("sr_noaug", 0.0, False)] + \
+        [("sr_aug", s, t) for t in (False, True) for s in levels if not (t and s == 0)]
+    rows_file = out / "rows.jsonl"
+    done = _done_rows(rows_file)
+    scorer = None
     n = 16 if args.quick else args.num
-    t0 = time.time()
-    imgs, _ = sample_cascade(stages["single"], None, None, n, 100, 0, args.steps, log=None)
-    single_time = time.time() - t0
-    rows.append({"variant": "single-stage 32px", "s": None, "truncated": None, **scorer(imgs),
-                 "sample_seconds": round(single_time, 1)})
-    for sr_name in ("sr_noaug", "sr_aug"):
-        for truncated in (False, True):
-            for s in levels if sr_name == "sr_aug" else (0.0,):
-                if truncated and s == 0:
-                    continue
-                t0 = time.time()
-                imgs, _ = sample_cascade(stages["base"], stages[sr_name], None, n, 100, 0, args.steps, args.steps,
-                                         s=s, truncated=truncated, log=None)
-                rows.append({"variant": f"cascade, {'no aug' if sr_name == 'sr_noaug' else 'amortized aug'}",
-                             "s": s, "truncated": truncated, **scorer(imgs),
-                             "sample_seconds": round(time.time() - t0, 1)})
-                print(rows[-1], flush=True)
+    for i, (sr_name, s, truncated) in enumerate(specs):
+        variant = _variant(sr_name)
+        if i % parts != part or _key(variant, s, truncated) in done:
+            continue
+        scorer = scorer or _scorer(args.ref, 32 if not args.quick else 16, args.num, args.quick)
+        t0 = time.time()
+        if sr_name == "single":
+            imgs, _ = sample_cascade(stages["single"], None, None, n, 100, 0, args.steps, log=None)
+        else:
+            imgs, _ = sample_cascade(stages["base"], stages[sr_name], None, n, 100, 0, args.steps, args.steps,
+                                     s=s, truncated=truncated, log=None)
+        row = {"variant": variant, "s": s, "truncated": truncated, "sample_seconds": round(time.time() - t0, 1),
+               **scorer(imgs)}
+        with open(rows_file, "a") as f:  # one line per row: an interrupted run continues where it stopped
+            f.write(json.dumps(row) + "\n")
+        done[_key(variant, s, truncated)] = row
+        print(row, flush=True)
+    done = _done_rows(rows_file)  # again: other parts may have added rows meanwhile
+    rows = [done.get(_key(_variant(name), s, t)) for name, s, t in specs]
+    if any(r is None for r in rows):
+        print(f"part {part}/{parts} done; {sum(r is None for r in rows)} rows left to other parts", flush=True)
+        return 0
     report["rows"] = rows
     if not args.quick:
         save("ablation", report)
@@ -132,6 +143,50 @@ def main(argv=None) -> int:
     else:
         print(f"quick ablation: {len(rows)} rows")
     return 0
+
+
+def _part(text: str) -> tuple[int, int]:
+    try:
+        part, parts = (int(v) for v in text.split("/"))
+    except ValueError:
+        part, parts = -1, 0
+    if not 0 <= part < parts:
+        raise CascadeError("--part must be i/n with 0 <= i < n", "e.g. 0/2 and 1/2", text)
+    return part, parts
+
+
+def _variant(name: str) -> str:
+    return {"single": "single-stage 32px", "sr_noaug": "cascade, no aug", "sr_aug": "cascade, amortized aug"}[name]
+
+
+def _key(variant, s, truncated) -> str:
+    return f"{variant}|{s}|{truncated}"
+
+
+def _done_rows(path: Path) -> dict:
+    if not path.is_file():
+        return {}
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return {_key(r["variant"], r["s"], r["truncated"]): r for r in rows}
+
+
+def _trained(cfg, record: dict, name: str, must_exist: bool):
+    """The variant's stage: trained now, or loaded when a previous run (same plan) already wrote it."""
+    path = Path(cfg.out) / f"stage-{cfg.steps:07d}.safetensors"
+    t0 = time.time()
+    if not path.is_file():
+        if must_exist:
+            raise CascadeError(f"--part needs the trained variants; {path} is missing",
+                               "a run without --part first (it trains, then samples)", "no stage file")
+        path = train(cfg)
+        print(f"trained {name}: {cfg.steps} steps in {time.time() - t0:.0f}s", flush=True)
+    stage = cc.load_stage(path, dtype="fp32")
+    timing = Path(cfg.out) / "train_seconds.json"
+    if not timing.is_file():
+        timing.write_text(json.dumps(round(time.time() - t0, 1)))
+    record[name] = {"steps": cfg.steps, "params": stage.num_parameters(),
+                    "train_seconds": json.loads(timing.read_text())}
+    return stage
 
 
 def _steps_in(cfg, minutes: float) -> int:

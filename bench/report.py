@@ -77,7 +77,8 @@ def sampling_flops(steps: int) -> dict:
 
 def samplers_table(rep: dict) -> str:
     lines = [f"{rep['num_samples']} samples per row from `{rep['stage']}` against {rep['reference']}.", "",
-             "| sampler | steps | grid | model evaluations | KID ± std | SWD | seconds |", "|---|---|---|---|---|---|---|"]
+             "| sampler | steps | grid | model evaluations | KID ± std | SWD | seconds |",
+             "|---|---|---|---|---|---|---|"]
     for r in rep["rows"]:
         lines.append(f"| {r['sampler']} | {r['steps']} | {r['spacing']} | {r['nfe']} | {_kid(r)} | {r['swd']:.1f} | "
                      f"{r['seconds']:.0f} |")
@@ -91,9 +92,10 @@ def shallow_table(rep: dict) -> str:
              "training s | KID ± std | SWD |", "|---|---|---|---|---|---|"]
     for r in rep["rows"]:
         params = " / ".join(f"{r['params'][k] / 1e6:.2f}M" for k in ("coarse", "upsampler", "refiner"))
-        epochs = " / ".join(f"{r['epoch_seconds'].get(str(p), r['epoch_seconds'].get(p, 0)):.0f}" for p in (1, 2, 3))
-        lines.append(f"| {r['combo'].replace('->', ' → ')} | {params} | {epochs} | {r['train_seconds']} | {_kid(r)} | "
-                     f"{r['swd']:.1f} |")
+        secs = {int(k): v for k, v in r["epoch_seconds"].items()}
+        epochs = " / ".join(f"{secs[p]:.0f}" if p in secs else "—" for p in (1, 2, 3))
+        combo = r["combo"].replace("->", " → ")
+        lines.append(f"| {combo} | {params} | {epochs} | {r['train_seconds']} | {_kid(r)} | {r['swd']:.1f} |")
     return "\n".join(lines)
 
 

@@ -69,3 +69,31 @@ def test_report_tables_from_results(tmp_path, capsys):
     assert "| KID | 0.2000 | 0.1000 (s = 0.2) | 0.50x |" in out  # the best level, as a ratio to single
     assert "| sampling seconds per 1k images | 100 | 150 | 1.50x |" in out
     assert "not run yet" in out and "samplers, shallow_ablation" in out
+
+
+def test_ablation_rows_continue_and_split_over_parts(tmp_path, capsys):
+    """Rows already in rows.jsonl are not sampled again; parts share the rows and the last writes the report."""
+    import json
+
+    import pytest
+
+    from bench import ablation
+    from cascade_core import CascadeError
+    args = ["--quick", "--out", str(tmp_path), "--levels", "0,0.3"]
+    with pytest.raises(CascadeError, match="--part needs the trained variants"):
+        ablation.main([*args, "--part", "1/2"])
+    assert ablation.main([*args, "--part", "0/1"]) == 0
+    rows = (tmp_path / "rows.jsonl").read_text().splitlines()
+    assert len(rows) == 5
+    (tmp_path / "rows.jsonl").write_text("\n".join(rows[:2]) + "\n")  # as if stopped after two rows
+    capsys.readouterr()
+    assert ablation.main([*args, "--part", "1/2"]) == 0  # rows 1 (present) and 3
+    out = capsys.readouterr().out
+    assert "trained single" not in out and "2 rows left to other parts" in out
+    assert ablation.main([*args, "--part", "0/2"]) == 0  # rows 0 (present), 2 and 4: complete now
+    out = capsys.readouterr().out
+    assert "quick ablation: 5 rows" in out and out.count("{'variant'") == 2
+    keys = [(r["variant"], r["s"], r["truncated"]) for r in map(json.loads, (tmp_path / "rows.jsonl").open())]
+    assert len(set(keys)) == 5
+    with pytest.raises(CascadeError, match="--part must be i/n"):
+        ablation.main([*args, "--part", "2/2"])
