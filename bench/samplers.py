@@ -49,10 +49,11 @@ def plot(rows, path):
     fig, ax = plt.subplots(figsize=(6, 4))
     for name in dict.fromkeys(r["sampler"] for r in rows):
         rs = sorted((r for r in rows if r["sampler"] == name), key=lambda r: r["nfe"])
-        ax.plot([r["nfe"] for r in rs], [r[metric] for r in rs], "o-", label=name)
+        ax.errorbar([r["nfe"] for r in rs], [r[metric] for r in rs], yerr=[r.get("kid_std", 0) for r in rs],
+                    fmt="o-", capsize=3, label=name)
     ax.set_xscale("log")
     ax.set_xlabel("model evaluations per image")
-    ax.set_ylabel("KID" if metric == "kid" else "SWD (mean over levels, x1e3)")
+    ax.set_ylabel("KID (± std over subsets)" if metric == "kid" else "SWD (mean over levels, x1e3)")
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
