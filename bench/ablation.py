@@ -111,12 +111,12 @@ def main(argv=None) -> int:
     specs = [("single", None, None), ("sr_noaug", 0.0, False)] + \
         [("sr_aug", s, t) for t in (False, True) for s in levels if not (t and s == 0)]
     rows_file = out / "rows.jsonl"
-    done = _done_rows(rows_file)
     scorer = None
     n = 16 if args.quick else args.num
     for i, (sr_name, s, truncated) in enumerate(specs):
         variant = _variant(sr_name)
-        if i % parts != part or _key(variant, s, truncated) in done:
+        # the rows file is read anew each time: other processes append to it
+        if i % parts != part or _key(variant, s, truncated) in _done_rows(rows_file):
             continue
         scorer = scorer or _scorer(args.ref, 32 if not args.quick else 16, args.num, args.quick)
         t0 = time.time()
@@ -129,9 +129,8 @@ def main(argv=None) -> int:
                **scorer(imgs)}
         with open(rows_file, "a") as f:  # one line per row: an interrupted run continues where it stopped
             f.write(json.dumps(row) + "\n")
-        done[_key(variant, s, truncated)] = row
         print(row, flush=True)
-    done = _done_rows(rows_file)  # again: other parts may have added rows meanwhile
+    done = _done_rows(rows_file)
     rows = [done.get(_key(_variant(name), s, t)) for name, s, t in specs]
     if any(r is None for r in rows):
         print(f"part {part}/{parts} done; {sum(r is None for r in rows)} rows left to other parts", flush=True)
