@@ -37,7 +37,7 @@ from train.loop import train
 from train.metrics.sample_cascade import sample_cascade
 from train.metrics.scores import fid, kid, sliced_wasserstein
 
-from .common import RESULTS, forward_flops, pyplot, save, tiny_dataset
+from .common import RESULTS, forward_flops, interleaved, pyplot, save, tiny_dataset
 
 LEVELS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5)
 
@@ -136,12 +136,46 @@ def main(argv=None) -> int:
         print(f"part {part}/{parts} done; {sum(r is None for r in rows)} rows left to other parts", flush=True)
         return 0
     report["rows"] = rows
+    eco = report["economics"] = economics(stages, args.steps, 4 if args.quick else 100, 1 if args.quick else 3)
+    sec, fl = eco["seconds_per_image"], eco["gflop_per_image"]
+    print(f"economics: cascade / single-stage = {sec['cascade'] / sec['single']:.2f}x the sampling time, "
+          f"{fl['cascade'] / fl['single']:.2f}x the GFLOPs ({fl['cascade']:.2f} / {fl['single']:.2f} per image)")
     if not args.quick:
         save("ablation", report)
         _plot(rows, RESULTS / "ablation_s.png")
     else:
         print(f"quick ablation: {len(rows)} rows")
     return 0
+
+
+def economics(stages: dict, steps: int, batch: int, repeats: int) -> dict:
+    """Seconds and model GFLOPs per image of the single-stage model and of the cascade (base + SR), same
+    sampler and steps per stage, timed in alternation in this process."""
+    def single():
+        sample_cascade(stages["single"], None, None, batch, batch, 0, steps, log=None)
+
+    def cascade():
+        sample_cascade(stages["base"], stages["sr_aug"], None, batch, batch, 0, steps, steps, s=0.1, log=None)
+
+    seconds = interleaved({"single": single, "cascade": cascade}, repeats=repeats)
+    flops = {k: steps * v for k, v in _eval_gflops(stages).items()}
+    return {"batch": batch, "threads": torch.get_num_threads(),
+            "seconds_per_image": {k: v / batch for k, v in seconds.items()},
+            "gflop_per_image": {"single": flops["single"], "cascade": flops["base"] + flops["sr_aug"]}}
+
+
+def _eval_gflops(stages: dict) -> dict:
+    """GFLOPs of one denoiser evaluation per image, at the resolution each stage samples at."""
+    out = {}
+    for name in ("single", "base", "sr_aug"):
+        st = stages[name].eval()
+        c = st.config
+        x = torch.randn(1, 3, c.resolution, c.resolution)
+        cond = torch.randn(1, 3, c.low_res, c.low_res) if c.role == "sr" else None
+        with torch.no_grad():
+            out[name] = forward_flops(lambda: st(x, torch.tensor([1.0]), cond, torch.zeros(1) if cond is not None
+                                                 else None, torch.tensor([0]))) / 1e9
+    return out
 
 
 def _part(text: str) -> tuple[int, int]:

@@ -5,8 +5,7 @@
 
 Each table is printed with the sample count and reference split it was measured with; a benchmark that
 has not been run is named as such. The cascade's economics are derived here: sampling seconds per image
-come from the ablation's timings, model FLOPs per image from PyTorch's flop counter on the variants'
-architectures (the same configurations bench.ablation trains).
+and model FLOPs per image are what bench.ablation measured side by side (``economics`` in its JSON).
 """
 from __future__ import annotations
 
@@ -44,35 +43,23 @@ def ablation_table(rep: dict) -> str:
     return "\n".join(lines)
 
 
-def economics_table(rep: dict, flops: dict | None) -> str:
+def economics_table(rep: dict) -> str:
     rows = rep["rows"]
     single = next(r for r in rows if r["s"] is None)
-    cascades = [r for r in rows if r["variant"] == "cascade, amortized aug"]
-    best = min(cascades, key=lambda r: r.get("kid", r["swd"]))
+    best = min((r for r in rows if r["variant"] == "cascade, amortized aug"), key=lambda r: r.get("kid", r["swd"]))
     key = "kid" if "kid" in single else "swd"
-    lines = ["| | single-stage 32px | cascade 16→32 (best s) | cascade / single |", "|---|---|---|---|",
-             f"| {key.upper()} | {single[key]:.4f} | {best[key]:.4f} (s = {_level(best)}) | "
+    lines = ["| | single-stage 32px | cascade 16→32 | cascade / single |", "|---|---|---|---|",
+             f"| {key.upper()} (cascade: best s) | {single[key]:.4f} | {best[key]:.4f} (s = {_level(best)}) | "
              f"{best[key] / single[key]:.2f}x |",
-             f"| sampling seconds per 1k images | {single['sample_seconds'] * 1000 / rep['num_samples']:.0f} | "
-             f"{best['sample_seconds'] * 1000 / rep['num_samples']:.0f} | "
-             f"{best['sample_seconds'] / single['sample_seconds']:.2f}x |"]
-    if flops:
-        lines.append(f"| sampling GFLOP per image | {flops['single']:.2f} | {flops['cascade']:.2f} | "
-                     f"{flops['cascade'] / flops['single']:.2f}x |")
-        lines.append(f"| training GFLOP (the budget) | {rep['budget_gflop']:,.0f} | {rep['budget_gflop']:,.0f} | "
-                     "1.00x |")
+             f"| training GFLOP (the budget) | {rep['budget_gflop']:,.0f} | {rep['budget_gflop']:,.0f} | 1.00x |"]
+    eco = rep.get("economics")
+    if eco:
+        sec, fl = eco["seconds_per_image"], eco["gflop_per_image"]
+        lines += [f"| sampling GFLOP per image | {fl['single']:.2f} | {fl['cascade']:.2f} | "
+                  f"{fl['cascade'] / fl['single']:.2f}x |",
+                  f"| sampling ms per image ({eco['threads']} threads, batch {eco['batch']}, alternating) | "
+                  f"{sec['single'] * 1e3:.1f} | {sec['cascade'] * 1e3:.1f} | {sec['cascade'] / sec['single']:.2f}x |"]
     return "\n".join(lines)
-
-
-def sampling_flops(steps: int) -> dict:
-    """Model GFLOPs per sampled image: the single 32px model vs base 16px + SR at 32px (full size)."""
-    from dataclasses import replace
-
-    from .ablation import make_configs, train_flops_per_image
-    single, base, sr, _ = make_configs("", Path("."), False)
-    per_eval = {k: train_flops_per_image(c) / 3 / 1e9 for k, c in
-                (("single", single), ("base", base), ("sr", replace(sr, crop=0)))}
-    return {"single": steps * per_eval["single"], "cascade": steps * (per_eval["base"] + per_eval["sr"])}
 
 
 def samplers_table(rep: dict) -> str:
@@ -103,7 +90,6 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.report", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--results", default=str(RESULTS))
-    p.add_argument("--no-flops", action="store_true", help="skip the FLOP count of the economics table")
     args = p.parse_args(argv)
     results = Path(args.results)
 
@@ -113,9 +99,8 @@ def main(argv=None) -> int:
 
     sections = []
     if (rep := load("ablation")) is not None:
-        flops = None if args.no_flops else sampling_flops(rep.get("sampler_steps", 30))
         sections += ["## CDM ablation in miniature", ablation_table(rep), "## Cascade economics",
-                     economics_table(rep, flops)]
+                     economics_table(rep)]
     if (rep := load("samplers")) is not None:
         sections += ["## Samplers", samplers_table(rep)]
     if (rep := load("shallow_ablation")) is not None:

@@ -31,6 +31,7 @@ def test_ablation_quick(tmp_path, capsys):
     assert ablation.main(["--quick", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "quick ablation: 13 rows" in out and "'s': 0.5, 'truncated': True" in out
+    assert "economics: cascade / single-stage = " in out and "x the GFLOPs" in out
 
 
 def test_ablation_levels(tmp_path, capsys):
@@ -62,12 +63,14 @@ def test_report_tables_from_results(tmp_path, capsys):
     variants = {k: {"steps": n} for k, n in (("single", 250), ("base", 469), ("sr_aug", 500))}
     (tmp_path / "ablation.json").write_text(json.dumps(
         {"budget_gflop": 35000.0, "num_samples": 1000, "reference": "test", "sampler_steps": 20,
-         "variants": variants, "rows": rows}))
-    assert report.main(["--results", str(tmp_path), "--no-flops"]) == 0
+         "variants": variants, "rows": rows, "economics": {"batch": 100, "threads": 2, "seconds_per_image": {
+             "single": 0.02, "cascade": 0.03}, "gflop_per_image": {"single": 14.6, "cascade": 18.2}}}))
+    assert report.main(["--results", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "| cascade, amortized aug | 0.3 (truncated) | 0.1200 ± 0.0050 | 95.0 | 45.0 | 140 |" in out
-    assert "| KID | 0.2000 | 0.1000 (s = 0.2) | 0.50x |" in out  # the best level, as a ratio to single
-    assert "| sampling seconds per 1k images | 100 | 150 | 1.50x |" in out
+    assert "| KID (cascade: best s) | 0.2000 | 0.1000 (s = 0.2) | 0.50x |" in out  # the best level, as a ratio to single
+    assert "| sampling GFLOP per image | 14.60 | 18.20 | 1.25x |" in out
+    assert "| sampling ms per image (2 threads, batch 100, alternating) | 20.0 | 30.0 | 1.50x |" in out
     assert "not run yet" in out and "samplers, shallow_ablation" in out
 
 
