@@ -34,7 +34,7 @@ import cascade_core as cc
 from cascade_core import CascadeError
 from train.config import resolve
 from train.loop import train
-from train.metrics.sample_cascade import sample_cascade
+from train.metrics.sample_cascade import from_uint8, sample_cascade
 from train.metrics.scores import fid, kid, sliced_wasserstein
 
 from .common import RESULTS, forward_flops, interleaved, pyplot, save, tiny_dataset
@@ -42,16 +42,22 @@ from .common import RESULTS, forward_flops, interleaved, pyplot, save, tiny_data
 LEVELS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5)
 
 
+def eval_flops(stage, size: int) -> float:
+    """FLOPs of one denoiser evaluation of ``stage`` on one ``size``-pixel image (an SR stage's
+    conditioning at size / factor, as it samples or trains on crops)."""
+    c = stage.config
+    x = torch.randn(1, 3, size, size)
+    cond = torch.randn(1, 3, size * c.low_res // c.resolution, size * c.low_res // c.resolution) \
+        if c.role != "base" else None
+    s = torch.zeros(1) if cond is not None else None
+    with torch.no_grad():
+        return forward_flops(lambda: stage(x, torch.tensor([1.0]), cond, s, torch.tensor([0])))
+
+
 def train_flops_per_image(cfg) -> float:
     """Forward+backward FLOPs of one training example (3x the forward, the usual estimate)."""
     from train.config import stage_config
-    stage = cc.Stage(stage_config(cfg, 10, ()))
-    size = cfg.crop or cfg.resolution
-    f = cfg.resolution // cfg.low_res if cfg.role == "sr" else 1
-    x = torch.randn(1, 3, size, size)
-    cond = torch.randn(1, 3, size // f, size // f) if cfg.role != "base" else None
-    s = torch.zeros(1) if cond is not None else None
-    return 3.0 * forward_flops(lambda: stage(x, torch.tensor([1.0]), cond, s, torch.tensor([0])))
+    return 3.0 * eval_flops(cc.Stage(stage_config(cfg, 10, ())), cfg.crop or cfg.resolution)
 
 
 def steps_for(cfg, budget_flops: float) -> int:
@@ -158,24 +164,11 @@ def economics(stages: dict, steps: int, batch: int, repeats: int) -> dict:
         sample_cascade(stages["base"], stages["sr_aug"], None, batch, batch, 0, steps, steps, s=0.1, log=None)
 
     seconds = interleaved({"single": single, "cascade": cascade}, repeats=repeats)
-    flops = {k: steps * v for k, v in _eval_gflops(stages).items()}
+    flops = {k: steps * eval_flops(stages[k].eval(), stages[k].config.resolution) / 1e9
+             for k in ("single", "base", "sr_aug")}
     return {"batch": batch, "threads": torch.get_num_threads(),
             "seconds_per_image": {k: v / batch for k, v in seconds.items()},
             "gflop_per_image": {"single": flops["single"], "cascade": flops["base"] + flops["sr_aug"]}}
-
-
-def _eval_gflops(stages: dict) -> dict:
-    """GFLOPs of one denoiser evaluation per image, at the resolution each stage samples at."""
-    out = {}
-    for name in ("single", "base", "sr_aug"):
-        st = stages[name].eval()
-        c = st.config
-        x = torch.randn(1, 3, c.resolution, c.resolution)
-        cond = torch.randn(1, 3, c.low_res, c.low_res) if c.role == "sr" else None
-        with torch.no_grad():
-            out[name] = forward_flops(lambda: st(x, torch.tensor([1.0]), cond, torch.zeros(1) if cond is not None
-                                                 else None, torch.tensor([0]))) / 1e9
-    return out
 
 
 def _part(text: str) -> tuple[int, int]:
@@ -239,10 +232,10 @@ def _scorer(ref, size, num, quick):
         from train.metrics.inception import InceptionFeatures
         net = InceptionFeatures()
         feats, ref_u8 = reference_features(net, ref, size, max(num, 2000), CACHE_DIR, print)
-    ref_t = torch.from_numpy(ref_u8).permute(0, 3, 1, 2).float() / 127.5 - 1
+    ref_t = from_uint8(ref_u8)
 
     def score(images: np.ndarray) -> dict:
-        t = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1
+        t = from_uint8(images)
         row = {"swd": float(np.mean(sliced_wasserstein(t, ref_t[: len(t)])))}
         if feats is not None:
             f = net(images)

@@ -21,7 +21,7 @@ import torch
 import cascade_core as cc
 from cascade_core.samplers import evaluations
 from train.eval import load_images, reference_features
-from train.metrics.sample_cascade import to_uint8
+from train.metrics.sample_cascade import from_uint8, to_uint8
 from train.metrics.scores import kid, sliced_wasserstein
 
 from .common import RESULTS, pyplot, save
@@ -82,7 +82,7 @@ def main(argv=None) -> int:
     else:
         stage = cc.load_stage(args.stage, dtype="fp32")
         ref_u8, _ = load_images(args.ref, stage.config.resolution, limit=max(args.num, 2000))
-        ref = torch.from_numpy(ref_u8).permute(0, 3, 1, 2).float() / 127.5 - 1
+        ref = from_uint8(ref_u8)
         grid, n = [("ddpm", int(v), "uniform") for v in args.ddpm_steps.split(",")] + FAST, args.num
     net = ref_feats = None
     if args.kid and not args.quick:
@@ -96,7 +96,7 @@ def main(argv=None) -> int:
         imgs = draw(stage, sampler, steps, spacing, n, args.batch, 0, args.guidance)
         row = {"sampler": sampler, "steps": steps, "spacing": spacing, "nfe": evaluations(sampler, steps),
                "seconds": round(time.time() - t0, 2)}
-        quantized = torch.from_numpy(to_uint8(imgs)).permute(0, 3, 1, 2).float() / 127.5 - 1
+        quantized = from_uint8(to_uint8(imgs))
         row["swd"] = float(np.mean(sliced_wasserstein(quantized, ref[: len(quantized)])))
         if net is not None:
             row["kid"], row["kid_std"] = kid(net(to_uint8(imgs)), ref_feats)

@@ -18,14 +18,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from cascade_core import CascadeError, load_stage
 
 from .data import ImageSource
 from .metrics import classifier as C
 from .metrics.inception import InceptionFeatures
-from .metrics.sample_cascade import sample_cascade
+from .metrics.sample_cascade import from_uint8, sample_cascade
 from .metrics.scores import fid, kid, sliced_wasserstein
 
 METRICS = ("kid", "fid", "swd", "acc", "cas")
@@ -83,8 +82,7 @@ def evaluate(images: np.ndarray, labels, ref: str, metrics, ref_num=0, inception
     else:
         ref_images, _ = load_images(ref, size, ref_num or len(images))
     if "swd" in metrics:
-        to_t = lambda a: torch.from_numpy(a).permute(0, 3, 1, 2).float() / 127.5 - 1  # noqa: E731
-        result["swd"] = sliced_wasserstein(to_t(images), to_t(ref_images))
+        result["swd"] = sliced_wasserstein(from_uint8(images), from_uint8(ref_images))
     if {"acc", "cas"} & set(metrics):
         if labels is None or (np.asarray(labels) < 0).all():
             raise CascadeError("class accuracy needs class-conditional samples", "labels", "none")

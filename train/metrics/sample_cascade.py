@@ -14,6 +14,11 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
     return ((x.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
 
 
+def from_uint8(images: np.ndarray) -> torch.Tensor:
+    """NHWC uint8 -> NCHW float in [-1, 1], the inverse of ``to_uint8``."""
+    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 127.5 - 1
+
+
 def sample_cascade(base, sr=None, refiner=None, n=1000, batch=100, seed=0, steps=30, sr_steps=30,
                    sampler="dpmpp_2m", spacing="karras", s=0.1, truncated=False, guidance=1.0,
                    refine_strength=0.3, refine_steps=10, log=print):
