@@ -34,7 +34,8 @@ import cascade_core as cc
 from cascade_core import CascadeError
 from train.config import resolve
 from train.loop import train
-from train.metrics.sample_cascade import from_uint8, sample_cascade
+from cascade_core.images import from_uint8
+from train.metrics.sample_cascade import sample_cascade
 from train.metrics.scores import fid, kid, sliced_wasserstein
 
 from .common import RESULTS, forward_flops, interleaved, pyplot, save, tiny_dataset

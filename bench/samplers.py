@@ -19,9 +19,9 @@ import numpy as np
 import torch
 
 import cascade_core as cc
-from cascade_core.samplers import evaluations
+from cascade_core.process.samplers import evaluations
 from train.eval import load_images, reference_features
-from train.metrics.sample_cascade import from_uint8, to_uint8
+from cascade_core.images import from_uint8, to_uint8
 from train.metrics.scores import kid, sliced_wasserstein
 
 from .common import RESULTS, pyplot, save
@@ -36,7 +36,8 @@ def draw(stage, sampler, steps, spacing, n, batch, seed, guidance):
     for start in range(0, n, batch):
         b = min(batch, n - start)
         labels = (torch.arange(start, start + b) % k) if k else None
-        img, _ = cc.generate(stage, b, seed + start, steps, sampler, spacing, labels, guidance)
+        img, _ = cc.generate(stage, b, seed=seed + start, steps=steps, sampler=sampler, spacing=spacing, labels=labels,
+                              guidance=guidance)
         out.append(img)
     return torch.cat(out)
 

@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 
 import cascade_core as cc
-from train.metrics.sample_cascade import to_uint8
+from cascade_core.images import to_uint8
 from train.metrics.scores import sliced_wasserstein
 from train.state import STAGE_PATTERN
 
@@ -33,12 +33,12 @@ NAMES = {"base": "cifar10-base16", "sr": "cifar10-sr16to32", "refiner": "cifar10
 def samples(stage, role, n=32):
     labels = torch.arange(n) % 10 if stage.config.num_classes else None
     if role == "base":
-        return cc.generate(stage, n, 0, 20, labels=labels)[0]
+        return cc.generate(stage, n, seed=0, steps=20, labels=labels)[0]
     size = stage.config.low_res
     low = torch.linspace(-1, 1, n * 3 * size * size).view(n, 3, size, size).sin()
     if role == "sr":
-        return cc.super_resolve(stage, cc.make_condition(low, 0.1, 0), 0, 20, labels=labels)
-    return cc.refine(stage, low, 0.5, 0, 10)
+        return cc.super_resolve(stage, cc.make_condition(low, 0.1, 0), seed=0, steps=20, labels=labels)
+    return cc.refine(stage, low, strength=0.5, seed=0, steps=10)
 
 
 def _provenance(run: Path, training: dict) -> dict:
@@ -69,7 +69,7 @@ def main(argv=None) -> int:
         print(f"{path.name}: {stage.num_parameters() / 1e6:.2f}M params, {path.stat().st_size / 1e6:.1f} MB; "
               f"fp16 vs fp32 samples: max |diff| {float((a - b).abs().max()):.4f}, SWD {swd:.2f}")
         if role == "base":
-            img, _ = cc.generate(half, 1, 7, 30, labels=torch.tensor([7]))  # a horse
+            img, _ = cc.generate(half, 1, seed=7, steps=30, labels=torch.tensor([7]))  # a horse
             Image.fromarray(to_uint8(img)[0]).save(ROOT / "workflows" / "cdm_example_16px.png")
     return 0
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from .config import StageConfig
+from .models.config import StageConfig
 from .errors import CascadeError
 
 UNCONDITIONAL = ("unconditional", "none", "")

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .diffusion import predict_x0
-from .stage import Stage
+from .process.diffusion import predict_x0
+from .models.stage import Stage
 
 
 @dataclass

@@ -11,8 +11,8 @@ import math
 
 import torch
 
-from .diffusion import _at, predict_x0, q_posterior, q_sample, target
-from .stage import Stage
+from .process.diffusion import per_example, predict_x0, q_posterior, q_sample, target
+from .models.stage import Stage
 
 
 def normal_kl(mean1, logvar1, mean2, logvar2):
@@ -75,11 +75,11 @@ def _vb_term(stage, x0, zt, t, frozen_pred, var_out):
     """L_vb in bits per dimension, training only the variance output."""
     cfg, sched = stage.config, stage.schedule
     abar = sched.alphas_cumprod
-    alpha, sigma = _at(abar.sqrt(), t, x0), _at((1 - abar).sqrt(), t, x0)
+    alpha, sigma = per_example(abar.sqrt(), t, x0), per_example((1 - abar).sqrt(), t, x0)
     x0_hat = predict_x0(cfg.parameterization, frozen_pred, zt, alpha, sigma)
     model_mean, _, min_log = q_posterior(sched, x0_hat, zt, t)
     true_mean, _, true_log = q_posterior(sched, x0, zt, t)
-    max_log = _at(sched.betas.log(), t, x0)
+    max_log = per_example(sched.betas.log(), t, x0)
     frac = (var_out + 1) / 2
     model_log = frac * max_log + (1 - frac) * min_log
     kl = normal_kl(true_mean, true_log, model_mean, model_log).mean(dim=(1, 2, 3)) / math.log(2.0)

@@ -28,10 +28,6 @@ _extra_dirs: list[Path] = []
 _interrupt = threading.Event()
 
 
-def in_comfyui() -> bool:
-    return mm is not None
-
-
 def register_model_folder():
     """Register ``models/cascade`` and the pack's ``weights/`` as the ``cascade`` folder."""
     if folder_paths is None:

@@ -1,6 +1,7 @@
 """Conversions between ComfyUI's IMAGE (float32 BHWC in [0, 1]) and the core's NCHW in [-1, 1]."""
 from __future__ import annotations
 
+import numpy as np
 import torch
 from einops import rearrange
 from PIL import Image
@@ -25,5 +26,14 @@ def to_comfy(x: torch.Tensor, device=None) -> torch.Tensor:
 
 def to_pil(x: torch.Tensor) -> Image.Image:
     """One CHW image in [-1, 1] as a PIL image."""
-    arr = ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
-    return Image.fromarray(arr)
+    return Image.fromarray(core.to_uint8(x))
+
+
+def comfy_to_uint8(image: torch.Tensor) -> np.ndarray:
+    """One ComfyUI image (HWC in [0, 1]) as uint8 pixels, quantized as ComfyUI's SaveImage does."""
+    return (image.clamp(0, 1).cpu().numpy() * 255).round().astype(np.uint8)
+
+
+def comfy_from_uint8(pixels: np.ndarray) -> torch.Tensor:
+    """uint8 pixels (HWC, or HW for a mask) as float32 in [0, 1], as ComfyUI's LoadImage reads them."""
+    return torch.from_numpy(np.asarray(pixels, dtype=np.float32) / 255.0)

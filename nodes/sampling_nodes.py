@@ -32,21 +32,22 @@ class CDMBaseSampler:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "stage": (STAGE_TYPE,), "seed": W.seed(), "steps": W.steps(30), "sampler": W.sampler(),
-            "schedule": W.schedule(), "class_name": W.classes("random"), "guidance": W.guidance(),
+            "stage": (STAGE_TYPE,), "seed": W.seed(), "steps": W.steps(30), "sampler_name": W.sampler(),
+            "spacing": W.spacing(), "class_name": W.classes("random"), "guidance": W.guidance(),
             "batch_size": ("INT", {"default": 4, "min": 1, "max": 256}),
             "truncate_s": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.01,
                                      "tooltip": "0 = full sampling (non-truncated); s > 0 = truncated at s"}),
             "dtype": W.dtype(),
         }}
 
-    def sample(self, stage, seed, steps, sampler, schedule, class_name, guidance, batch_size, truncate_s, dtype):
+    def sample(self, stage, seed, steps, sampler_name, spacing, class_name, guidance, batch_size, truncate_s,
+               dtype):
         st = stage.stage
         labels = _labels(st, class_name, batch_size, seed)
         with bridge.on_compute_device(st):
-            image, cond = core.generate(st, batch_size, seed, steps, sampler, schedule, labels, guidance,
-                                        truncate_s or None, callback=bridge.Progress(steps),
-                                        dtype=W.torch_dtype(dtype))
+            image, cond = core.generate(st, batch_size, seed=seed, steps=steps, sampler=sampler_name, spacing=spacing,
+                                        labels=labels, guidance=guidance, truncate_s=truncate_s or None,
+                                        callback=bridge.Progress(steps), dtype=W.torch_dtype(dtype))
         return to_comfy(image, bridge.intermediate_device()), cond
 
 
@@ -62,19 +63,21 @@ class CDMSuperResStage:
     def INPUT_TYPES(cls):
         return {"required": {
             "stage": (STAGE_TYPE,), "lowres": (W.LOWRES_TYPE,), "seed": W.seed(), "steps": W.steps(30),
-            "sampler": W.sampler(), "schedule": W.schedule(), "class_name": W.classes(FROM_INPUT),
+            "sampler_name": W.sampler(), "spacing": W.spacing(), "class_name": W.classes(FROM_INPUT),
             "guidance": W.guidance(),
             "size_mismatch": (["error", "resize to fit"], {"default": "error"}), "dtype": W.dtype(),
         }}
 
-    def upscale(self, stage, lowres, seed, steps, sampler, schedule, class_name, guidance, size_mismatch, dtype):
+    def upscale(self, stage, lowres, seed, steps, sampler_name, spacing, class_name, guidance, size_mismatch,
+                dtype):
         st = stage.stage
         if size_mismatch == "resize to fit":
             lowres = core.fit_condition(st, lowres)
         labels = _labels(st, class_name, lowres.image.shape[0], seed, lowres.labels)
         with bridge.on_compute_device(st):
-            image = core.super_resolve(st, lowres, seed, steps, sampler, schedule, labels, guidance,
-                                       callback=bridge.Progress(steps), dtype=W.torch_dtype(dtype))
+            image = core.super_resolve(st, lowres, seed=seed, steps=steps, sampler=sampler_name, spacing=spacing,
+                                       labels=labels, guidance=guidance, callback=bridge.Progress(steps),
+                                       dtype=W.torch_dtype(dtype))
         return (to_comfy(image, bridge.intermediate_device()),)
 
 
@@ -92,18 +95,20 @@ class CDMRefiner:
             "stage": (STAGE_TYPE,), "image": ("IMAGE",),
             "strength": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 1.0, "step": 0.01,
                                    "tooltip": "how far into the refiner's trained noise range it starts"}),
-            "steps": W.steps(10), "seed": W.seed(), "sampler": W.sampler(), "schedule": W.schedule(),
+            "steps": W.steps(10), "seed": W.seed(), "sampler_name": W.sampler(), "spacing": W.spacing(),
             "class_name": W.classes("unconditional"), "guidance": W.guidance(),
             "s": ("FLOAT", {"default": 0.05, "min": 0.0, "max": 1.0, "step": 0.01,
                             "tooltip": "conditioning augmentation of the refiner's input"}),
             "dtype": W.dtype(),
         }}
 
-    def refine(self, stage, image, strength, steps, seed, sampler, schedule, class_name, guidance, s, dtype):
+    # widget order (strength, steps, seed, ...) is frozen: UI workflows store widget values by position
+    def refine(self, stage, image, strength, steps, seed, sampler_name, spacing, class_name, guidance, s, dtype):
         st = stage.stage
         x = from_comfy(image)
         labels = _labels(st, class_name, x.shape[0], seed)
         with bridge.on_compute_device(st):
-            out = core.refine(st, x, strength, seed, steps, sampler, schedule, labels, guidance, s,
+            out = core.refine(st, x, strength=strength, seed=seed, steps=steps, sampler=sampler_name,
+                              spacing=spacing, labels=labels, guidance=guidance, s=s,
                               callback=bridge.Progress(steps), dtype=W.torch_dtype(dtype))
         return (to_comfy(out, bridge.intermediate_device()),)

@@ -7,6 +7,9 @@ from . import comfy_bridge as bridge
 from ._core import core
 
 LOWRES_TYPE = "CDM_LOWRES"
+# widgets renamed since 0.1.0: old name -> new name. UI workflows store values by position and keep loading;
+# the headless runner maps old names in API prompts, dict-valued widgets and --set.
+RENAMED = {"sampler": "sampler_name", "schedule": "spacing"}
 MAX_SEED = 0xFFFFFFFFFFFFFFFF
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -24,8 +27,11 @@ def sampler(default="dpmpp_2m"):
     return (sorted(core.SAMPLERS), {"default": default})
 
 
-def schedule(default="karras"):
-    return (list(core.SPACINGS), {"default": default})
+def spacing(default="karras"):
+    """How the sampler's noise levels are spaced (the core's ``spacing``; ComfyUI calls its own, different
+    set of values ``scheduler``)."""
+    return (list(core.SPACINGS), {"default": default, "tooltip": "spacing of the noise levels: karras (rho=7), "
+                                                                 "uniform, trailing or ddim over the stage's steps"})
 
 
 def classes(default="random"):

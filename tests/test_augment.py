@@ -2,7 +2,7 @@ import pytest
 import torch
 
 import cascade_core as cc
-from cascade_core.augment import draw_training_augmentation
+from cascade_core.process.augment import draw_training_augmentation
 from cascade_core.pipeline import convert_level
 
 

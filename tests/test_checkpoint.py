@@ -5,7 +5,7 @@ import torch
 from safetensors.torch import save_file
 
 import cascade_core as cc
-from cascade_core.atomic import atomic_write
+from cascade_core.formats.atomic import atomic_write
 from helpers import tiny_stage
 
 

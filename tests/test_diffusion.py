@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import cascade_core as cc
-from cascade_core.diffusion import predict_x0, q_mean_std, q_posterior, q_sample, target
+from cascade_core.process.diffusion import predict_x0, q_mean_std, q_posterior, q_sample, target
 
 SCHED = cc.DiscreteSchedule.from_config(cc.ScheduleConfig("cosine", 200))
 

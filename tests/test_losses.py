@@ -2,7 +2,7 @@ import pytest
 import torch
 
 import cascade_core as cc
-from cascade_core.diffusion import q_posterior
+from cascade_core.process.diffusion import q_posterior
 from cascade_core.losses import min_snr_weight, normal_kl
 from helpers import tiny_stage
 

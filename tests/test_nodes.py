@@ -41,7 +41,7 @@ def _stage(name):
 
 def _sample(seed=3, batch=3, classes="cat, dog, ship", **kw):
     node = NODE_CLASS_MAPPINGS["CDMBaseSampler"]()
-    args = dict(stage=_stage("cifar10-base16.safetensors"), seed=seed, steps=3, sampler="ddpm", schedule="karras",
+    args = dict(stage=_stage("cifar10-base16.safetensors"), seed=seed, steps=3, sampler_name="ddpm", spacing="karras",
                 class_name=classes, guidance=1.0, batch_size=batch, truncate_s=0.0, dtype="fp32")
     args.update(kw)
     return node.sample(**args)
@@ -72,13 +72,14 @@ def test_chain_sr_twice_on_a_batch(tiny_cascade):
     aug = NODE_CLASS_MAPPINGS["CDMCondAugment"]()
     sr = NODE_CLASS_MAPPINGS["CDMSuperResStage"]()
     stage = _stage("cifar10-sr16to32.safetensors")
-    args = dict(seed=1, steps=2, sampler="euler", schedule="karras", class_name="from input", guidance=1.0,
+    args = dict(seed=1, steps=2, sampler_name="euler", spacing="karras", class_name="from input", guidance=1.0,
                 size_mismatch="error", dtype="fp32")
     (x32,) = sr.upscale(stage, aug.augment(image, 0.1, 0.0, 0)[0], **args)
     (x64,) = sr.upscale(stage, aug.augment(x32, 0.1, 0.0, 0)[0], **args)
     assert x32.shape == (2, 32, 32, 3) and x64.shape == (2, 64, 64, 3)
-    (ref,) = NODE_CLASS_MAPPINGS["CDMRefiner"]().refine(_stage("cifar10-refiner32.safetensors"), x32, 0.4, 2, 0,
-                                                        "dpmpp_2m", "karras", "unconditional", 1.0, 0.05, "fp32")
+    (ref,) = NODE_CLASS_MAPPINGS["CDMRefiner"]().refine(
+        _stage("cifar10-refiner32.safetensors"), x32, strength=0.4, steps=2, seed=0, sampler_name="dpmpp_2m",
+        spacing="karras", class_name="unconditional", guidance=1.0, s=0.05, dtype="fp32")
     assert ref.shape == x32.shape
 
 
@@ -118,7 +119,7 @@ def test_size_mismatch_error_and_resize(tmp_path):
     stage = load("deep-sr.safetensors")
     lowres = cc.make_condition(torch.zeros(1, 3, 10, 10), 0.1, 0)
     sr = NODE_CLASS_MAPPINGS["CDMSuperResStage"]()
-    args = dict(seed=0, steps=2, sampler="euler", schedule="karras", class_name="unconditional", guidance=1.0,
+    args = dict(seed=0, steps=2, sampler_name="euler", spacing="karras", class_name="unconditional", guidance=1.0,
                 dtype="fp32")
     with pytest.raises(cc.CascadeError, match=r"20x20 does not fit.*multiples of 8 \(e\.g\. \[8, 16, 24\]\)"):
         sr.upscale(stage, lowres, size_mismatch="error", **args)

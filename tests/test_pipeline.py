@@ -56,22 +56,22 @@ def test_super_resolve_and_recursive_chain(stages):
 
 def test_refine_strength(stages):
     img = torch.rand(2, 3, 16, 16) * 2 - 1
-    assert torch.equal(cc.refine(stages["refiner"], img, 0.0, seed=0), img)
-    out = cc.refine(stages["refiner"], img, 0.5, seed=0, steps=3)
+    assert torch.equal(cc.refine(stages["refiner"], img, strength=0.0, seed=0), img)
+    out = cc.refine(stages["refiner"], img, strength=0.5, seed=0, steps=3)
     assert out.shape == img.shape and not torch.equal(out, img)
 
 
 def test_wrong_stage_and_sizes_raise(stages):
     with pytest.raises(cc.CascadeError, match="needs a base stage"):
-        cc.generate(stages["sr"], 1, 0, steps=2)
+        cc.generate(stages["sr"], 1, seed=0, steps=2)
     with pytest.raises(cc.CascadeError, match="needs a sr stage"):
-        cc.super_resolve(stages["base"], cc.make_condition(torch.zeros(1, 3, 8, 8), 0.1, 0), 0)
+        cc.super_resolve(stages["base"], cc.make_condition(torch.zeros(1, 3, 8, 8), 0.1, 0), seed=0)
     with pytest.raises(cc.CascadeError, match="multiples of 2"):
-        cc.refine(stages["refiner"], torch.zeros(1, 3, 15, 16), 0.5, 0)
+        cc.refine(stages["refiner"], torch.zeros(1, 3, 15, 16), strength=0.5, seed=0)
     with pytest.raises(cc.CascadeError, match="channel"):
-        cc.super_resolve(stages["sr"], cc.make_condition(torch.zeros(1, 1, 8, 8), 0.1, 0), 0)
+        cc.super_resolve(stages["sr"], cc.make_condition(torch.zeros(1, 1, 8, 8), 0.1, 0), seed=0)
     with pytest.raises(cc.CascadeError, match="out of range"):
-        cc.generate(stages["base"], 1, 0, steps=2, truncate_s=1.2)
+        cc.generate(stages["base"], 1, seed=0, steps=2, truncate_s=1.2)
 
 
 def test_parse_classes(stages):

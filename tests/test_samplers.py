@@ -4,8 +4,8 @@ import pytest
 import torch
 
 import cascade_core as cc
-from cascade_core.noise import as_noise_source
-from cascade_core.schedules import karras_sigmas
+from cascade_core.process.noise import as_noise_source
+from cascade_core.process.schedules import karras_sigmas
 from helpers import GaussianDenoiser
 
 MU, S = 0.3, 0.5

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 import cascade_core as cc
-from cascade_core.schedules import make_betas, truncate_sigmas
+from cascade_core.process.schedules import make_betas, truncate_sigmas
 
 
 @pytest.mark.parametrize("kind", ["linear", "cosine"])

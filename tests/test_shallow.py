@@ -36,19 +36,19 @@ def test_one_pass_sr_ignores_seed_and_noise():
 def test_one_pass_refiners_and_strength(kind):
     st = stage(kind, "refiner", 16, 16)
     img = torch.rand(2, 3, 16, 16) * 2 - 1
-    assert torch.equal(cc.refine(st, img, 0.0, 0), img)
+    assert torch.equal(cc.refine(st, img, strength=0.0, seed=0), img)
     with torch.no_grad():
         raw = st.net(img)
-    full, half = cc.refine(st, img, 1.0, 0), cc.refine(st, img, 0.5, 0)
+    full, half = cc.refine(st, img, strength=1.0, seed=0), cc.refine(st, img, strength=0.5, seed=0)
     assert torch.allclose(full, raw.clamp(-1, 1), atol=1e-6)
     assert torch.allclose(half, (img + 0.5 * (raw - img)).clamp(-1, 1), atol=1e-6)
 
 
 def test_vit_runs_at_other_sizes_and_checks_patches():
     st = stage("vit", "refiner", 16, 16)
-    assert cc.refine(st, torch.zeros(1, 3, 32, 24), 1.0, 0).shape == (1, 3, 32, 24)
+    assert cc.refine(st, torch.zeros(1, 3, 32, 24), strength=1.0, seed=0).shape == (1, 3, 32, 24)
     with pytest.raises(cc.CascadeError, match="multiples of 4"):
-        cc.refine(st, torch.zeros(1, 3, 30, 32), 1.0, 0)
+        cc.refine(st, torch.zeros(1, 3, 30, 32), strength=1.0, seed=0)
 
 
 def test_dae_generates_by_seed_with_classes():
@@ -97,8 +97,10 @@ def test_nodes_run_one_pass_stages(tmp_path):
     cc.save_stage(stage("vit", "refiner", 16, 16), tmp_path / "vit.safetensors")
     bridge.add_stage_dir(tmp_path)
     low = NODE_CLASS_MAPPINGS["CDMCondAugment"]().augment(torch.rand(2, 8, 8, 3), 0.1, 0.0, 0)[0]
-    (up,) = NODE_CLASS_MAPPINGS["CDMSuperResStage"]().upscale(load("ps.safetensors"), low, 0, 30, "dpmpp_2m",
-                                                              "karras", "unconditional", 1.0, "error", "fp32")
-    (ref,) = NODE_CLASS_MAPPINGS["CDMRefiner"]().refine(load("vit.safetensors"), up, 1.0, 10, 0, "dpmpp_2m",
-                                                        "karras", "unconditional", 1.0, 0.05, "fp32")
+    (up,) = NODE_CLASS_MAPPINGS["CDMSuperResStage"]().upscale(
+        load("ps.safetensors"), low, seed=0, steps=30, sampler_name="dpmpp_2m", spacing="karras",
+        class_name="unconditional", guidance=1.0, size_mismatch="error", dtype="fp32")
+    (ref,) = NODE_CLASS_MAPPINGS["CDMRefiner"]().refine(
+        load("vit.safetensors"), up, strength=1.0, steps=10, seed=0, sampler_name="dpmpp_2m", spacing="karras",
+        class_name="unconditional", guidance=1.0, s=0.05, dtype="fp32")
     assert up.shape == ref.shape == (2, 16, 16, 3)

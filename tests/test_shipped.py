@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 import cascade_core as cc
-from nodes.run_workflow import run
+from nodes.headless.executor import run
 
 ROOT = Path(__file__).resolve().parents[1]
 WEIGHTS = ROOT / "weights"

@@ -57,11 +57,11 @@ def test_entry_point_trains_and_its_checkpoint_samples(data, tmp_path, role, arg
     assert stage.config.role == role and stage.config.class_names == ("blue", "green", "red")
     assert stage.config.training["steps"] == 4 and stage.config.training["images_seen"] == 16
     if role == "base":
-        img, _ = cc.generate(stage, 2, 0, steps=3, labels=torch.tensor([0, 2]))
+        img, _ = cc.generate(stage, 2, seed=0, steps=3, labels=torch.tensor([0, 2]))
     elif role == "sr":
-        img = cc.super_resolve(stage, cc.make_condition(torch.zeros(2, 3, 8, 8), 0.1, 0), 0, steps=3)
+        img = cc.super_resolve(stage, cc.make_condition(torch.zeros(2, 3, 8, 8), 0.1, 0), seed=0, steps=3)
     else:
-        img = cc.refine(stage, torch.zeros(2, 3, 16, 16), 0.5, 0, steps=3)
+        img = cc.refine(stage, torch.zeros(2, 3, 16, 16), strength=0.5, seed=0, steps=3)
     assert img.shape == (2, 3, size, size)
 
 

@@ -81,8 +81,8 @@ def test_three_phases_write_loadable_stages(data, tmp_path, kinds):
     up = cc.load_stage(tmp_path / "upsampler.safetensors")
     ref = cc.load_stage(tmp_path / "refiner.safetensors")
     assert (coarse.config.kind, up.config.kind, ref.config.kind) == kinds and coarse.config.training["epochs"] == 3
-    img, cond = cc.generate(coarse, 2, 0, steps=3, labels=torch.tensor([0, 1]))
-    x = cc.refine(ref, cc.super_resolve(up, cond, 0, steps=3), 0.5, 0, steps=3)
+    img, cond = cc.generate(coarse, 2, seed=0, steps=3, labels=torch.tensor([0, 1]))
+    x = cc.refine(ref, cc.super_resolve(up, cond, seed=0, steps=3), strength=0.5, seed=0, steps=3)
     assert img.shape == (2, 3, 16, 16) and x.shape == (2, 3, 32, 32)
 
 

@@ -35,7 +35,7 @@ def test_conditioning_changes_output():
 
 
 def test_attention_placed_at_requested_resolution():
-    from cascade_core.unet import Attention
+    from cascade_core.models.unet import Attention
     with_attn = tiny_stage(unet=cc.UNetConfig(8, (1, 2), 1, (4,), 2))
     without = tiny_stage(unet=cc.UNetConfig(8, (1, 2), 1, (), 2))
     count = lambda m: sum(isinstance(x, Attention) for x in m.modules())  # noqa: E731

@@ -5,9 +5,10 @@ import pytest
 from PIL import Image
 
 from nodes import NODE_CLASS_MAPPINGS
-from nodes.run_workflow import CLASSES, main, run
-from nodes.workflow import WorkflowError, declared_inputs, has_control, is_widget, to_prompt
-from nodes.workflow_builder import SHIPPED
+from nodes.headless.executor import CLASSES, run
+from nodes.run_workflow import main
+from nodes.headless.graph import WorkflowError, declared_inputs, has_control, is_widget, to_prompt
+from nodes.headless.builder import SHIPPED
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = sorted((ROOT / "workflows").glob("*.json"))
@@ -23,7 +24,7 @@ EXPECTED = {  # workflow -> {filename prefix: (count, size)}
 def test_four_workflows_are_shipped_and_match_the_builder():
     assert [p.name for p in WORKFLOWS] == sorted(SHIPPED)
     for p in WORKFLOWS:
-        assert json.loads(p.read_text()) == SHIPPED[p.name](), f"{p.name} is stale: python -m nodes.workflow_builder"
+        assert json.loads(p.read_text()) == SHIPPED[p.name](), f"{p.name} is stale: python -m nodes.headless.builder"
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)

@@ -11,7 +11,6 @@ from pathlib import Path
 
 from cascade_core import AugmentConfig, CascadeError, ScheduleConfig, StageConfig, UNetConfig
 
-ROLE_OF_ENTRY = {"stage1": "base", "stage2": "sr", "stage3": "refiner"}
 
 
 def _f(default, help_text, **kw):

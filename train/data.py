@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
-from cascade_core import CascadeError, NoiseSource, condition_augment, downsample
-from cascade_core.augment import draw_training_augmentation
+from cascade_core import CascadeError, NoiseSource, condition_augment, downsample, from_uint8
+from cascade_core.process.augment import draw_training_augmentation
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
 
@@ -132,7 +132,7 @@ class ExampleMaker:
 
     def __call__(self, image: np.ndarray, label: int, key: int) -> dict:
         g = torch.Generator().manual_seed(int(key))
-        x = torch.from_numpy(image.copy()).permute(2, 0, 1).float().div(127.5).sub(1)
+        x = from_uint8(image)
         u = torch.rand(3, generator=g)
         if self.flip and u[0] < 0.5:
             x = x.flip(-1)
@@ -173,7 +173,7 @@ class PairMaker:
 
     def __call__(self, image: np.ndarray, label: int, key: int) -> dict:
         g = torch.Generator().manual_seed(int(key))
-        x = torch.from_numpy(image.copy()).permute(2, 0, 1).float().div(127.5).sub(1)
+        x = from_uint8(image)
         u = torch.rand(2, generator=g)
         if self.flip and u[0] < 0.5:
             x = x.flip(-1)

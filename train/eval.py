@@ -24,7 +24,9 @@ from cascade_core import CascadeError, load_stage
 from .data import ImageSource
 from .metrics import classifier as C
 from .metrics.inception import InceptionFeatures
-from .metrics.sample_cascade import from_uint8, sample_cascade
+from cascade_core.images import from_uint8
+
+from .metrics.sample_cascade import sample_cascade
 from .metrics.scores import fid, kid, sliced_wasserstein
 
 METRICS = ("kid", "fid", "swd", "acc", "cas")

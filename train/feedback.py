@@ -10,6 +10,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from cascade_core import to_uint8
+
 
 class Progress:
     """A one-line progress bar with loss, images per second and ETA on stderr."""
@@ -66,11 +68,6 @@ class MetricLog:
     def close(self):
         if self.tb is not None:
             self.tb.close()
-
-
-def to_uint8(image: torch.Tensor) -> np.ndarray:
-    """CHW in [-1, 1] -> HWC uint8."""
-    return ((image.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
 
 
 def save_png(image: torch.Tensor, path: Path, scale: int = 1):

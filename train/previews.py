@@ -8,13 +8,13 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from cascade_core import downsample, generate, make_condition, refine, super_resolve
+from cascade_core import downsample, from_uint8, generate, make_condition, refine, super_resolve
 
 
 def _targets(dataset, n: int, size: int):
     src = dataset.source
     idx = torch.linspace(0, len(src) - 1, n).long().tolist()
-    imgs = [torch.from_numpy(src.load(i, size).copy()).permute(2, 0, 1).float() / 127.5 - 1 for i in idx]
+    imgs = [from_uint8(src.load(i, size)) for i in idx]
     labels = torch.tensor([max(int(src.labels[i]), -1) for i in idx])
     return torch.stack(imgs), labels
 
@@ -38,7 +38,7 @@ def preview_rows(stage, dataset, cfg) -> list[torch.Tensor]:
         else:
             low = F.interpolate(downsample(target, scfg.resolution // 2), size=target.shape[-2:], mode="bilinear",
                                 align_corners=False)
-            out = refine(stage, low, 1.0, seed=0, steps=cfg.sample_steps, labels=labels)
+            out = refine(stage, low, strength=1.0, seed=0, steps=cfg.sample_steps, labels=labels)
         return [low, out, target]
     finally:
         stage.train(was_training)

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from cascade_core import CascadeError, save_stage
-from cascade_core.atomic import atomic_write
+from cascade_core.formats.atomic import atomic_write
 
 STATE_PATTERN = re.compile(r"state-(\d+)\.pt$")
 STAGE_PATTERN = re.compile(r"stage-(\d+)\.safetensors$")

@@ -20,8 +20,8 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from cascade_core import CascadeError
-from cascade_core.atomic import atomic_write
+from cascade_core import CascadeError, from_uint8
+from cascade_core.formats.atomic import atomic_write
 
 from ..data import ImageSource
 
@@ -85,7 +85,7 @@ def load_split(path, size: int = 32, limit: int = 0, seed: int = 0):
 
 
 def to_input(images_uint8: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(images_uint8).permute(0, 3, 1, 2).float().div(127.5).sub(1)
+    return from_uint8(images_uint8)
 
 
 @torch.no_grad()

@@ -7,16 +7,11 @@ import numpy as np
 import torch
 
 from cascade_core import generate, make_condition, refine, super_resolve
+from cascade_core.images import to_uint8
 
-
-def to_uint8(x: torch.Tensor) -> np.ndarray:
-    """NCHW in [-1, 1] -> NHWC uint8, the quantization a PNG applies."""
-    return ((x.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
-
-
-def from_uint8(images: np.ndarray) -> torch.Tensor:
-    """NHWC uint8 -> NCHW float in [-1, 1], the inverse of ``to_uint8``."""
-    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 127.5 - 1
+# each stage of the cascade draws its noise from its own block of seeds: image i of stage k uses
+# seed + i + k * STAGE_SEED_STRIDE, so no two stages share a stream for runs of fewer images than this
+STAGE_SEED_STRIDE = 10 ** 6
 
 
 def sample_cascade(base, sr=None, refiner=None, n=1000, batch=100, seed=0, steps=30, sr_steps=30,
@@ -30,15 +25,16 @@ def sample_cascade(base, sr=None, refiner=None, n=1000, batch=100, seed=0, steps
         lab = labels[start:start + batch]
         b = len(lab)
         cls = lab if k else None
-        img, cond = generate(base, b, seed + start, steps, sampler, spacing, cls, guidance,
-                             truncate_s=s if (sr is not None and truncated and s > 0) else None)
+        img, cond = generate(base, b, seed=seed + start, steps=steps, sampler=sampler, spacing=spacing, labels=cls,
+                             guidance=guidance, truncate_s=s if (sr is not None and truncated and s > 0) else None)
         if sr is not None:
             if not (truncated and s > 0):
-                cond = make_condition(img, s, seed + start + 10 ** 6, sr.config.augmentation.schedule)
-            img = super_resolve(sr, cond, seed + start + 2 * 10 ** 6, sr_steps, sampler, spacing,
-                                cls if sr.config.num_classes else None, guidance)
+                cond = make_condition(img, s, seed + start + STAGE_SEED_STRIDE, sr.config.augmentation.schedule)
+            img = super_resolve(sr, cond, seed=seed + start + 2 * STAGE_SEED_STRIDE, steps=sr_steps, sampler=sampler,
+                                spacing=spacing, labels=cls if sr.config.num_classes else None, guidance=guidance)
         if refiner is not None:
-            img = refine(refiner, img, refine_strength, seed + start + 3 * 10 ** 6, refine_steps, sampler, spacing)
+            img = refine(refiner, img, strength=refine_strength, seed=seed + start + 3 * STAGE_SEED_STRIDE,
+                         steps=refine_steps, sampler=sampler, spacing=spacing)
         out.append(to_uint8(img))
         if log:
             log(f"  sampled {start + b}/{n} ({time.time() - t0:.0f}s)")

@@ -11,7 +11,15 @@ from collections.abc import Sequence
 import torch
 
 
+# A stage that needs a second, independent stream of noise beside its sampling noise (a refiner's own
+# conditioning augmentation, a DAE's hand-over) seeds it at ``seed + AUGMENT_SEED_OFFSET``: a prime far
+# from the ``seed + i`` streams of any batch a person would run.
+AUGMENT_SEED_OFFSET = 7919
+
+
 class NoiseSource:
+    """One CPU generator per image of a batch; draws (B, *shape) tensors row by row."""
+
     def __init__(self, generators: Sequence[torch.Generator]):
         if not generators:
             raise ValueError("NoiseSource needs at least one generator")
@@ -19,11 +27,8 @@ class NoiseSource:
 
     @classmethod
     def from_seed(cls, seed: int, batch: int) -> "NoiseSource":
+        """Streams ``seed``, ``seed + 1``, ... ``seed + batch - 1`` (mod 2**64)."""
         return cls([torch.Generator("cpu").manual_seed((int(seed) + i) % 2 ** 64) for i in range(batch)])
-
-    @classmethod
-    def from_seeds(cls, seeds: Sequence[int]) -> "NoiseSource":
-        return cls([torch.Generator("cpu").manual_seed(int(s)) for s in seeds])
 
     def __len__(self) -> int:
         return len(self.generators)

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 
-from .errors import CascadeError
-from .schedules import ScheduleConfig
+from ..errors import CascadeError
+from ..process.schedules import ScheduleConfig
 
 ROLES = ("base", "sr", "refiner")
 # the model kinds each role can be (the shallow-cascade recipe mixes diffusion and one-pass stages)
@@ -123,11 +123,6 @@ class StageConfig:
         if self.kind == "diffusion":
             return 2 ** (len(self.unet.channel_mult) - 1)
         return self.shallow.patch if self.kind == "vit" else 1
-
-    @property
-    def deterministic(self) -> bool:
-        """One forward pass maps input to output (no sampling chain, no seed)."""
-        return self.kind in ("pixelshuffle", "resnet", "conv", "vit")
 
     @property
     def conditioned(self) -> bool:

@@ -18,7 +18,22 @@ import math
 
 import torch
 
-from .errors import CascadeError
+from ..errors import CascadeError
+
+
+SAMPLERS: dict = {}
+
+
+def register(name: str, evaluations=lambda steps: steps):
+    """Add a sampler to ``SAMPLERS`` under ``name``; ``evaluations(steps)`` is its model-evaluation count
+    over ``steps`` intervals ending at 0 (its cost, used for budgets and progress bars)."""
+
+    def add(fn):
+        fn.evaluations = evaluations
+        SAMPLERS[name] = fn
+        return fn
+
+    return add
 
 
 def _report(callback, i, total, x, sigma, denoised):
@@ -31,6 +46,7 @@ def _vp(sigma: float) -> tuple[float, float]:
     return 1 / (1 + sigma * sigma), sigma * sigma / (1 + sigma * sigma)
 
 
+@register("ddpm")
 @torch.no_grad()
 def sample_ddpm(model, x, sigmas, noise=None, callback=None, variance: str = "auto"):
     """Ancestral sampling from the posterior q(x_{t-1} | x_t, x0_hat) between grid points.
@@ -38,21 +54,21 @@ def sample_ddpm(model, x, sigmas, noise=None, callback=None, variance: str = "au
     ``variance``: "small" (posterior variance), "large" (beta), "learned" (the
     model's interpolated log-variance) or "auto" (learned if the model has it).
     """
-    sig = [float(s) for s in sigmas]
+    sig = [float(v) for v in sigmas]
     n = len(sig) - 1
     for i in range(n):
-        s, s_next = sig[i], sig[i + 1]
-        pred = model.predict(x, s)
-        _report(callback, i, n, x, s, pred.x0)
-        if s_next == 0:
+        sigma, sigma_next = sig[i], sig[i + 1]
+        pred = model.predict(x, sigma)
+        _report(callback, i, n, x, sigma, pred.x0)
+        if sigma_next == 0:
             x = pred.x0
             continue
-        abar_t, one_m_t = _vp(s)
-        abar_s, one_m_s = _vp(s_next)
-        beta = 1 - abar_t / abar_s
+        abar_t, one_m_t = _vp(sigma)
+        abar_next, one_m_next = _vp(sigma_next)
+        beta = 1 - abar_t / abar_next
         z_t = x * math.sqrt(abar_t)
-        mean = (math.sqrt(abar_s) * beta / one_m_t) * pred.x0 + (math.sqrt(1 - beta) * one_m_s / one_m_t) * z_t
-        small, large = beta * one_m_s / one_m_t, beta
+        mean = (math.sqrt(abar_next) * beta / one_m_t) * pred.x0 + (math.sqrt(1 - beta) * one_m_next / one_m_t) * z_t
+        small, large = beta * one_m_next / one_m_t, beta
         mode = ("learned" if pred.var_frac is not None else "small") if variance == "auto" else variance
         if mode == "small":
             std = torch.tensor(math.sqrt(small))
@@ -65,100 +81,95 @@ def sample_ddpm(model, x, sigmas, noise=None, callback=None, variance: str = "au
             std = torch.exp(0.5 * (frac * math.log(large) + (1 - frac) * math.log(small)))
         else:
             raise CascadeError("unknown DDPM variance", "auto, small, large or learned", repr(variance))
-        z_s = mean + std.to(x.device) * noise.randn_like(x)
-        x = z_s / math.sqrt(abar_s)
+        z_next = mean + std.to(x.device) * noise.randn_like(x)
+        x = z_next / math.sqrt(abar_next)
     return x
 
 
+@register("ddim")
 @torch.no_grad()
 def sample_ddim(model, x, sigmas, noise=None, callback=None, eta: float = 0.0):
     """DDIM (Song et al.); eta 0 is deterministic, eta 1 matches DDPM's small variance."""
-    sig = [float(s) for s in sigmas]
+    sig = [float(v) for v in sigmas]
     n = len(sig) - 1
     for i in range(n):
-        s, s_next = sig[i], sig[i + 1]
-        x0 = model(x, s)
-        _report(callback, i, n, x, s, x0)
-        if s_next == 0:
+        sigma, sigma_next = sig[i], sig[i + 1]
+        x0 = model(x, sigma)
+        _report(callback, i, n, x, sigma, x0)
+        if sigma_next == 0:
             x = x0
             continue
-        eps = (x - x0) / s
-        abar_t, one_m_t = _vp(s)
-        abar_s, one_m_s = _vp(s_next)
-        c = eta * math.sqrt(max(one_m_s / one_m_t * (1 - abar_t / abar_s), 0.0)) if eta else 0.0
-        z = math.sqrt(abar_s) * x0 + math.sqrt(max(one_m_s - c * c, 0.0)) * eps
+        eps = (x - x0) / sigma
+        abar_t, one_m_t = _vp(sigma)
+        abar_next, one_m_next = _vp(sigma_next)
+        c = eta * math.sqrt(max(one_m_next / one_m_t * (1 - abar_t / abar_next), 0.0)) if eta else 0.0
+        z = math.sqrt(abar_next) * x0 + math.sqrt(max(one_m_next - c * c, 0.0)) * eps
         if c > 0:
             z = z + c * noise.randn_like(x)
-        x = z / math.sqrt(abar_s)
+        x = z / math.sqrt(abar_next)
     return x
 
 
+@register("euler")
 @torch.no_grad()
 def sample_euler(model, x, sigmas, noise=None, callback=None):
     """First-order solver of the probability-flow ODE dx/dsigma = (x - D(x)) / sigma."""
-    sig = [float(s) for s in sigmas]
+    sig = [float(v) for v in sigmas]
     n = len(sig) - 1
     for i in range(n):
-        s, s_next = sig[i], sig[i + 1]
-        x0 = model(x, s)
-        _report(callback, i, n, x, s, x0)
-        x = x + (x - x0) / s * (s_next - s)
+        sigma, sigma_next = sig[i], sig[i + 1]
+        x0 = model(x, sigma)
+        _report(callback, i, n, x, sigma, x0)
+        x = x + (x - x0) / sigma * (sigma_next - sigma)
     return x
 
 
+@register("heun", evaluations=lambda steps: 2 * steps - 1)  # no second evaluation at 0
 @torch.no_grad()
 def sample_heun(model, x, sigmas, noise=None, callback=None):
     """Second-order Heun (Karras et al. 2022, Algorithm 1); Euler on the final step to 0."""
-    sig = [float(s) for s in sigmas]
+    sig = [float(v) for v in sigmas]
     n = len(sig) - 1
     for i in range(n):
-        s, s_next = sig[i], sig[i + 1]
-        x0 = model(x, s)
-        _report(callback, i, n, x, s, x0)
-        d = (x - x0) / s
-        x_euler = x + d * (s_next - s)
-        if s_next == 0:
+        sigma, sigma_next = sig[i], sig[i + 1]
+        x0 = model(x, sigma)
+        _report(callback, i, n, x, sigma, x0)
+        d = (x - x0) / sigma
+        x_euler = x + d * (sigma_next - sigma)
+        if sigma_next == 0:
             x = x_euler
             continue
-        d_next = (x_euler - model(x_euler, s_next)) / s_next
-        x = x + (d + d_next) / 2 * (s_next - s)
+        d_next = (x_euler - model(x_euler, sigma_next)) / sigma_next
+        x = x + (d + d_next) / 2 * (sigma_next - sigma)
     return x
 
 
+@register("dpmpp_2m")
 @torch.no_grad()
 def sample_dpmpp_2m(model, x, sigmas, noise=None, callback=None):
     """DPM-Solver++(2M) (Lu et al. 2022): multistep, second order, data prediction."""
-    sig = [float(s) for s in sigmas]
+    sig = [float(v) for v in sigmas]
     n = len(sig) - 1
     prev_x0, prev_h = None, None
     for i in range(n):
-        s, s_next = sig[i], sig[i + 1]
-        x0 = model(x, s)
-        _report(callback, i, n, x, s, x0)
-        if s_next == 0:
+        sigma, sigma_next = sig[i], sig[i + 1]
+        x0 = model(x, sigma)
+        _report(callback, i, n, x, sigma, x0)
+        if sigma_next == 0:
             x = x0
             continue
-        h = math.log(s) - math.log(s_next)  # step in lambda = -log sigma
+        h = math.log(sigma) - math.log(sigma_next)  # step in lambda = -log sigma
         d = x0
         if prev_x0 is not None:
             r = prev_h / h
             d = (1 + 1 / (2 * r)) * x0 - (1 / (2 * r)) * prev_x0
-        x = (s_next / s) * x - math.expm1(-h) * d
+        x = (sigma_next / sigma) * x - math.expm1(-h) * d
         prev_x0, prev_h = x0, h
     return x
 
 
-SAMPLERS = {
-    "ddpm": sample_ddpm,
-    "ddim": sample_ddim,
-    "euler": sample_euler,
-    "heun": sample_heun,
-    "dpmpp_2m": sample_dpmpp_2m,
-}
-STOCHASTIC = {"ddpm", "ddim"}
-
-
 def get_sampler(name: str):
+    """The sampler function registered as ``name``; a CascadeError lists the known ones."""
     try:
         return SAMPLERS[name]
     except KeyError:
@@ -167,4 +178,4 @@ def get_sampler(name: str):
 
 def evaluations(name: str, steps: int) -> int:
     """Model evaluations a sampler makes over ``steps`` intervals ending at 0."""
-    return 2 * steps - 1 if name == "heun" else steps
+    return get_sampler(name).evaluations(int(steps))

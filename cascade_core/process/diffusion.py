@@ -12,7 +12,7 @@ from .schedules import DiscreteSchedule
 PARAMETERIZATIONS = ("eps", "x0", "v")
 
 
-def _at(values: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+def per_example(values: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """Gather per-sample coefficients and shape them to broadcast against ``like``."""
     out = values.to(like.device)[t.to(like.device)]
     return out.to(like.dtype).view(-1, *([1] * (like.ndim - 1)))
@@ -21,7 +21,7 @@ def _at(values: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.Tens
 def q_mean_std(schedule: DiscreteSchedule, x0: torch.Tensor, t: torch.Tensor):
     """Mean and standard deviation of q(x_t | x_0)."""
     abar = schedule.alphas_cumprod
-    return _at(abar.sqrt(), t, x0) * x0, _at((1 - abar).sqrt(), t, x0)
+    return per_example(abar.sqrt(), t, x0) * x0, per_example((1 - abar).sqrt(), t, x0)
 
 
 def q_sample(schedule: DiscreteSchedule, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
@@ -46,8 +46,8 @@ def posterior_coefficients(schedule: DiscreteSchedule):
 def q_posterior(schedule: DiscreteSchedule, x0: torch.Tensor, xt: torch.Tensor, t: torch.Tensor):
     """Mean, variance and clipped log-variance of q(x_{t-1} | x_t, x_0)."""
     c0, ct, var, log_var = posterior_coefficients(schedule)
-    mean = _at(c0, t, xt) * x0 + _at(ct, t, xt) * xt
-    return mean, _at(var, t, xt), _at(log_var, t, xt)
+    mean = per_example(c0, t, xt) * x0 + per_example(ct, t, xt) * xt
+    return mean, per_example(var, t, xt), per_example(log_var, t, xt)
 
 
 def target(param: str, schedule: DiscreteSchedule, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor):
@@ -58,7 +58,7 @@ def target(param: str, schedule: DiscreteSchedule, x0: torch.Tensor, noise: torc
         return x0
     if param == "v":
         abar = schedule.alphas_cumprod
-        return _at(abar.sqrt(), t, x0) * noise - _at((1 - abar).sqrt(), t, x0) * x0
+        return per_example(abar.sqrt(), t, x0) * noise - per_example((1 - abar).sqrt(), t, x0) * x0
     raise ValueError(f"unknown parameterization {param!r}; expected one of {PARAMETERIZATIONS}")
 
 

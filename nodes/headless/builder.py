@@ -1,6 +1,6 @@
 """Builds the shipped UI-format workflows from compact specs, so widgets always match the nodes.
 
-    python -m nodes.workflow_builder   # rewrites workflows/*.json
+    python -m nodes.headless.builder   # rewrites workflows/*.json
 
 A spec lists nodes (id, type, position, widget values by name, title) and
 links (source id, output slot, target id, input name); the builder fills in
@@ -13,12 +13,12 @@ import json
 import uuid
 from pathlib import Path
 
-from . import NODE_CLASS_MAPPINGS
-from .builtin_nodes import BUILTIN
-from .workflow import declared_inputs, has_control, is_widget
+from .. import NODE_CLASS_MAPPINGS
+from .io_nodes import BUILTIN
+from .graph import declared_inputs, has_control, is_widget
 
 CLASSES = {**BUILTIN, **NODE_CLASS_MAPPINGS}
-WORKFLOWS = Path(__file__).resolve().parent.parent / "workflows"
+WORKFLOWS = Path(__file__).resolve().parents[2] / "workflows"
 BASE, SR, REFINER = "cifar10-base16.safetensors", "cifar10-sr16to32.safetensors", "cifar10-refiner32.safetensors"
 
 

@@ -15,23 +15,19 @@ import torch
 from PIL import Image, ImageOps
 from PIL.PngImagePlugin import PngInfo
 
-from ._core import core
+from .._core import core
+from ..images import comfy_from_uint8, comfy_to_uint8
+from .context import RunContext
 
 
-class RunContext:
-    """Where the headless run reads inputs from and writes images to."""
+class ContextNode:
+    """A stand-in node that reads or writes files: the executor builds it with the run's context."""
 
-    def __init__(self, out_dir, input_dirs=(), prompt=None, workflow=None):
-        self.out_dir = Path(out_dir)
-        self.input_dirs = [Path(d) for d in input_dirs]
-        self.prompt, self.workflow = prompt, workflow
-        self.saved: list[Path] = []
+    def __init__(self, context: RunContext):
+        self.context = context
 
 
-CONTEXT = RunContext("output")
-
-
-class LoadImage:
+class LoadImage(ContextNode):
     CATEGORY = "image"
     RETURN_TYPES = ("IMAGE", "MASK")
     FUNCTION = "load_image"
@@ -41,21 +37,21 @@ class LoadImage:
         return {"required": {"image": ("STRING", {"image_upload": True})}}
 
     def load_image(self, image):
-        path = next((d / image for d in CONTEXT.input_dirs if (d / image).is_file()), None)
+        path = next((d / image for d in self.context.input_dirs if (d / image).is_file()), None)
         if path is None and Path(image).is_file():
             path = Path(image)
         if path is None:
             raise core.CascadeError(f"LoadImage: {image!r} not found",
-                                    f"a file in {[str(d) for d in CONTEXT.input_dirs]}", image)
+                                    f"a file in {[str(d) for d in self.context.input_dirs]}", image)
         with Image.open(path) as img:
             img = ImageOps.exif_transpose(img)
-            rgb = np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
-            alpha = np.asarray(img.getchannel("A"), dtype=np.float32) / 255.0 if "A" in img.getbands() else None
-        mask = 1.0 - torch.from_numpy(alpha) if alpha is not None else torch.zeros(rgb.shape[:2])
-        return torch.from_numpy(rgb)[None], mask[None]
+            rgb = comfy_from_uint8(np.asarray(img.convert("RGB")))
+            alpha = comfy_from_uint8(np.asarray(img.getchannel("A"))) if "A" in img.getbands() else None
+        mask = 1.0 - alpha if alpha is not None else torch.zeros(rgb.shape[:2])
+        return rgb[None], mask[None]
 
 
-class SaveImage:
+class SaveImage(ContextNode):
     CATEGORY = "image"
     RETURN_TYPES = ()
     FUNCTION = "save_images"
@@ -67,21 +63,21 @@ class SaveImage:
         return {"required": {"images": ("IMAGE",), "filename_prefix": ("STRING", {"default": "ComfyUI"})}}
 
     def save_images(self, images, filename_prefix="ComfyUI"):
-        folder = CONTEXT.out_dir / self.subfolder
+        folder = self.context.out_dir / self.subfolder
         folder.mkdir(parents=True, exist_ok=True)
         (folder / filename_prefix).parent.mkdir(parents=True, exist_ok=True)
         counter = 1 + sum(1 for _ in folder.glob(f"{filename_prefix}_*_.png"))
         results = []
         for image in images:
-            arr = (image.clamp(0, 1).cpu().numpy() * 255).round().astype(np.uint8)
+            arr = comfy_to_uint8(image)
             meta = PngInfo()
-            if CONTEXT.prompt is not None:
-                meta.add_text("prompt", json.dumps(CONTEXT.prompt))
-            if CONTEXT.workflow is not None:
-                meta.add_text("workflow", json.dumps(CONTEXT.workflow))
+            if self.context.prompt is not None:
+                meta.add_text("prompt", json.dumps(self.context.prompt))
+            if self.context.workflow is not None:
+                meta.add_text("workflow", json.dumps(self.context.workflow))
             path = folder / f"{filename_prefix}_{counter:05}_.png"
             Image.fromarray(arr).save(path, pnginfo=meta, compress_level=4)
-            CONTEXT.saved.append(path)
+            self.context.saved.append(path)
             results.append({"filename": path.name, "subfolder": self.subfolder, "type": "output"})
             counter += 1
         return {"ui": {"images": results}}

@@ -8,7 +8,8 @@ that ComfyUI's ``/prompt`` endpoint accepts.
 """
 from __future__ import annotations
 
-from ._core import core
+from .._core import core
+from ..widgets import RENAMED
 
 VIRTUAL = {"Note", "MarkdownNote", "Reroute", "PrimitiveNode"}
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
@@ -33,18 +34,22 @@ def declared_inputs(cls) -> list[tuple[str, object, dict, bool]]:
 
 
 def is_widget(typ) -> bool:
+    """True for inputs that are widgets (values stored in the node) rather than links."""
     return isinstance(typ, (list, tuple)) or typ in WIDGET_TYPES
 
 
 def has_control(name: str, opts: dict) -> bool:
+    """True for widgets followed by ComfyUI's control-after-generate value (seeds)."""
     return bool(opts.get("control_after_generate")) or name in ("seed", "noise_seed")
 
 
 def node_label(node: dict) -> str:
+    """``node ID (title)`` for error messages."""
     return f"node {node.get('id')} ({node.get('title') or node.get('type')})"
 
 
 def to_prompt(workflow: dict, classes: dict) -> dict:
+    """The API-format prompt of a UI-format workflow: what ComfyUI's frontend queues."""
     if not isinstance(workflow, dict) or "nodes" not in workflow:
         raise WorkflowError("not a UI-format workflow", "a JSON object with 'nodes' and 'links'",
                             type(workflow).__name__)
@@ -89,8 +94,8 @@ def _inputs(node: dict, cls, links: dict) -> dict:
         if name in linked:
             inputs[name] = list(linked[name])
         elif is_widget(typ):
-            if isinstance(values, dict) and name in values:
-                inputs[name] = values[name]
+            if isinstance(values, dict) and (name in values or _old_name(name) in values):
+                inputs[name] = values[name] if name in values else values[_old_name(name)]
             elif name in positions:
                 inputs[name] = values[positions[name]]
             elif "default" in opts or not required:
@@ -103,10 +108,16 @@ def _inputs(node: dict, cls, links: dict) -> dict:
     return inputs
 
 
+def _old_name(name: str) -> str | None:
+    return next((old for old, new in RENAMED.items() if new == name), None)
+
+
 def set_widget(workflow: dict, classes: dict, target: str, value: str) -> int:
     """Set widget ``name`` (``target`` is ``name`` or ``NODE.name`` with NODE an id, type or title)
-    to ``value`` parsed by the widget's type; returns how many nodes changed."""
+    to ``value`` parsed by the widget's type; returns how many nodes changed. Widget names from before a
+    rename (``widgets.RENAMED``) still work."""
     node_key, _, name = target.rpartition(".")
+    name = RENAMED.get(name, name)
     changed = 0
     for node in workflow["nodes"]:
         cls = classes.get(node.get("type"))

@@ -14,10 +14,10 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from .atomic import atomic_write
-from .config import StageConfig
-from .errors import CascadeError, CheckpointError
-from .stage import Stage
-from .version import __version__
+from ..models.config import StageConfig
+from ..errors import CascadeError, CheckpointError
+from ..models.stage import Stage
+from ..version import __version__
 
 FORMAT_TAG = "cascade-stage"
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}

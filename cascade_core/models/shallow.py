@@ -139,25 +139,3 @@ class ViTRefiner(nn.Module):
 
 MODELS = {"dae": DenoisingAutoencoder, "pixelshuffle": PixelShuffleUpsampler, "resnet": ResNetUpsampler,
           "conv": ConvRefiner, "vit": ViTRefiner}
-
-
-def build(cfg: StageConfig) -> nn.Module:
-    return MODELS[cfg.kind](cfg)
-
-
-def dae_sigmas(cfg: StageConfig) -> torch.Tensor:
-    """The DAE sampling chain's noise levels: geometric from dae_sigma down to 2% of it."""
-    s = cfg.shallow
-    return torch.logspace(0, -1.7, s.dae_steps, base=10.0, dtype=torch.float64) * s.dae_sigma
-
-
-@torch.no_grad()
-def dae_sample(stage, x: torch.Tensor, noise, labels=None, callback=None) -> torch.Tensor:
-    """Walk-back sampling of a DAE: x <- D(x, sigma_k); re-noise to sigma_{k+1}; ...; return D at the end."""
-    sig = dae_sigmas(stage.config)
-    for k, s in enumerate(sig.tolist()):
-        x0 = stage.net(x, torch.full((x.shape[0],), s, device=x.device), labels).clamp(-1, 1)
-        if callback is not None:
-            callback({"i": k, "total": len(sig), "x": x, "sigma": s, "denoised": x0})
-        x = x0 if k == len(sig) - 1 else x0 + float(sig[k + 1]) * noise.randn_like(x0)
-    return x

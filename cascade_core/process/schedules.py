@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from .errors import CascadeError
+from ..errors import CascadeError
 
 SPACINGS = ("uniform", "trailing", "ddim", "karras")
 # Karras grids start here rather than at a cosine schedule's sigma_max (~2e4 at T=1000):

@@ -1,0 +1,114 @@
+"""Golden hashes for refactors that must not change behaviour.
+
+    python -m bench.golden --out runs/golden > before.json     # before the change
+    python -m bench.golden --out runs/golden > after.json      # after it
+    python -m bench.golden --compare before.json after.json
+
+It renders workflows 01-04 through the headless runner with fixed seeds
+(hashing the decoded pixels: the PNG text chunks embed the workflow, whose
+widget names may legitimately change) and trains tiny fixed-seed runs of
+``train.stage1``, ``train.stage2`` and ``train.shallow`` on 64 CIFAR-10 images,
+hashing every tensor of every stage they write. Everything goes through the
+command lines, so the script outlives renames of the Python API. Two cores,
+about two minutes.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKFLOWS = ("01_base_then_sr", "02_full_cascade", "03_upscale_your_image", "04_augmentation_sweep")
+TRAIN_COMMON = ["--steps", "12", "--batch-size", "8", "--seed", "3", "--checkpoint-every", "6", "--no-progress",
+                "--no-tensorboard", "--sample-every", "0"]
+TRAINING = {
+    "stage1": ["train.stage1", *TRAIN_COMMON],
+    "stage2": ["train.stage2", *TRAIN_COMMON, "--resolution", "32", "--low-res", "16", "--blur-prob", "0.5"],
+    "shallow": ["train.shallow", "--hidden", "16", "--blocks", "1", "--vit-depth", "1", "--vit-heads", "2",
+                "--unet-channels", "8", "--batch-size", "4", "--epoch-size", "8", "--no-progress",
+                "--no-tensorboard", "--perceptual-weight", "0", "--phase1-epochs", "1", "--phase2-epochs", "1",
+                "--phase3-epochs", "1", "--timesteps", "50", "--coarse", "dae", "--seed", "5"],
+}
+
+
+def _run(args: list[str]):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", *args], cwd=ROOT, env=env, capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"{' '.join(args)} failed:\n{done.stderr[-3000:]}")
+
+
+def tiny_dataset(path: Path, count: int = 64) -> Path:
+    """The first ``count`` CIFAR-10 training images (sorted paths), as an .npz with labels."""
+    root = ROOT.parent / "shared" / "data" / "cifar10" / "train"
+    classes = sorted(d.name for d in root.iterdir() if d.is_dir())
+    files = [(c, f) for c in classes for f in sorted((root / c).iterdir())[: count // len(classes) + 1]][:count]
+    images = np.stack([np.array(Image.open(f).convert("RGB")) for _, f in files])
+    labels = np.array([classes.index(c) for c, _ in files])
+    np.savez(path, images=images, labels=labels, class_names=np.array(classes))
+    return path
+
+
+def pixel_hash(png: Path) -> str:
+    return hashlib.sha256(np.array(Image.open(png).convert("RGB")).tobytes()).hexdigest()[:16]
+
+
+def weights_hash(path: Path) -> str:
+    from safetensors.numpy import load_file
+    tensors = load_file(str(path))
+    h = hashlib.sha256()
+    for key in sorted(tensors):
+        h.update(key.encode())
+        h.update(np.ascontiguousarray(tensors[key]).tobytes())
+    return h.hexdigest()[:16]
+
+
+def record(out: Path) -> dict:
+    out.mkdir(parents=True, exist_ok=True)
+    hashes = {}
+    for name in WORKFLOWS:
+        folder = out / "render" / name
+        _run(["nodes.run_workflow", f"workflows/{name}.json", "--out", str(folder), "--set", "seed=11",
+              "--threads", "1"])
+        for png in sorted(folder.rglob("*.png")):
+            hashes[f"{name}/{png.relative_to(folder)}"] = pixel_hash(png)
+    data = tiny_dataset(out / "tiny.npz")
+    for name, args in TRAINING.items():
+        run_dir = out / "train" / name
+        _run([*args, "--data", str(data), "--out", str(run_dir)])
+        for stage in sorted(run_dir.rglob("*.safetensors")):
+            hashes[f"{name}/{stage.relative_to(run_dir)}"] = weights_hash(stage)
+    return hashes
+
+
+def compare(before: dict, after: dict) -> int:
+    differ = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    for key in differ:
+        print(f"DIFFERS {key}: {before.get(key)} -> {after.get(key)}")
+    print(f"{len(before)} hashes before, {len(after)} after, {len(differ)} differ")
+    return 1 if differ else 0
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.golden", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default="runs/golden", help="scratch folder (default runs/golden)")
+    p.add_argument("--compare", nargs=2, metavar=("BEFORE", "AFTER"), help="compare two recorded JSON files")
+    args = p.parse_args(argv)
+    if args.compare:
+        before, after = (json.loads(Path(f).read_text()) for f in args.compare)
+        return compare(before, after)
+    print(json.dumps(record(Path(args.out)), indent=1, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

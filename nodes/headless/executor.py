@@ -1,0 +1,80 @@
+"""Run an API-format prompt, or a UI-format workflow file, with the pack's nodes and a RunContext."""
+from __future__ import annotations
+
+import copy
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .. import NODE_CLASS_MAPPINGS
+from .. import comfy_bridge as bridge
+from .._core import core
+from .context import RunContext
+from .graph import WorkflowError, execution_order, set_widget, to_prompt
+from .io_nodes import BUILTIN, ContextNode
+
+CLASSES = {**BUILTIN, **NODE_CLASS_MAPPINGS}
+
+
+def _node(cls, context: RunContext):
+    return cls(context) if issubclass(cls, ContextNode) else cls()
+
+
+def _resolve(value, results: dict):
+    is_link = isinstance(value, list) and len(value) == 2 and isinstance(value[0], str)
+    return results[value[0]][value[1]] if is_link else value
+
+
+def execute(prompt: dict, context: RunContext, verbose: bool = False) -> dict:
+    """Run every node of an API-format prompt in dependency order; returns outputs by node id."""
+    results = {}
+    for nid in execution_order(prompt):
+        node = prompt[nid]
+        cls = CLASSES[node["class_type"]]
+        args = {k: _resolve(v, results) for k, v in node["inputs"].items()}
+        t0 = time.time()
+        try:
+            out = getattr(_node(cls, context), cls.FUNCTION)(**args)
+        except (core.CascadeError, core.SamplingInterrupted):
+            raise
+        except Exception as e:  # name the node, keep the cause
+            raise WorkflowError(f"node {nid} ({node['_meta']['title']}) failed: {type(e).__name__}: {e}") from e
+        if isinstance(out, dict):
+            out = out.get("result", ())
+        results[nid] = tuple(out) if out is not None else ()
+        if verbose:
+            print(f"  node {nid:>3} {node['_meta']['title']:<22} {time.time() - t0:6.2f}s", flush=True)
+    return results
+
+
+def run(workflow_path, out_dir, overrides=(), stage_dirs=(), input_dirs=(), verbose=False) -> list[Path]:
+    """Run a UI-format workflow file; ``overrides`` are ``[NODE.]widget=value`` strings. Returns the
+    paths of the images it saved."""
+    workflow_path = Path(workflow_path)
+    try:
+        workflow = json.loads(workflow_path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise WorkflowError(f"cannot read workflow {workflow_path} ({e})") from None
+    for d in stage_dirs:
+        bridge.add_stage_dir(d)
+    workflow = copy.deepcopy(workflow)
+    for item in overrides:
+        target, sep, value = item.partition("=")
+        if not sep:
+            raise WorkflowError("bad --set", "NODE.widget=value or widget=value", item)
+        set_widget(workflow, CLASSES, target.strip(), value.strip())
+    prompt = to_prompt(workflow, CLASSES)
+    context = RunContext(out_dir, [*input_dirs, workflow_path.parent, Path.cwd()], prompt, workflow)
+    execute(prompt, context, verbose)
+    return list(context.saved)
+
+
+def write_grid(paths: list[Path], grid_path: Path, cols: int):
+    """Assemble the PNGs at ``paths`` into one grid image, ``cols`` per row."""
+    images = [core.from_uint8(np.array(Image.open(p).convert("RGB"))) for p in paths]
+    rows = [torch.stack(images[i:i + cols]) for i in range(0, len(images), cols)]
+    Image.fromarray(core.to_uint8(core.image_grid(rows))).save(grid_path)
