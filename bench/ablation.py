@@ -33,7 +33,7 @@ import torch
 import cascade_core as cc
 from cascade_core import CascadeError
 from train.config import resolve
-from train.loop import train
+from train.stage_recipe import train
 from cascade_core.images import from_uint8
 from train.metrics.sample_cascade import sample_cascade
 from train.metrics.scores import fid, kid, sliced_wasserstein
@@ -125,7 +125,7 @@ def main(argv=None) -> int:
         # the rows file is read anew each time: other processes append to it
         if i % parts != part or _key(variant, s, truncated) in _done_rows(rows_file):
             continue
-        scorer = scorer or _scorer(args.ref, 32 if not args.quick else 16, args.num, args.quick)
+        scorer = scorer or make_scorer(args.ref, 32 if not args.quick else 16, args.num, args.quick)
         t0 = time.time()
         if sr_name == "single":
             imgs, _ = sample_cascade(stages["single"], None, None, n, 100, 0, args.steps, log=None)
@@ -222,7 +222,7 @@ def _steps_in(cfg, minutes: float) -> int:
     return max(1, int(minutes * 60 / sec))
 
 
-def _scorer(ref, size, num, quick):
+def make_scorer(ref, size, num, quick):
     """SWD against the reference images; outside --quick also KID (± std) and FID on Inception features
     of max(num, 2000) reference images (cached like train.eval's)."""
     from train.eval import CACHE_DIR, load_images, reference_features

@@ -18,6 +18,7 @@ import argparse
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -72,7 +73,8 @@ def weights_hash(path: Path) -> str:
 
 
 def record(out: Path) -> dict:
-    out.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(out, ignore_errors=True)  # image counters and training runs start afresh
+    out.mkdir(parents=True)
     hashes = {}
     for name in WORKFLOWS:
         folder = out / "render" / name

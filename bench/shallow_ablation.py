@@ -23,7 +23,7 @@ import cascade_core as cc
 from train.shallow import train_shallow
 from train.shallow_config import ShallowTrainConfig
 
-from .ablation import _scorer
+from .ablation import make_scorer
 from .common import save, tiny_dataset
 
 COMBOS = [("diffusion", "pixelshuffle", "vit"), ("dae", "resnet", "conv"), ("diffusion", "diffusion", "diffusion")]
@@ -58,7 +58,7 @@ def main(argv=None) -> int:
         args.data = args.ref = str(tiny_dataset(out / "data", size=32))
         kw.update(phase1_epochs=1, phase2_epochs=1, phase3_epochs=1, epoch_size=8, batch_size=4, hidden=16, blocks=1,
                   vit_depth=1, vit_heads=2, unet_channels=8, timesteps=50, perceptual_weight=0.0)
-    scorer = _scorer(args.ref, 32, args.num, args.quick)
+    scorer = make_scorer(args.ref, 32, args.num, args.quick)
     rows = []
     for combo in COMBOS:
         name = "->".join(combo)

@@ -15,7 +15,8 @@ import cascade_core as cc
 from train.cli import main, parse
 from train.data import KeyedBatchSampler
 from train import loop
-from train.loop import TrainingStopped, lr_factor
+from train.loop import TrainingStopped
+from train.stage_recipe import lr_factor
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--preset", "tiny", "--base-channels", "8", "--batch-size", "4", "--no-progress", "--log-every", "1",
@@ -105,7 +106,7 @@ def test_sigterm_saves_state_and_exits_cleanly(data, tmp_path):
 
 def test_sigterm_also_stops_an_in_process_caller(data, tmp_path, monkeypatch):
     """A program chaining runs (bench.ablation) must not start the next one after a stop signal."""
-    real_step, calls = loop._optimizer_step, []
+    real_step, calls = loop.optimizer_step, []
 
     def step_then_signal(*args):
         calls.append(1)
@@ -113,7 +114,7 @@ def test_sigterm_also_stops_an_in_process_caller(data, tmp_path, monkeypatch):
             os.kill(os.getpid(), signal.SIGTERM)  # the run's own handler is installed by now
         return real_step(*args)
 
-    monkeypatch.setattr(loop, "_optimizer_step", step_then_signal)
+    monkeypatch.setattr(loop, "optimizer_step", step_then_signal)
     with pytest.raises(TrainingStopped) as stopped:
         run("base", data, tmp_path, "--resolution", "8", "--steps", "50", "--checkpoint-every", "1000")
     assert stopped.value.code == 0 and len(calls) < 50

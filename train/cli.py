@@ -70,7 +70,7 @@ def parse(role: str, description: str, argv=None):
 
 
 def main(role: str, description: str, argv=None) -> int:
-    from .loop import train
+    from .stage_recipe import train
     try:
         cfg, resume, init_from = parse(role, description, argv)
         path = train(cfg, resume, init_from)

@@ -6,82 +6,70 @@ Precedence, lowest first: the dataclass defaults, the preset, the config file
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from cascade_core import AugmentConfig, CascadeError, ScheduleConfig, StageConfig, UNetConfig
 
+from .options import RunConfig, option
 
-
-def _f(default, help_text, **kw):
-    return field(default=default, metadata={"help": help_text, **kw})
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(RunConfig):
+    """Everything a stage1/2/3 run needs; the shared fields come from RunConfig."""
+
     # what and where
-    data: str = _f("", "image folder (class sub-folders = labels) or .npz with 'images' [and 'labels']")
-    out: str = _f("runs/stage", "output folder for checkpoints, samples and logs")
-    preset: str = _f("tiny", "model/optimizer size: tiny (CPU minute), small (shipped cascade), base (paper, GPU)",
+    preset: str = option("tiny", "model/optimizer size: tiny (CPU minute), small (shipped cascade), base (paper, GPU)",
                      choices=("tiny", "small", "base"))
-    role: str = _f("base", "base | sr | refiner (set by the entry point)")
-    name: str = _f("", "stage name stored in the checkpoint")
-    resolution: int = _f(16, "output resolution of the stage")
-    low_res: int = _f(0, "low-resolution input size (sr stages)")
-    crop: int = _f(0, "train sr/refiner stages on random crops of this size (0 = whole image)")
+    role: str = option("base", "base | sr | refiner (set by the entry point)")
+    name: str = option("", "stage name stored in the checkpoint")
+    resolution: int = option(16, "output resolution of the stage")
+    low_res: int = option(0, "low-resolution input size (sr stages)")
+    crop: int = option(0, "train sr/refiner stages on random crops of this size (0 = whole image)")
     # run length and batch
-    steps: int = _f(1000, "optimizer steps")
-    batch_size: int = _f(32, "global batch (split across torchrun processes and accumulation)")
-    grad_accum: int = _f(1, "micro-batches per optimizer step")
-    workers: int = _f(0, "data-loading worker processes per rank")
-    seed: int = _f(0, "seed of every random choice (data order, augmentation, noise)")
+    steps: int = option(1000, "optimizer steps")
+    grad_accum: int = option(1, "micro-batches per optimizer step")
     # optimizer
-    lr: float = _f(2e-4, "peak AdamW learning rate")
-    weight_decay: float = _f(0.0, "AdamW weight decay")
-    warmup: int = _f(200, "linear learning-rate warmup steps")
-    lr_decay: str = _f("cosine", "cosine | linear | constant decay after warmup")
-    min_lr_ratio: float = _f(0.1, "final learning rate as a fraction of the peak")
-    grad_clip: float = _f(1.0, "max gradient norm (0 = off)")
-    ema_decay: float = _f(0.999, "EMA decay (0.9999 is for runs of hundreds of thousands of steps)")
-    ema_warmup: float = _f(10.0, "EMA warmup: decay_t = min(decay, (1+n)/(warmup+n))")
-    precision: str = _f("auto", "auto | fp32 | bf16 | fp16 (auto: bf16 on GPUs that have it, else fp16; fp32 on CPU)")
-    device: str = _f("auto", "auto | cpu | cuda | cuda:N")
+    weight_decay: float = option(0.0, "AdamW weight decay")
+    warmup: int = option(200, "linear learning-rate warmup steps")
+    lr_decay: str = option("cosine", "cosine | linear | constant decay after warmup")
+    min_lr_ratio: float = option(0.1, "final learning rate as a fraction of the peak")
+    grad_clip: float = option(1.0, "max gradient norm (0 = off)")
+    ema_decay: float = option(0.999, "EMA decay (0.9999 is for runs of hundreds of thousands of steps)")
+    ema_warmup: float = option(10.0, "EMA warmup: decay_t = min(decay, (1+n)/(warmup+n))")
     # data augmentation
-    label_dropout: float = _f(0.1, "fraction of labels replaced by the null class (for guidance)")
-    flip: bool = _f(True, "random horizontal flips")
+    flip: bool = option(True, "random horizontal flips")
     # diffusion and architecture (presets fill these)
-    base_channels: int = _f(32, "U-Net base channels")
-    channel_mult: str = _f("1,2,2", "U-Net channel multipliers per level")
-    num_res_blocks: int = _f(2, "residual blocks per level")
-    attention_resolutions: str = _f("8", "feature-map sizes with attention (comma-separated, '' for none)")
-    num_heads: int = _f(4, "attention heads")
-    dropout: float = _f(0.0, "dropout in residual blocks")
-    schedule: str = _f("cosine", "linear | cosine beta schedule")
-    timesteps: int = _f(1000, "training timesteps T")
-    parameterization: str = _f("eps", "eps | v | x0")
-    learn_sigma: bool = _f(False, "learn variances with the hybrid loss")
-    noise_conditioning: str = _f("timestep", "timestep | logsnr (continuous: retune inference schedules freely)")
-    min_snr_gamma: float = _f(0.0, "min-SNR-gamma loss weighting (0 = off)")
-    upsample: str = _f("bilinear", "how sr stages upsample their input: bilinear | bicubic")
+    base_channels: int = option(32, "U-Net base channels")
+    channel_mult: str = option("1,2,2", "U-Net channel multipliers per level")
+    num_res_blocks: int = option(2, "residual blocks per level")
+    attention_resolutions: str = option("8", "feature-map sizes with attention (comma-separated, '' for none)")
+    num_heads: int = option(4, "attention heads")
+    dropout: float = option(0.0, "dropout in residual blocks")
+    schedule: str = option("cosine", "linear | cosine beta schedule")
+    timesteps: int = option(1000, "training timesteps T")
+    parameterization: str = option("eps", "eps | v | x0")
+    learn_sigma: bool = option(False, "learn variances with the hybrid loss")
+    noise_conditioning: str = option("timestep", "timestep | logsnr (continuous: retune inference schedules freely)")
+    min_snr_gamma: float = option(0.0, "min-SNR-gamma loss weighting (0 = off)")
+    upsample: str = option("bilinear", "how sr stages upsample their input: bilinear | bicubic")
     # conditioning augmentation (sr and refiner)
-    aug_schedule: str = _f("cosine", "schedule that maps the level s in [0, 1] to noise")
-    s_max: float = _f(0.5, "train amortized over s ~ U(0, s_max)")
-    default_s: float = _f(0.1, "level the nodes start from")
-    blur_prob: float = _f(0.0, "fraction of a batch blurred (paper: 0.5 at 128px and above)")
-    blur_sigma_min: float = _f(0.4, "blur sigma range, low end")
-    blur_sigma_max: float = _f(0.6, "blur sigma range, high end")
-    refiner_max_t: float = _f(0.3, "refiner trains on t < refiner_max_t * T")
+    aug_schedule: str = option("cosine", "schedule that maps the level s in [0, 1] to noise")
+    s_max: float = option(0.5, "train amortized over s ~ U(0, s_max)")
+    default_s: float = option(0.1, "level the nodes start from")
+    blur_prob: float = option(0.0, "fraction of a batch blurred (paper: 0.5 at 128px and above)")
+    blur_sigma_min: float = option(0.4, "blur sigma range, low end")
+    blur_sigma_max: float = option(0.6, "blur sigma range, high end")
+    refiner_max_t: float = option(0.3, "refiner trains on t < refiner_max_t * T")
     # feedback and checkpoints
-    log_every: int = _f(10, "steps between log lines")
-    sample_every: int = _f(500, "steps between sample grids (0 = off)")
-    num_samples: int = _f(16, "images in a sample grid")
-    sample_steps: int = _f(20, "sampler steps for sample grids")
-    checkpoint_every: int = _f(500, "steps between checkpoints")
-    keep: int = _f(3, "checkpoints kept")
-    tensorboard: bool = _f(True, "log to TensorBoard when it is installed")
-    progress: bool = _f(True, "show a progress bar")
-    max_seconds: float = _f(0.0, "stop (with a checkpoint) after this wall time (0 = no limit)")
-    stop_after: int = _f(0, "stop (with a checkpoint) after this many steps in this invocation (0 = run to --steps)")
+    log_every: int = option(10, "steps between log lines")
+    sample_every: int = option(500, "steps between sample grids (0 = off)")
+    num_samples: int = option(16, "images in a sample grid")
+    sample_steps: int = option(20, "sampler steps for sample grids")
+    checkpoint_every: int = option(500, "steps between checkpoints")
+    max_seconds: float = option(0.0, "stop (with a checkpoint) after this wall time (0 = no limit)")
+    stop_after: int = option(0, "stop (with a checkpoint) after this many steps in this invocation (0 = run to --steps)")
 
 
 PRESETS = {

@@ -230,11 +230,12 @@ class KeyedBatchSampler(torch.utils.data.Sampler):
         return (self.steps - self.start) * self.accum
 
 
-def loader(source, maker, cfg, rank, world, start_step):
-    sampler = KeyedBatchSampler(len(source), cfg.batch_size, cfg.grad_accum, rank, world, cfg.seed,
-                                start_step, cfg.steps)
+def loader(source, maker, *, batch_size: int, steps: int, seed: int, workers: int, rank: int, world: int,
+           start_step: int, grad_accum: int = 1):
+    """Batches of keyed examples for optimizer steps ``start_step + 1 .. steps`` of this rank."""
+    sampler = KeyedBatchSampler(len(source), batch_size, grad_accum, rank, world, seed, start_step, steps)
     # a private generator: creating the iterator must not draw from the global RNG (dropout's),
     # or a resumed run would see different dropout masks than an uninterrupted one
     return torch.utils.data.DataLoader(KeyedDataset(source, maker), batch_sampler=sampler,
-                                       num_workers=cfg.workers, generator=torch.Generator().manual_seed(cfg.seed),
-                                       multiprocessing_context="spawn" if cfg.workers and os.name != "nt" else None)
+                                       num_workers=workers, generator=torch.Generator().manual_seed(seed),
+                                       multiprocessing_context="spawn" if workers and os.name != "nt" else None)

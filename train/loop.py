@@ -1,48 +1,77 @@
-"""The one training loop behind stage1, stage2 and stage3."""
+"""The one training loop: optimizer steps grouped in phases, behind every recipe.
+
+A recipe (``train.stage_recipe`` for ``python -m train.stage1/2/3``,
+``train.shallow`` for the shallow cascade) describes its phases (each with
+its optimizer, LR schedule and trained parameters) and its loss, and decides
+what to log, when to checkpoint and where a run may stop. The loop does the
+rest the same way for all: gradient accumulation with DDP's ``no_sync``,
+mixed precision with a gradient scaler, clipping, the progress line, stop
+signals agreed across ranks, and checkpoints followed by a barrier.
+"""
 from __future__ import annotations
 
 import contextlib
-import json
-import math
 import signal
 import time
-from dataclasses import asdict
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch.nn.parallel import DistributedDataParallel
-
-from cascade_core import EMA, CascadeError, Stage, image_grid, load_stage, read_config, training_loss
 
 from . import distributed as D
-from .config import TrainConfig, stage_config
-from .data import ExampleMaker, ImageSource, KeyedDataset, loader
-from .feedback import MetricLog, Progress, save_png
-from .previews import preview_rows
-from .state import find_resume, load_parts, prune, save_parts, save_stage_files, stage_parts
+from .feedback import MetricLog, Progress
 
 
-def lr_factor(cfg: TrainConfig, step: int) -> float:
-    if step < cfg.warmup:
-        return (step + 1) / cfg.warmup
-    if cfg.lr_decay == "constant":
-        return 1.0
-    progress = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
-    shape = 0.5 * (1 + math.cos(math.pi * progress)) if cfg.lr_decay == "cosine" else 1 - progress
-    return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * shape
+@dataclass
+class Phase:
+    """Optimizer steps ``first .. last`` (global, 1-based) trained with one optimizer and schedule."""
+
+    first: int
+    last: int
+    optimizer: torch.optim.Optimizer
+    lr_schedule: object
+    params: list                 # what the optimizer trains (and what is clipped)
+    net: torch.nn.Module         # what runs the forward pass: the model or its DDP wrapper
+    lr_every: int = 1            # steps between LR-schedule steps (an epoch for per-epoch schedules)
+    grad_clip: float = 1.0       # max gradient norm (0 = off)
+    number: int = 1
 
 
-def build_stage(cfg: TrainConfig, source: ImageSource, init_from: str | None) -> Stage:
-    if not init_from:
-        return Stage(stage_config(cfg, source.num_classes, source.class_names))
-    init_cfg, _ = read_config(init_from)
-    if init_cfg.role != cfg.role:
-        raise CascadeError(f"--init-from {Path(init_from).name} is a {init_cfg.role} stage",
-                           f"a {cfg.role} stage", init_cfg.role)
-    if source.num_classes and init_cfg.num_classes != source.num_classes:
-        raise CascadeError("the data's classes do not match the stage's", init_cfg.num_classes,
-                           source.num_classes)
-    return load_stage(init_from, dtype=torch.float32)
+class Recipe:
+    """What the loop asks of a training recipe. Subclasses fill in every method."""
+
+    total_steps: int
+    grad_accum: int = 1
+    scaler: torch.amp.GradScaler
+
+    def phases(self, start: int) -> Iterator[Phase]:
+        """The phases that hold steps after ``start``, built as the loop reaches them."""
+        raise NotImplementedError
+
+    def loss(self, phase: Phase, batch: dict, step: int) -> torch.Tensor:
+        """The scalar loss of one micro-batch at optimizer step ``step``."""
+        raise NotImplementedError
+
+    def after_step(self, phase: Phase, step: int, loss: float, seconds: float, log, progress):
+        """Bookkeeping once a step's update is applied: EMA, logs, progress, previews."""
+        raise NotImplementedError
+
+    def may_stop_after(self, step: int) -> bool:
+        """True where a run may stop and resume exactly (every step, or at epoch ends)."""
+        raise NotImplementedError
+
+    def budget_spent(self, step: int) -> bool:
+        """True when a time or step budget of this invocation is used up."""
+        raise NotImplementedError
+
+    def checkpoint_due(self, step: int) -> bool:
+        """True at steps that write a checkpoint (the last step and stops always do)."""
+        raise NotImplementedError
+
+    def save(self, phase: Phase, step: int):
+        """Write the training state and stage files for ``step`` (rank 0 only)."""
+        raise NotImplementedError
 
 
 class TrainingStopped(SystemExit):
@@ -67,6 +96,7 @@ class StopSignal:
         self.flag = True
 
     def restore(self):
+        """Put back the handlers that were there before."""
         for sig, handler in self.previous.items():
             signal.signal(sig, handler)
 
@@ -89,89 +119,48 @@ def run_feedback(rt, out: Path, tensorboard: bool, show_progress: bool, total: i
         raise TrainingStopped()
 
 
-def train(cfg: TrainConfig, resume: str = "", init_from: str = "") -> Path | None:
-    """Train one stage; returns the path of the last stage checkpoint written (on rank 0)."""
-    rt = D.setup(cfg.device, cfg.precision)
-    out = Path(cfg.out)
-    source = ImageSource(cfg.data)
-    torch.manual_seed(cfg.seed)
-    model = build_stage(cfg, source, init_from).to(rt.device).train()
-    scfg = model.config
-    ema = EMA(model, cfg.ema_decay, cfg.ema_warmup)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    lr_sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(cfg, s))
-    scaler = torch.amp.GradScaler(rt.device.type, enabled=rt.scaler)
-    start = 0
-    state_path = find_resume(out, resume)
-    if state_path is not None:
-        start = load_parts(state_path, stage_parts(model, ema, opt, lr_sched, scaler))
-    net = DistributedDataParallel(model, device_ids=[rt.device] if rt.device.type == "cuda" else None) \
-        if rt.world > 1 else model
-    maker = ExampleMaker(scfg.role, scfg.resolution, scfg.low_res, cfg.crop, cfg.flip, cfg.label_dropout,
-                         scfg.schedule.timesteps, scfg.refiner_max_t, scfg.augmentation.s_max,
-                         scfg.augmentation.schedule, scfg.augmentation.blur_prob, scfg.augmentation.blur_sigma)
-    if rt.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps({**asdict(cfg), "stage": scfg.to_dict()}, indent=1))
-        print(f"{scfg.describe()}: {model.num_parameters() / 1e6:.2f}M parameters, {len(source)} images, "
-              f"{source.num_classes or 'no'} classes, {rt.world} process(es) on {rt.device}, "
-              f"steps {start}->{cfg.steps}", flush=True)
-    preview_set = KeyedDataset(source, maker)
-    batches = iter(loader(source, maker, cfg, rt.rank, rt.world, start))
-    t_start, last_path, step = time.time(), None, start
-    with run_feedback(rt, out, cfg.tensorboard, cfg.progress, cfg.steps, start) as (log, progress, stop):
-        for step in range(start + 1, cfg.steps + 1):
-            t0 = time.time()
-            loss = _optimizer_step(cfg, rt, model, net, opt, scaler, batches)
-            lr_sched.step()
-            ema.update(model)
-            ips = cfg.batch_size / (time.time() - t0)
-            if step % cfg.log_every == 0 or step == cfg.steps:
-                loss = _mean_across(loss, rt)
-                if rt.is_main:
-                    log.write(step, loss=loss, lr=opt.param_groups[0]["lr"], images_per_s=ips)
-            progress.update(step, loss, ips, opt.param_groups[0]["lr"], force=step == cfg.steps)
-            if rt.is_main and cfg.sample_every and step % cfg.sample_every == 0:
-                save_png(image_grid(preview_rows(ema.model, preview_set, cfg)), out / "samples" / f"{step:07d}.png", 2)
-            out_of_time = cfg.max_seconds > 0 and time.time() - t_start > cfg.max_seconds
-            slice_done = cfg.stop_after > 0 and step - start >= cfg.stop_after
-            halt = D.any_rank(stop.flag or out_of_time or slice_done, rt) and step < cfg.steps
-            if step % cfg.checkpoint_every == 0 or step == cfg.steps or halt:
-                if rt.is_main:
-                    save_parts(out, step, stage_parts(model, ema, opt, lr_sched, scaler), asdict(cfg))
-                    last_path = save_stage_files(out, step, ema, cfg.batch_size)
-                    prune(out, cfg.keep)
-                D.barrier(rt)
-            if halt:
-                if rt.is_main:
-                    print(f"\nstopped at step {step}; resume with --resume", flush=True)
-                break
-    return last_path
+def run_phases(recipe: Recipe, rt, batches, start: int, feedback: dict):
+    """Train from step ``start`` to ``recipe.total_steps``, phase by phase; returns the last step run.
+
+    ``feedback`` holds ``out``, ``tensorboard`` and ``progress`` for ``run_feedback``.
+    """
+    step = start
+    with run_feedback(rt, feedback["out"], feedback["tensorboard"], feedback["progress"], recipe.total_steps,
+                      start) as (log, progress, stop):
+        for phase in recipe.phases(start):
+            for step in range(max(phase.first, start + 1), phase.last + 1):
+                t0 = time.time()
+                loss = optimizer_step(recipe, phase, rt, batches, step)
+                if (step - phase.first + 1) % phase.lr_every == 0:
+                    phase.lr_schedule.step()
+                recipe.after_step(phase, step, loss, time.time() - t0, log, progress)
+                halt = recipe.may_stop_after(step) and step < recipe.total_steps and D.any_rank(
+                    stop.flag or recipe.budget_spent(step), rt)
+                if recipe.checkpoint_due(step) or step == recipe.total_steps or halt:
+                    if rt.is_main:
+                        recipe.save(phase, step)
+                    D.barrier(rt)
+                if halt:
+                    if rt.is_main:
+                        print(f"\nstopped at step {step}; resume with --resume", flush=True)
+                    return step
+    return step
 
 
-def _optimizer_step(cfg, rt, model, net, opt, scaler, batches) -> float:
+def optimizer_step(recipe: Recipe, phase: Phase, rt, batches, step: int) -> float:
+    """One optimizer step over ``recipe.grad_accum`` micro-batches; returns the summed scaled loss."""
     total = 0.0
-    for m in range(cfg.grad_accum):
+    for m in range(recipe.grad_accum):
         batch = {k: v.to(rt.device) for k, v in next(batches).items()}
-        sync = m == cfg.grad_accum - 1 or rt.world == 1
-        with (contextlib.nullcontext() if sync else net.no_sync()), D.autocast_for(rt):
-            terms = training_loss(model, batch["x0"], batch["t"], batch["noise"], batch.get("cond"),
-                                  batch.get("s"), batch["label"], cfg.min_snr_gamma or None, model=net)
-            loss = terms["loss"].mean() / cfg.grad_accum
-        scaler.scale(loss).backward()
+        sync = m == recipe.grad_accum - 1 or rt.world == 1
+        with (contextlib.nullcontext() if sync else phase.net.no_sync()), D.autocast_for(rt):
+            loss = recipe.loss(phase, batch, step) / recipe.grad_accum
+        recipe.scaler.scale(loss).backward()
         total += float(loss.detach())
-    scaler.unscale_(opt)
-    if cfg.grad_clip > 0:
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-    scaler.step(opt)
-    scaler.update()
-    opt.zero_grad(set_to_none=True)
+    recipe.scaler.unscale_(phase.optimizer)
+    if phase.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(phase.params, phase.grad_clip)
+    recipe.scaler.step(phase.optimizer)
+    recipe.scaler.update()
+    phase.optimizer.zero_grad(set_to_none=True)
     return total
-
-
-def _mean_across(value: float, rt) -> float:
-    if rt.world == 1:
-        return value
-    t = torch.tensor([value], device=rt.device)
-    torch.distributed.all_reduce(t)
-    return float(t.item()) / rt.world

@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from dataclasses import asdict, replace
 from pathlib import Path
-from types import SimpleNamespace
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
@@ -31,12 +29,17 @@ from . import distributed as D
 from .cli import add_dataclass_flags
 from .config import load_file
 from .data import ImageSource, PairMaker, loader
-from .loop import run_feedback
+from .loop import Phase, Recipe, run_phases
 from .lpips import LPIPS
 from .perceptual import PerceptualLoss
 from .shallow_config import ShallowTrainConfig, stage_configs, teacher_forcing
 from .shallow_model import ShallowCascade
 from .state import STATE_PATTERN, find_resume, load_parts, prune, save_parts
+
+# the seed of optimizer step k's own generator on rank r: (seed * STEP_SEED_MIX + k) * RANK_SEED_SLOTS + r,
+# distinct for every (seed, step, rank) of any run shorter than STEP_SEED_MIX steps on <= 64 ranks
+STEP_SEED_MIX = 1_000_003
+RANK_SEED_SLOTS = 64
 
 
 def phase_of(cfg: ShallowTrainConfig, epoch: int) -> tuple[int, int, int]:
@@ -48,7 +51,91 @@ def phase_of(cfg: ShallowTrainConfig, epoch: int) -> tuple[int, int, int]:
     raise IndexError("epoch beyond the schedule")
 
 
+class ShallowRecipe(Recipe):
+    """Three phases of epochs (coarse warm-up, upsampler + refiner, joint), each with its own AdamW and
+    StepLR per epoch; teacher forcing falls linearly within phases 2 and 3; stages written every epoch."""
+
+    def __init__(self, cfg: ShallowTrainConfig, rt, model: ShallowCascade, stages: dict, out: Path,
+                 per_epoch: int, state_path: Path | None, stop_after_epochs: int):
+        self.cfg, self.rt, self.model, self.stages, self.out = cfg, rt, model, stages, out
+        self.per_epoch, self.state_path, self.stop_after_epochs = per_epoch, state_path, stop_after_epochs
+        self.total_epochs = cfg.phase1_epochs + cfg.phase2_epochs + cfg.phase3_epochs
+        self.total_steps = self.total_epochs * per_epoch
+        self.start_epoch = int(STATE_PATTERN.search(state_path.name).group(1)) if state_path else 0
+        self.scaler = torch.amp.GradScaler(rt.device.type, enabled=rt.scaler)
+        self.sums, self.written, self.teacher_p, self.epoch_seconds = {}, {}, 1.0, 0.0
+
+    def phases(self, start):
+        """Phases 1-3 that still hold epochs after ``start``; a resumed run restores the model, and the
+        optimizer too when it stopped inside that phase."""
+        cfg, first_epoch = self.cfg, 0
+        for number, epochs in ((1, cfg.phase1_epochs), (2, cfg.phase2_epochs), (3, cfg.phase3_epochs)):
+            last_epoch = first_epoch + epochs
+            if epochs and last_epoch > self.start_epoch:
+                self.model.set_phase(number)
+                params = [p for p in self.model.parameters() if p.requires_grad]
+                opt = torch.optim.AdamW(params, lr=cfg.lr)
+                sched = torch.optim.lr_scheduler.StepLR(opt, cfg.lr_step, cfg.lr_gamma)
+                if self.state_path is not None and first_epoch <= self.start_epoch:
+                    mid_phase = self.start_epoch > first_epoch  # such a state carries that phase's optimizer
+                    extra = {"optimizer": opt, "lr_schedule": sched, "scaler": self.scaler} if mid_phase else {}
+                    load_parts(self.state_path, {"model": self.model, **extra})
+                net = DistributedDataParallel(self.model) if self.rt.world > 1 else self.model
+                yield Phase(first=first_epoch * self.per_epoch + 1, last=last_epoch * self.per_epoch,
+                            optimizer=opt, lr_schedule=sched, params=params, net=net, lr_every=self.per_epoch,
+                            grad_clip=1.0, number=number)
+            first_epoch = last_epoch
+
+    def loss(self, phase, batch, step):
+        """The phase's losses of the three stages, summed; the terms are kept for the epoch's log line."""
+        cfg, i = self.cfg, step - 1  # i: the step's 0-based index in the run
+        done_in_phase = i - (phase.first - 1)
+        self.teacher_p = teacher_forcing(cfg, phase.number,
+                                         done_in_phase / max(1, phase.last - phase.first))
+        losses = phase.net(batch["x_high"], batch["x_low"], batch["label"], phase.number, self.teacher_p,
+                           seed=(cfg.seed * STEP_SEED_MIX + i) * RANK_SEED_SLOTS + self.rt.rank)
+        for k, v in losses.items():
+            self.sums[k] = self.sums.get(k, 0.0) + float(v.mean().detach())
+        return sum(v.mean() for v in losses.values())
+
+    def after_step(self, phase, step, loss, seconds, log, progress):
+        """Progress every step; at an epoch's end the log line with the epoch's mean losses."""
+        lr = phase.optimizer.param_groups[0]["lr"]
+        progress.update(step, loss, self.cfg.batch_size / max(seconds, 1e-9), lr)
+        self.epoch_seconds += seconds
+        if step % self.per_epoch == 0:
+            if self.rt.is_main:
+                log.write(step // self.per_epoch, phase=phase.number, teacher_forcing=self.teacher_p,
+                          epoch_seconds=self.epoch_seconds,
+                          **{f"loss_{k}": v / self.per_epoch for k, v in self.sums.items()})
+            self.sums, self.epoch_seconds = {}, 0.0
+
+    def may_stop_after(self, step):
+        """At epoch ends: states are written per epoch."""
+        return step % self.per_epoch == 0
+
+    def budget_spent(self, step):
+        """``--stop-after-epochs`` is used up."""
+        done = step // self.per_epoch - self.start_epoch
+        return bool(self.stop_after_epochs) and done >= self.stop_after_epochs
+
+    def checkpoint_due(self, step):
+        """Every epoch's end."""
+        return step % self.per_epoch == 0
+
+    def save(self, phase, step):
+        """The three stage files (with their epoch count) and the state of the phase."""
+        epoch = step // self.per_epoch
+        for name, st in self.stages.items():
+            st.config = replace(st.config, training={**st.config.training, "epochs": epoch})
+            self.written[name] = save_stage(st, self.out / f"{name}.safetensors")
+        save_parts(self.out, epoch, {"model": self.model, "optimizer": phase.optimizer,
+                                     "lr_schedule": phase.lr_schedule, "scaler": self.scaler}, asdict(self.cfg))
+        prune(self.out, self.cfg.keep)
+
+
 def train_shallow(cfg: ShallowTrainConfig, resume: str = "", stop_after_epochs: int = 0) -> dict:
+    """Train the three stages of the shallow cascade; returns the stage files written, by name."""
     rt = D.setup(cfg.device, cfg.precision)
     out, source = Path(cfg.out), ImageSource(cfg.data)
     torch.manual_seed(cfg.seed)
@@ -60,73 +147,18 @@ def train_shallow(cfg: ShallowTrainConfig, resume: str = "", stop_after_epochs: 
     model = ShallowCascade(stages["coarse"], stages["upsampler"], stages["refiner"], perceptual,
                            cfg.perceptual_weight).to(rt.device)
     per_epoch = max(1, (cfg.epoch_size or len(source)) // cfg.batch_size)
-    total_epochs = cfg.phase1_epochs + cfg.phase2_epochs + cfg.phase3_epochs
-    state_path = find_resume(out, resume)
-    start = int(STATE_PATTERN.search(state_path.name).group(1)) if state_path else 0
-    data_cfg = SimpleNamespace(batch_size=cfg.batch_size, grad_accum=1, seed=cfg.seed, steps=total_epochs * per_epoch,
-                               workers=cfg.workers)
+    recipe = ShallowRecipe(cfg, rt, model, stages, out, per_epoch, find_resume(out, resume), stop_after_epochs)
+    start = recipe.start_epoch * per_epoch
     maker = PairMaker(cfg.resolution, cfg.coarse_res, True, cfg.label_dropout)
-    batches = iter(loader(source, maker, data_cfg, rt.rank, rt.world, start * per_epoch))
+    batches = iter(loader(source, maker, batch_size=cfg.batch_size, steps=recipe.total_steps, seed=cfg.seed,
+                          workers=cfg.workers, rank=rt.rank, world=rt.world, start_step=start))
     if rt.is_main:
         out.mkdir(parents=True, exist_ok=True)
         sizes = {k: f"{s.config.kind} {s.num_parameters() / 1e6:.2f}M" for k, s in stages.items()}
         print(f"shallow cascade {sizes}; perceptual: {perceptual.source if perceptual else 'none'}; "
-              f"{per_epoch} steps/epoch; epochs {start}->{total_epochs}", flush=True)
-    written, phase_setup = {}, None
-    scaler = torch.amp.GradScaler(rt.device.type, enabled=rt.scaler)
-    with run_feedback(rt, out, cfg.tensorboard, cfg.progress, total_epochs * per_epoch, start * per_epoch) as (
-            log, progress, stop):
-        for epoch in range(start, total_epochs):
-            phase, e_in, n_in = phase_of(cfg, epoch)
-            if phase_setup is None or phase_setup[0] != phase:
-                model.set_phase(phase)
-                opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
-                sched = torch.optim.lr_scheduler.StepLR(opt, cfg.lr_step, cfg.lr_gamma)
-                parts = {"model": model}
-                if state_path is not None and epoch == start:
-                    same_phase = e_in > 0  # a state saved mid-phase carries that phase's optimizer
-                    load_parts(state_path, {**parts, **({"optimizer": opt, "lr_schedule": sched, "scaler": scaler}
-                                                        if same_phase else {})})
-                net = DistributedDataParallel(model) if rt.world > 1 else model
-                phase_setup = (phase, opt, sched, net)
-            _, opt, sched, net = phase_setup
-            t0, sums = time.time(), {}
-            for s in range(per_epoch):
-                step = epoch * per_epoch + s
-                batch = {k: v.to(rt.device) for k, v in next(batches).items()}
-                p = teacher_forcing(cfg, phase, (e_in * per_epoch + s) / max(1, n_in * per_epoch - 1))
-                with D.autocast_for(rt):
-                    losses = net(batch["x_high"], batch["x_low"], batch["label"], phase, p,
-                                 seed=(cfg.seed * 1_000_003 + step) * 64 + rt.rank)
-                    loss = sum(v.mean() for v in losses.values())
-                opt.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.unscale_(opt)
-                torch.nn.utils.clip_grad_norm_([q for q in model.parameters() if q.requires_grad], 1.0)
-                scaler.step(opt)
-                scaler.update()
-                for k, v in losses.items():
-                    sums[k] = sums.get(k, 0.0) + float(v.mean().detach())
-                progress.update(step + 1, float(loss.detach()), cfg.batch_size / max(time.time() - t0, 1e-9) * (s + 1),
-                                opt.param_groups[0]["lr"])
-            sched.step()
-            seconds = time.time() - t0
-            if rt.is_main:
-                log.write(epoch + 1, phase=phase, teacher_forcing=p, epoch_seconds=seconds,
-                          **{f"loss_{k}": v / per_epoch for k, v in sums.items()})
-                for name, st in stages.items():
-                    st.config = replace(st.config, training={**st.config.training, "epochs": epoch + 1})
-                    written[name] = save_stage(st, out / f"{name}.safetensors")
-                save_parts(out, epoch + 1, {"model": model, "optimizer": opt, "lr_schedule": sched,
-                                            "scaler": scaler}, asdict(cfg))
-                prune(out, cfg.keep)
-            D.barrier(rt)
-            sliced = stop_after_epochs and epoch + 1 - start >= stop_after_epochs
-            if D.any_rank(stop.flag or bool(sliced), rt) and epoch + 1 < total_epochs:
-                if rt.is_main:
-                    print(f"\nstopped after epoch {epoch + 1}; resume with --resume", flush=True)
-                break
-    return written
+              f"{per_epoch} steps/epoch; epochs {recipe.start_epoch}->{recipe.total_epochs}", flush=True)
+    run_phases(recipe, rt, batches, start, {"out": out, "tensorboard": cfg.tensorboard, "progress": cfg.progress})
+    return recipe.written
 
 
 def main(argv=None) -> int:

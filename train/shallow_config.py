@@ -5,50 +5,42 @@ from dataclasses import dataclass
 
 from cascade_core import CascadeError, ScheduleConfig, ShallowConfig, StageConfig, UNetConfig
 
-from .config import _f
+from .options import RunConfig, option
 
 
 @dataclass
-class ShallowTrainConfig:
-    data: str = _f("", "image folder (class sub-folders = labels) or .npz")
-    out: str = _f("runs/shallow", "output folder")
-    resolution: int = _f(32, "final resolution (upsampler output, refiner)")
-    coarse_res: int = _f(16, "coarse stage resolution")
-    coarse: str = _f("diffusion", "coarse generator kind", choices=("diffusion", "dae"))
-    upsampler: str = _f("pixelshuffle", "upsampler kind", choices=("pixelshuffle", "resnet", "diffusion"))
-    refiner: str = _f("vit", "refiner kind", choices=("vit", "conv", "diffusion"))
-    hidden: int = _f(64, "channels of one-pass stages and the DAE (ViT: token width)")
-    blocks: int = _f(2, "residual blocks of one-pass stages and the DAE")
-    vit_depth: int = _f(4, "ViT refiner transformer layers")
-    vit_heads: int = _f(4, "ViT refiner attention heads")
-    patch: int = _f(4, "ViT refiner patch size")
-    dae_sigma: float = _f(1.0, "DAE noise range / chain start")
-    unet_channels: int = _f(32, "base channels of diffusion stages")
-    timesteps: int = _f(1000, "timesteps of diffusion stages")
-    phase1_epochs: int = _f(35, "phase 1: coarse warm-up epochs")
-    phase2_epochs: int = _f(35, "phase 2: upsampler + refiner epochs (coarse frozen)")
-    phase3_epochs: int = _f(30, "phase 3: joint fine-tuning epochs (gradients reach the coarse stage)")
-    epoch_size: int = _f(0, "images per epoch (0 = the whole dataset)")
-    batch_size: int = _f(128, "global batch")
-    lr: float = _f(2e-4, "learning rate of every phase's AdamW")
-    lr_step: int = _f(15, "StepLR step size in epochs (per phase)")
-    lr_gamma: float = _f(0.5, "StepLR decay factor")
-    tf2_start: float = _f(0.9, "phase 2 teacher-forcing probability at its start")
-    tf2_end: float = _f(0.1, "... and at its end (linear)")
-    tf3_start: float = _f(0.1, "phase 3 teacher-forcing probability at its start")
-    tf3_end: float = _f(0.0, "... and at its end (linear)")
-    perceptual_weight: float = _f(0.1, "weight of the refiner's perceptual term (0 = MSE only)")
-    perceptual: str = _f("", "classifier file for the perceptual term (default: bench/models/cifar10-classifier)")
-    lpips_backbone: str = _f("", "use LPIPS instead: a local VGG16 state dict (torchvision layout)")
-    lpips_linear: str = _f("", "... and the LPIPS heads (lpips' vgg.pth: lin0..lin4)")
-    label_dropout: float = _f(0.1, "labels replaced by the null class (coarse stage)")
-    seed: int = _f(0, "seed of every random choice")
-    workers: int = _f(0, "data-loading worker processes per rank")
-    device: str = _f("auto", "auto | cpu | cuda | cuda:N")
-    precision: str = _f("auto", "auto | fp32 | bf16 | fp16")
-    keep: int = _f(2, "training states kept")
-    progress: bool = _f(True, "show a progress bar")
-    tensorboard: bool = _f(True, "log to TensorBoard when it is installed")
+class ShallowTrainConfig(RunConfig):
+    """The shallow-cascade recipe; the shared fields come from RunConfig (two defaults differ)."""
+
+    out: str = option("runs/shallow", "output folder")
+    batch_size: int = option(128, "global batch")
+    resolution: int = option(32, "final resolution (upsampler output, refiner)")
+    coarse_res: int = option(16, "coarse stage resolution")
+    coarse: str = option("diffusion", "coarse generator kind", choices=("diffusion", "dae"))
+    upsampler: str = option("pixelshuffle", "upsampler kind", choices=("pixelshuffle", "resnet", "diffusion"))
+    refiner: str = option("vit", "refiner kind", choices=("vit", "conv", "diffusion"))
+    hidden: int = option(64, "channels of one-pass stages and the DAE (ViT: token width)")
+    blocks: int = option(2, "residual blocks of one-pass stages and the DAE")
+    vit_depth: int = option(4, "ViT refiner transformer layers")
+    vit_heads: int = option(4, "ViT refiner attention heads")
+    patch: int = option(4, "ViT refiner patch size")
+    dae_sigma: float = option(1.0, "DAE noise range / chain start")
+    unet_channels: int = option(32, "base channels of diffusion stages")
+    timesteps: int = option(1000, "timesteps of diffusion stages")
+    phase1_epochs: int = option(35, "phase 1: coarse warm-up epochs")
+    phase2_epochs: int = option(35, "phase 2: upsampler + refiner epochs (coarse frozen)")
+    phase3_epochs: int = option(30, "phase 3: joint fine-tuning epochs (gradients reach the coarse stage)")
+    epoch_size: int = option(0, "images per epoch (0 = the whole dataset)")
+    lr_step: int = option(15, "StepLR step size in epochs (per phase)")
+    lr_gamma: float = option(0.5, "StepLR decay factor")
+    tf2_start: float = option(0.9, "phase 2 teacher-forcing probability at its start")
+    tf2_end: float = option(0.1, "... and at its end (linear)")
+    tf3_start: float = option(0.1, "phase 3 teacher-forcing probability at its start")
+    tf3_end: float = option(0.0, "... and at its end (linear)")
+    perceptual_weight: float = option(0.1, "weight of the refiner's perceptual term (0 = MSE only)")
+    perceptual: str = option("", "classifier file for the perceptual term (default: bench/models/cifar10-classifier)")
+    lpips_backbone: str = option("", "use LPIPS instead: a local VGG16 state dict (torchvision layout)")
+    lpips_linear: str = option("", "... and the LPIPS heads (lpips' vgg.pth: lin0..lin4)")
 
     def __post_init__(self):
         if self.resolution % self.coarse_res or self.resolution <= self.coarse_res:

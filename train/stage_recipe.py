@@ -1,0 +1,154 @@
+"""The recipe behind python -m train.stage1/2/3: one stage, one phase, EMA, step-wise LR."""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+
+from cascade_core import EMA, CascadeError, Stage, image_grid, load_stage, read_config, training_loss
+
+from . import distributed as D
+from .config import TrainConfig, stage_config
+from .data import ExampleMaker, ImageSource, KeyedDataset, loader
+from .feedback import save_png
+from .loop import Phase, Recipe, run_phases
+from .previews import preview_rows
+from .state import find_resume, load_parts, prune, save_parts, save_stage_files, stage_parts
+
+
+def lr_factor(cfg: TrainConfig, step: int) -> float:
+    """Learning-rate multiplier after ``step`` steps: linear warmup, then cosine, linear or constant."""
+    if step < cfg.warmup:
+        return (step + 1) / cfg.warmup
+    if cfg.lr_decay == "constant":
+        return 1.0
+    progress = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
+    shape = 0.5 * (1 + math.cos(math.pi * progress)) if cfg.lr_decay == "cosine" else 1 - progress
+    return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * shape
+
+
+def build_stage(cfg: TrainConfig, source: ImageSource, init_from: str | None) -> Stage:
+    """A new stage from the config, or the stage of ``init_from`` to fine-tune (its role must match)."""
+    if not init_from:
+        return Stage(stage_config(cfg, source.num_classes, source.class_names))
+    init_cfg, _ = read_config(init_from)
+    if init_cfg.role != cfg.role:
+        raise CascadeError(f"--init-from {Path(init_from).name} is a {init_cfg.role} stage",
+                           f"a {cfg.role} stage", init_cfg.role)
+    if source.num_classes and init_cfg.num_classes != source.num_classes:
+        raise CascadeError("the data's classes do not match the stage's", init_cfg.num_classes,
+                           source.num_classes)
+    return load_stage(init_from, dtype=torch.float32)
+
+
+class StageRecipe(Recipe):
+    """Train one diffusion stage with AdamW, a warmup + decay schedule per step and an EMA copy."""
+
+    def __init__(self, cfg: TrainConfig, rt, model: Stage, out: Path, preview_set, start: int):
+        self.cfg, self.rt, self.model, self.out, self.preview_set = cfg, rt, model, out, preview_set
+        self.total_steps, self.grad_accum, self.start = cfg.steps, cfg.grad_accum, start
+        self.ema = EMA(model, cfg.ema_decay, cfg.ema_warmup)
+        self.opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.lr_sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: lr_factor(cfg, s))
+        self.scaler = torch.amp.GradScaler(rt.device.type, enabled=rt.scaler)
+        self.t_start = time.time()
+        self.last_path = None
+
+    def parts(self) -> dict:
+        """What a state file holds for this recipe."""
+        return stage_parts(self.model, self.ema, self.opt, self.lr_sched, self.scaler)
+
+    def phases(self, start):
+        """One phase over every step, with DDP when there are several processes."""
+        rt = self.rt
+        net = DistributedDataParallel(self.model, device_ids=[rt.device] if rt.device.type == "cuda" else None) \
+            if rt.world > 1 else self.model
+        yield Phase(first=1, last=self.cfg.steps, optimizer=self.opt, lr_schedule=self.lr_sched,
+                    params=list(self.model.parameters()), net=net, grad_clip=self.cfg.grad_clip)
+
+    def loss(self, phase, batch, step):
+        """The stage's training loss (simple, hybrid, min-SNR weighted) on one micro-batch."""
+        terms = training_loss(self.model, batch["x0"], batch["t"], batch["noise"], cond=batch.get("cond"),
+                              aug_level=batch.get("s"), labels=batch["label"],
+                              min_snr_gamma=self.cfg.min_snr_gamma or None, model=phase.net)
+        return terms["loss"].mean()
+
+    def after_step(self, phase, step, loss, seconds, log, progress):
+        """EMA update, the metrics line every ``log_every`` steps, progress, preview grids."""
+        cfg, rt = self.cfg, self.rt
+        self.ema.update(self.model)
+        ips = cfg.batch_size / seconds
+        lr = self.opt.param_groups[0]["lr"]
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            loss = _mean_across(loss, rt)
+            if rt.is_main:
+                log.write(step, loss=loss, lr=lr, images_per_s=ips)
+        progress.update(step, loss, ips, lr, force=step == cfg.steps)
+        if rt.is_main and cfg.sample_every and step % cfg.sample_every == 0:
+            grid = image_grid(preview_rows(self.ema.model, self.preview_set, cfg))
+            save_png(grid, self.out / "samples" / f"{step:07d}.png", 2)
+
+    def may_stop_after(self, step):
+        """Every step: the state holds everything the next one needs."""
+        return True
+
+    def budget_spent(self, step):
+        """``--max-seconds`` or ``--stop-after`` is used up."""
+        cfg = self.cfg
+        out_of_time = cfg.max_seconds > 0 and time.time() - self.t_start > cfg.max_seconds
+        return out_of_time or (cfg.stop_after > 0 and step - self.start >= cfg.stop_after)
+
+    def checkpoint_due(self, step):
+        """Every ``--checkpoint-every`` steps."""
+        return step % self.cfg.checkpoint_every == 0
+
+    def save(self, phase, step):
+        """State file, EMA stage files, and pruning to ``--keep``."""
+        save_parts(self.out, step, self.parts(), asdict(self.cfg))
+        self.last_path = save_stage_files(self.out, step, self.ema, self.cfg.batch_size)
+        prune(self.out, self.cfg.keep)
+
+
+def train(cfg: TrainConfig, resume: str = "", init_from: str = "") -> Path | None:
+    """Train one stage; returns the path of the last stage checkpoint written (on rank 0)."""
+    rt = D.setup(cfg.device, cfg.precision)
+    out = Path(cfg.out)
+    source = ImageSource(cfg.data)
+    torch.manual_seed(cfg.seed)
+    model = build_stage(cfg, source, init_from).to(rt.device).train()
+    scfg = model.config
+    start = 0
+    recipe = StageRecipe(cfg, rt, model, out, None, start)
+    state_path = find_resume(out, resume)
+    if state_path is not None:
+        start = recipe.start = load_parts(state_path, recipe.parts())
+    aug = scfg.augmentation
+    maker = ExampleMaker(role=scfg.role, resolution=scfg.resolution, low_res=scfg.low_res, crop=cfg.crop,
+                         flip=cfg.flip, label_dropout=cfg.label_dropout, timesteps=scfg.schedule.timesteps,
+                         refiner_max_t=scfg.refiner_max_t, s_max=aug.s_max, aug_schedule=aug.schedule,
+                         blur_prob=aug.blur_prob, blur_range=aug.blur_sigma)
+    if rt.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps({**asdict(cfg), "stage": scfg.to_dict()}, indent=1))
+        print(f"{scfg.describe()}: {model.num_parameters() / 1e6:.2f}M parameters, {len(source)} images, "
+              f"{source.num_classes or 'no'} classes, {rt.world} process(es) on {rt.device}, "
+              f"steps {start}->{cfg.steps}", flush=True)
+    recipe.preview_set = KeyedDataset(source, maker)
+    batches = iter(loader(source, maker, batch_size=cfg.batch_size, steps=cfg.steps, seed=cfg.seed,
+                          workers=cfg.workers, rank=rt.rank, world=rt.world, start_step=start,
+                          grad_accum=cfg.grad_accum))
+    run_phases(recipe, rt, batches, start, {"out": out, "tensorboard": cfg.tensorboard, "progress": cfg.progress})
+    return recipe.last_path
+
+
+def _mean_across(value: float, rt) -> float:
+    if rt.world == 1:
+        return value
+    t = torch.tensor([value], device=rt.device)
+    torch.distributed.all_reduce(t)
+    return float(t.item()) / rt.world
