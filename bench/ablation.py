@@ -52,7 +52,7 @@ def eval_flops(stage, size: int) -> float:
         if c.role != "base" else None
     s = torch.zeros(1) if cond is not None else None
     with torch.no_grad():
-        return forward_flops(lambda: stage(x, torch.tensor([1.0]), cond, s, torch.tensor([0])))
+        return forward_flops(lambda: stage(x, torch.tensor([1.0]), cond=cond, aug_level=s, labels=torch.tensor([0])))
 
 
 def train_flops_per_image(cfg) -> float:
@@ -75,11 +75,11 @@ def _budgeted(cfg, budget_flops: float):
 def make_configs(data, out: Path, quick: bool):
     preset = "tiny" if quick else "small"
     extra = dict(sample_every=0, progress=False, tensorboard=False, data=data, checkpoint_every=10 ** 9)
-    single = resolve("base", preset, {}, {**extra, "resolution": 32 if not quick else 16, "out": str(out / "single32")})
-    base = resolve("base", preset, {}, {**extra, "resolution": 16 if not quick else 8, "out": str(out / "base16")})
+    single = resolve("base", preset, {}, cli_values={**extra, "resolution": 32 if not quick else 16, "out": str(out / "single32")})
+    base = resolve("base", preset, {}, cli_values={**extra, "resolution": 16 if not quick else 8, "out": str(out / "base16")})
     sr_kw = dict(resolution=32 if not quick else 16, low_res=16 if not quick else 8, crop=16 if not quick else 0)
-    sr_aug = resolve("sr", preset, {}, {**extra, **sr_kw, "s_max": 0.5, "out": str(out / "sr_aug")})
-    sr_none = resolve("sr", preset, {}, {**extra, **sr_kw, "s_max": 0.0, "out": str(out / "sr_noaug")})
+    sr_aug = resolve("sr", preset, {}, cli_values={**extra, **sr_kw, "s_max": 0.5, "out": str(out / "sr_aug")})
+    sr_none = resolve("sr", preset, {}, cli_values={**extra, **sr_kw, "s_max": 0.0, "out": str(out / "sr_noaug")})
     return single, base, sr_aug, sr_none
 
 
@@ -114,7 +114,7 @@ def main(argv=None) -> int:
     report = {"budget_gflop": budget / 1e9, "single_steps": single_steps, "sampler_steps": args.steps,
               "num_samples": args.num, "reference": args.ref, "variants": {}}
     part, parts = _part(args.part)
-    stages = {name: _trained(cfg, report["variants"], name, parts > 1) for name, cfg in plan.items()}
+    stages = {name: _trained(cfg, report["variants"], name, must_exist=parts > 1) for name, cfg in plan.items()}
     specs = [("single", None, None), ("sr_noaug", 0.0, False)] + \
         [("sr_aug", s, t) for t in (False, True) for s in levels if not (t and s == 0)]
     rows_file = out / "rows.jsonl"
@@ -125,12 +125,12 @@ def main(argv=None) -> int:
         # the rows file is read anew each time: other processes append to it
         if i % parts != part or _key(variant, s, truncated) in _done_rows(rows_file):
             continue
-        scorer = scorer or make_scorer(args.ref, 32 if not args.quick else 16, args.num, args.quick)
+        scorer = scorer or make_scorer(args.ref, 32 if not args.quick else 16, args.num, quick=args.quick)
         t0 = time.time()
         if sr_name == "single":
-            imgs, _ = sample_cascade(stages["single"], None, None, n, 100, 0, args.steps, log=None)
+            imgs, _ = sample_cascade(stages["single"], None, None, n=n, batch=100, seed=0, steps=args.steps, log=None)
         else:
-            imgs, _ = sample_cascade(stages["base"], stages[sr_name], None, n, 100, 0, args.steps, args.steps,
+            imgs, _ = sample_cascade(stages["base"], stages[sr_name], None, n=n, batch=100, seed=0, steps=args.steps, sr_steps=args.steps,
                                      s=s, truncated=truncated, log=None)
         row = {"variant": variant, "s": s, "truncated": truncated, "sample_seconds": round(time.time() - t0, 1),
                **scorer(imgs)}
@@ -143,7 +143,7 @@ def main(argv=None) -> int:
         print(f"part {part}/{parts} done; {sum(r is None for r in rows)} rows left to other parts", flush=True)
         return 0
     report["rows"] = rows
-    eco = report["economics"] = economics(stages, args.steps, 4 if args.quick else 100, 1 if args.quick else 3)
+    eco = report["economics"] = economics(stages, args.steps, 4 if args.quick else 100, repeats=1 if args.quick else 3)
     sec, fl = eco["seconds_per_image"], eco["gflop_per_image"]
     print(f"economics: cascade / single-stage = {sec['cascade'] / sec['single']:.2f}x the sampling time, "
           f"{fl['cascade'] / fl['single']:.2f}x the GFLOPs ({fl['cascade']:.2f} / {fl['single']:.2f} per image)")
@@ -159,10 +159,10 @@ def economics(stages: dict, steps: int, batch: int, repeats: int) -> dict:
     """Seconds and model GFLOPs per image of the single-stage model and of the cascade (base + SR), same
     sampler and steps per stage, timed in alternation in this process."""
     def single():
-        sample_cascade(stages["single"], None, None, batch, batch, 0, steps, log=None)
+        sample_cascade(stages["single"], None, None, n=batch, batch=batch, seed=0, steps=steps, log=None)
 
     def cascade():
-        sample_cascade(stages["base"], stages["sr_aug"], None, batch, batch, 0, steps, steps, s=0.1, log=None)
+        sample_cascade(stages["base"], stages["sr_aug"], None, n=batch, batch=batch, seed=0, steps=steps, sr_steps=steps, s=0.1, log=None)
 
     seconds = interleaved({"single": single, "cascade": cascade}, repeats=repeats)
     flops = {k: steps * eval_flops(stages[k].eval(), stages[k].config.resolution) / 1e9
@@ -232,7 +232,7 @@ def make_scorer(ref, size, num, quick):
     else:
         from train.metrics.inception import InceptionFeatures
         net = InceptionFeatures()
-        feats, ref_u8 = reference_features(net, ref, size, max(num, 2000), CACHE_DIR, print)
+        feats, ref_u8 = reference_features(net, ref, size, limit=max(num, 2000), cache_dir=CACHE_DIR, log=print)
     ref_t = from_uint8(ref_u8)
 
     def score(images: np.ndarray) -> dict:

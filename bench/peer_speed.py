@@ -23,12 +23,12 @@ from .common import forward_flops, interleaved, peak_matmul_flops, save
 
 SHIPPED = {  # name -> (stage config, batch for sampling, batch for training)
     "base16": (cc.StageConfig(role="base", resolution=16, num_classes=10,
-                              unet=cc.UNetConfig(32, (1, 2, 2), 2, (8,), 4)), 64, 64),
+                              unet=cc.UNetConfig(32, (1, 2, 2), 2, attention_resolutions=(8,), num_heads=4)), 64, 64),
     "sr16to32": (cc.StageConfig(role="sr", resolution=32, low_res=16, num_classes=10,
-                                unet=cc.UNetConfig(32, (1, 2, 2), 2, (), 4)), 16, 64),
+                                unet=cc.UNetConfig(32, (1, 2, 2), 2, attention_resolutions=(), num_heads=4)), 16, 64),
 }
 QUICK = {"base8": (cc.StageConfig(role="base", resolution=8, num_classes=10,
-                                  unet=cc.UNetConfig(32, (1, 2), 1, (4,), 4)), 4, 4)}
+                                  unet=cc.UNetConfig(32, (1, 2), 1, attention_resolutions=(4,), num_heads=4)), 4, 4)}
 
 
 def diffusers_twin(cfg: cc.StageConfig):
@@ -118,7 +118,7 @@ def main(argv=None) -> int:
     peak = peak_matmul_flops(512 if args.quick else 1024)
     rows = {}
     for name, (cfg, bs, bt) in configs.items():
-        row = compare(name, cfg, bs, bt, repeats)
+        row = compare(name, cfg, batch_sample=bs, batch_train=bt, repeats=repeats)
         row["ours_fraction_of_peak_matmul"] = row["ours_sample_images_per_s"] * row["ours_gflops_per_image"] * 1e9 / peak
         rows[name] = row
         print(f"{name}: params ours {row['ours_params']:,}" + (f" vs diffusers {row['diffusers_params']:,}"

@@ -36,8 +36,8 @@ def step_seconds(cfg, batch: int, steps: int) -> float:
     times = []
     for i in range(steps + 1):
         t0 = time.perf_counter()
-        loss = cc.training_loss(stage, x, torch.randint(0, cfg.timesteps, (batch,)), torch.randn_like(x), cond, s,
-                                torch.randint(0, 10, (batch,)))["loss"].mean()
+        loss = cc.training_loss(stage, x, torch.randint(0, cfg.timesteps, (batch,)), noise=torch.randn_like(x), cond=cond, aug_level=s,
+                                labels=torch.randint(0, 10, (batch,)))["loss"].mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -58,7 +58,7 @@ def main(argv=None) -> int:
     print(f"{'entry':<7} {'preset':<6} {'params':>9} {'res':>7} {'batch':>6} {'s/step':>9} {'img/s':>7}  note")
     for entry, role in ENTRIES.items():
         for preset in presets:
-            cfg = resolve(role, preset, {}, {"data": "-"})
+            cfg = resolve(role, preset, {}, cli_values={"data": "-"})
             measured = cfg.batch_size if preset != "base" else args.base_batch
             sec, params = step_seconds(cfg, measured, 1 if preset == "base" else args.steps)
             full = sec * cfg.batch_size / measured

@@ -77,7 +77,7 @@ def main(argv=None) -> int:
     if args.quick:
         torch.manual_seed(0)
         stage = cc.Stage(cc.StageConfig(role="base", resolution=8, num_classes=2,
-                                        unet=cc.UNetConfig(8, (1, 2), 1, ()))).eval()
+                                        unet=cc.UNetConfig(8, (1, 2), 1, attention_resolutions=()))).eval()
         ref = torch.rand(32, 3, 8, 8) * 2 - 1
         grid, n = QUICK_GRID, 16
     else:
@@ -89,12 +89,12 @@ def main(argv=None) -> int:
     if args.kid and not args.quick:
         from train.metrics.inception import InceptionFeatures
         net = InceptionFeatures()
-        ref_feats, _ = reference_features(net, args.ref, stage.config.resolution, max(args.num, 2000),
-                                          RESULTS.parent / "cache", print)
+        ref_feats, _ = reference_features(net, args.ref, stage.config.resolution, limit=max(args.num, 2000),
+                                          cache_dir=RESULTS.parent / "cache", log=print)
     rows = []
     for sampler, steps, spacing in grid:
         t0 = time.time()
-        imgs = draw(stage, sampler, steps, spacing, n, args.batch, 0, args.guidance)
+        imgs = draw(stage, sampler, steps, spacing=spacing, n=n, batch=args.batch, seed=0, guidance=args.guidance)
         row = {"sampler": sampler, "steps": steps, "spacing": spacing, "nfe": evaluations(sampler, steps),
                "seconds": round(time.time() - t0, 2)}
         quantized = from_uint8(to_uint8(imgs))

@@ -33,7 +33,7 @@ def sample(out: Path, n: int, steps: int) -> np.ndarray:
     from train.metrics.sample_cascade import sample_cascade
     coarse, up, ref = (cc.load_stage(out / f"{k}.safetensors", dtype="fp32")
                        for k in ("coarse", "upsampler", "refiner"))
-    images, _ = sample_cascade(coarse, up, ref, n, 100, 0, steps, steps, s=0.0, refine_strength=1.0,
+    images, _ = sample_cascade(coarse, up, ref, n=n, batch=100, seed=0, steps=steps, sr_steps=steps, s=0.0, refine_strength=1.0,
                                refine_steps=max(steps // 3, 1), log=None)
     return images
 
@@ -58,7 +58,7 @@ def main(argv=None) -> int:
         args.data = args.ref = str(tiny_dataset(out / "data", size=32))
         kw.update(phase1_epochs=1, phase2_epochs=1, phase3_epochs=1, epoch_size=8, batch_size=4, hidden=16, blocks=1,
                   vit_depth=1, vit_heads=2, unet_channels=8, timesteps=50, perceptual_weight=0.0)
-    scorer = make_scorer(args.ref, 32, args.num, args.quick)
+    scorer = make_scorer(args.ref, 32, args.num, quick=args.quick)
     rows = []
     for combo in COMBOS:
         name = "->".join(combo)

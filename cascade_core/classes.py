@@ -26,7 +26,7 @@ def parse_classes(cfg: StageConfig, spec, batch: int, seed: int = 0, stage: str 
         items = [x.strip() for x in str(spec).split(",")]
     if cfg.num_classes == 0:
         if any(x.lower() not in UNCONDITIONAL + ("random", "-1") for x in items):
-            raise CascadeError("this stage is unconditional and takes no class", "'unconditional'", spec, stage)
+            raise CascadeError("this stage is unconditional and takes no class", "'unconditional'", spec, stage=stage)
         return None
     if len(items) == 1 and items[0].lower() in ALL_CLASSES:
         return torch.arange(batch) * cfg.num_classes // batch
@@ -34,7 +34,7 @@ def parse_classes(cfg: StageConfig, spec, batch: int, seed: int = 0, stage: str 
         g = torch.Generator().manual_seed(int(seed))
         return torch.randint(cfg.num_classes, (batch,), generator=g)
     if len(items) not in (1, batch):
-        raise CascadeError("one class for the batch or one per image", f"1 or {batch} entries", len(items), stage)
+        raise CascadeError("one class for the batch or one per image", f"1 or {batch} entries", len(items), stage=stage)
     labels = [_one(cfg, x, stage) for x in items]
     return torch.tensor(labels * batch if len(labels) == 1 else labels, dtype=torch.long)
 
@@ -50,4 +50,4 @@ def _one(cfg: StageConfig, item: str, stage) -> int:
         return int(low)
     valid = list(cfg.class_names) or [str(i) for i in range(cfg.num_classes)]
     raise CascadeError(f"unknown class {item!r}", f"one of {valid + ['random', 'all classes', 'unconditional']}",
-                       repr(item), stage)
+                       repr(item), stage=stage)

@@ -41,7 +41,7 @@ class Denoiser:
         out = self._net(zt, c_noise)
         C = self.cfg.channels
         var_frac = (out[:, C:].float() + 1) / 2 if self.cfg.learn_sigma else None
-        x0 = predict_x0(self.cfg.parameterization, out[:, :C].float(), zt, alpha, vp_sigma)
+        x0 = predict_x0(self.cfg.parameterization, out[:, :C].float(), zt, alpha=alpha, sigma=vp_sigma)
         if self.clip:
             x0 = x0.clamp(-1, 1)
         return Prediction(x0, var_frac)
@@ -49,12 +49,13 @@ class Denoiser:
     def _net(self, zt, c_noise):
         dtype = self.stage.dtype
         if not self.uses_guidance:
-            return self.stage(zt.to(dtype), c_noise, _cast(self.cond, dtype), self.aug_level, self.labels).float()
+            return self.stage(zt.to(dtype), c_noise, cond=_cast(self.cond, dtype), aug_level=self.aug_level,
+                              labels=self.labels).float()
         null = torch.full_like(self.labels, -1)
         cond, aug = (None if a is None else torch.cat([a, a]) for a in (self.cond, self.aug_level))
         labels = torch.cat([self.labels, null])
-        out = self.stage(torch.cat([zt, zt]).to(dtype), torch.cat([c_noise, c_noise]),
-                         _cast(cond, dtype), aug, labels).float()
+        out = self.stage(torch.cat([zt, zt]).to(dtype), torch.cat([c_noise, c_noise]), cond=_cast(cond, dtype),
+                         aug_level=aug, labels=labels).float()
         with_class, without = out.chunk(2)
         C = self.cfg.channels
         guided = without[:, :C] + self.guidance * (with_class[:, :C] - without[:, :C])

@@ -38,9 +38,9 @@ def make_condition(image: torch.Tensor, s: float, seed, schedule: str = "cosine"
 
     ``seed`` is an int (image i uses ``seed + i``) or a NoiseSource.
     """
-    s = check_range("augmentation level s", s, 0.0, 1.0)
+    s = check_range("augmentation level s", s, 0.0, hi=1.0)
     noise = NoiseSource.from_seed(seed, image.shape[0]) if isinstance(seed, int) else seed
-    z = condition_augment(image.float(), s, noise, schedule, blur_sigma)
+    z = condition_augment(image.float(), s, noise, schedule=schedule, blur_sigma=blur_sigma)
     return LowResCond(image=z, level=torch.full((image.shape[0],), s), schedule=schedule, clean=image)
 
 

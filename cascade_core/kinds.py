@@ -41,13 +41,13 @@ class DiffusionStage(Stage, kinds=("diffusion",)):
         shape = (cfg.channels, cfg.resolution, cfg.resolution)
         if stop >= float(sigmas[0]):  # the whole reverse process lies above s: z_s is the start noise
             z = noise.randn(shape)
-            return torch.zeros_like(z), LowResCond(z, torch.full((batch,), s), aug_schedule, None, labels)
+            return torch.zeros_like(z), LowResCond(z, torch.full((batch,), s), aug_schedule, clean=None, labels=labels)
         sigmas = truncate_sigmas(sigmas, stop)
         x = noise.randn(shape, self.device) * math.sqrt(1 + float(sigmas[0]) ** 2)
-        x, denoised = run_sampler(self, x, sigmas, plan, noise, labels=labels)
+        x, denoised = run_sampler(self, x, sigmas, plan=plan, noise=noise, labels=labels)
         z = x / math.sqrt(1 + stop ** 2)  # VE -> VP: exactly q(z_s | z_0)'s scaling
         image = (denoised if s > 0 else x).clamp(-1, 1).cpu()
-        return image, LowResCond(z.cpu(), torch.full((batch,), s), aug_schedule, image, labels)
+        return image, LowResCond(z.cpu(), torch.full((batch,), s), aug_schedule, clean=image, labels=labels)
 
     def sample_upsample(self, cond, *, seed, plan, labels):
         """Sample at ``factor x`` the size of ``cond.image``, conditioned on it and its level."""
@@ -57,7 +57,7 @@ class DiffusionStage(Stage, kinds=("diffusion",)):
         noise = NoiseSource.from_seed(seed, B)
         sigmas = sampling_sigmas(self.schedule, plan.steps, plan.spacing)
         x = noise.randn((C, h * cfg.factor, w * cfg.factor), self.device) * math.sqrt(1 + float(sigmas[0]) ** 2)
-        x, _ = run_sampler(self, x, sigmas, plan, noise, labels=labels, cond=cond.image, aug_level=level)
+        x, _ = run_sampler(self, x, sigmas, plan=plan, noise=noise, labels=labels, cond=cond.image, aug_level=level)
         return x.clamp(-1, 1).cpu()
 
     def sample_refine(self, image, *, strength, seed, plan, labels, s):
@@ -67,12 +67,12 @@ class DiffusionStage(Stage, kinds=("diffusion",)):
         s = cfg.augmentation.default_s if s is None else s
         noise = NoiseSource.from_seed(seed, B)
         cond = make_condition(image, s, NoiseSource.from_seed(seed + AUGMENT_SEED_OFFSET, B),
-                              cfg.augmentation.schedule)
+                              schedule=cfg.augmentation.schedule)
         t_start = strength * cfg.refiner_max_t * (self.schedule.T - 1)
         sigma_start = float(self.schedule.t_to_sigma(torch.tensor(t_start)))
         sigmas = self._partial_sigmas(sigma_start, int(plan.steps), plan.spacing)
         x = image.to(self.device).float() + noise.randn((C, H, W), self.device) * sigma_start
-        x, _ = run_sampler(self, x, sigmas, plan, noise, labels=labels, cond=cond.image, aug_level=cond.level)
+        x, _ = run_sampler(self, x, sigmas, plan=plan, noise=noise, labels=labels, cond=cond.image, aug_level=cond.level)
         return x.clamp(-1, 1).cpu()
 
     def _partial_sigmas(self, sigma_start: float, steps: int, spacing: str) -> torch.Tensor:
@@ -91,14 +91,14 @@ class DiffusionStage(Stage, kinds=("diffusion",)):
         if noise is None:
             noise = torch.randn(target_image.shape, generator=generator).to(dev)
         cfg, sched = self.config, self.schedule
-        zt = q_sample(sched, target_image, t, noise)
+        zt = q_sample(sched, target_image, t, noise=noise)
         aug = torch.zeros(b, device=dev) if cfg.conditioned else None
-        out = self(zt, self.timestep_input(t), cond, aug, labels).float()
-        loss = ((out - target(cfg.parameterization, sched, target_image, noise, t)) ** 2).mean(dim=(1, 2, 3))
+        out = self(zt, self.timestep_input(t), cond=cond, aug_level=aug, labels=labels).float()
+        loss = ((out - target(cfg.parameterization, sched, target_image, noise=noise, t=t)) ** 2).mean(dim=(1, 2, 3))
         abar = sched.alphas_cumprod
         alpha = per_example(abar.sqrt(), t, target_image)
         sigma = per_example((1 - abar).sqrt(), t, target_image)
-        return loss, predict_x0(cfg.parameterization, out, zt, alpha, sigma).clamp(-1, 1)
+        return loss, predict_x0(cfg.parameterization, out, zt, alpha=alpha, sigma=sigma).clamp(-1, 1)
 
 
 class DaeStage(Stage, kinds=("dae",)):
@@ -126,14 +126,14 @@ class DaeStage(Stage, kinds=("dae",)):
         noise = NoiseSource.from_seed(seed, batch)
         x = noise.randn((cfg.channels, cfg.resolution, cfg.resolution), self.device) * cfg.shallow.dae_sigma
         with torch.inference_mode(), autocast(self.device, plan.dtype):
-            image = self.walk_back(x, noise, None if labels is None else labels.to(self.device), plan.callback)
+            image = self.walk_back(x, noise, None if labels is None else labels.to(self.device), callback=plan.callback)
         image = image.float().clamp(-1, 1).cpu()
         if truncate_s > 0:
             cond = make_condition(image, truncate_s, NoiseSource.from_seed(seed + AUGMENT_SEED_OFFSET, batch),
-                                  aug_schedule)
+                                  schedule=aug_schedule)
             cond.labels = labels
             return image, cond
-        return image, LowResCond(image, torch.zeros(batch), aug_schedule, image, labels)
+        return image, LowResCond(image, torch.zeros(batch), aug_schedule, clean=image, labels=labels)
 
     def training_pass(self, target_image, *, generator, cond=None, labels=None, noise=None, max_t=None):
         """DAE loss and clean estimate at a random noise level in [0, dae_sigma) (drawn first)."""
@@ -141,7 +141,7 @@ class DaeStage(Stage, kinds=("dae",)):
         sigma = torch.rand(b, generator=generator).to(dev) * self.config.shallow.dae_sigma
         if noise is None:
             noise = torch.randn(target_image.shape, generator=generator).to(dev)
-        loss = dae_loss(self, target_image, sigma, noise, labels)
+        loss = dae_loss(self, target_image, sigma, noise=noise, labels=labels)
         x0 = self.net(target_image + sigma.view(-1, 1, 1, 1) * noise, sigma, labels).clamp(-1, 1)
         return loss, x0
 

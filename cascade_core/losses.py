@@ -54,10 +54,10 @@ def training_loss(stage: Stage, x0, t, noise, cond=None, aug_level=None, labels=
     DistributedDataParallel wrapper of ``stage``; ``stage`` itself by default.
     """
     cfg, sched = stage.config, stage.schedule
-    zt = q_sample(sched, x0, t, noise)
-    out = (model or stage)(zt, stage.timestep_input(t), cond, aug_level, labels).float()
+    zt = q_sample(sched, x0, t, noise=noise)
+    out = (model or stage)(zt, stage.timestep_input(t), cond=cond, aug_level=aug_level, labels=labels).float()
     C = cfg.channels
-    pred, tgt = out[:, :C], target(cfg.parameterization, sched, x0, noise, t)
+    pred, tgt = out[:, :C], target(cfg.parameterization, sched, x0, noise=noise, t=t)
     mse = ((pred - tgt) ** 2).mean(dim=(1, 2, 3))
     if min_snr_gamma:
         snr = (sched.alphas_cumprod / (1 - sched.alphas_cumprod)).to(x0.device)[t].float()
@@ -65,7 +65,7 @@ def training_loss(stage: Stage, x0, t, noise, cond=None, aug_level=None, labels=
     terms = {"mse": mse}
     loss = mse
     if cfg.learn_sigma:
-        terms["vb"] = _vb_term(stage, x0, zt, t, pred.detach(), out[:, C:])
+        terms["vb"] = _vb_term(stage, x0, zt, t=t, frozen_pred=pred.detach(), var_out=out[:, C:])
         loss = loss + terms["vb"] * (sched.T / 1000.0)
     terms["loss"] = loss
     return terms
@@ -76,13 +76,13 @@ def _vb_term(stage, x0, zt, t, frozen_pred, var_out):
     cfg, sched = stage.config, stage.schedule
     abar = sched.alphas_cumprod
     alpha, sigma = per_example(abar.sqrt(), t, x0), per_example((1 - abar).sqrt(), t, x0)
-    x0_hat = predict_x0(cfg.parameterization, frozen_pred, zt, alpha, sigma)
-    model_mean, _, min_log = q_posterior(sched, x0_hat, zt, t)
-    true_mean, _, true_log = q_posterior(sched, x0, zt, t)
+    x0_hat = predict_x0(cfg.parameterization, frozen_pred, zt, alpha=alpha, sigma=sigma)
+    model_mean, _, min_log = q_posterior(sched, x0_hat, zt, t=t)
+    true_mean, _, true_log = q_posterior(sched, x0, zt, t=t)
     max_log = per_example(sched.betas.log(), t, x0)
     frac = (var_out + 1) / 2
     model_log = frac * max_log + (1 - frac) * min_log
-    kl = normal_kl(true_mean, true_log, model_mean, model_log).mean(dim=(1, 2, 3)) / math.log(2.0)
+    kl = normal_kl(true_mean, true_log, model_mean, logvar2=model_log).mean(dim=(1, 2, 3)) / math.log(2.0)
     nll = discretized_gaussian_nll(x0, model_mean, 0.5 * model_log).mean(dim=(1, 2, 3)) / math.log(2.0)
     return torch.where(t == 0, nll, kl)
 

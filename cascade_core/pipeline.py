@@ -27,7 +27,7 @@ def generate(stage: Stage, batch: int, *, seed: int, steps=30, sampler="dpmpp_2m
     z_0 at level 0, to be augmented by ``make_condition``.
     """
     _expect_role(stage, "base")
-    s = 0.0 if truncate_s is None else check_range("truncation level s", truncate_s, 0.0, 1.0, stage.name)
+    s = 0.0 if truncate_s is None else check_range("truncation level s", truncate_s, 0.0, hi=1.0, stage=stage.name)
     plan = SamplingPlan(steps=steps, sampler=sampler, spacing=spacing, guidance=guidance, callback=callback,
                         dtype=dtype, options=options)
     return stage.sample_base(batch=batch, seed=seed, plan=plan, labels=labels, truncate_s=s,
@@ -41,7 +41,7 @@ def super_resolve(stage: Stage, cond: LowResCond, *, seed: int, steps=30, sample
     cfg = stage.config
     B, C, h, w = cond.image.shape
     if C != cfg.channels:
-        raise CascadeError("conditioning channel count does not match", cfg.channels, C, stage.name)
+        raise CascadeError("conditioning channel count does not match", cfg.channels, C, stage=stage.name)
     check_size(stage, h * cfg.factor, w * cfg.factor, what=f"output of {h}x{w} input")
     plan = SamplingPlan(steps=steps, sampler=sampler, spacing=spacing, guidance=guidance, callback=callback,
                         dtype=dtype, options=options)
@@ -59,10 +59,10 @@ def refine(stage: Stage, image: torch.Tensor, *, strength: float, seed: int, ste
     """
     _expect_role(stage, "refiner")
     cfg = stage.config
-    strength = check_range("refiner strength", strength, 0.0, 1.0, stage.name)
+    strength = check_range("refiner strength", strength, 0.0, hi=1.0, stage=stage.name)
     B, C, H, W = image.shape
     if C != cfg.channels:
-        raise CascadeError("image channel count does not match", cfg.channels, C, stage.name)
+        raise CascadeError("image channel count does not match", cfg.channels, C, stage=stage.name)
     check_size(stage, H, W, what="input image")
     if strength == 0 or int(steps) < 1:
         return image.clamp(-1, 1)
@@ -84,12 +84,12 @@ def check_size(stage: Stage, H: int, W: int, what: str = "image"):
     if H % m or W % m or H < m or W < m:
         raise CascadeError(f"{what} size {H}x{W} does not fit this stage",
                            f"sides that are multiples of {m} (e.g. {fitting_sizes(stage, H)})", f"{H}x{W}",
-                           stage.name)
+                           stage=stage.name)
 
 
 def _expect_role(stage: Stage, role: str):
     if stage.config.role != role:
-        raise CascadeError(f"this needs a {role} stage", role, f"a {stage.config.describe()} stage", stage.name)
+        raise CascadeError(f"this needs a {role} stage", role, f"a {stage.config.describe()} stage", stage=stage.name)
 
 
 __all__ = ["LowResCond", "SamplingPlan", "make_condition", "generate", "super_resolve", "refine", "run_sampler",

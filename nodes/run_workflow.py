@@ -37,7 +37,7 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     t0 = time.time()
     try:
-        saved = run(args.workflow, args.out, args.set, args.stages, args.input, verbose=True)
+        saved = run(args.workflow, args.out, args.set, stage_dirs=args.stages, input_dirs=args.input, verbose=True)
         if args.grid and saved:
             write_grid([s for s in saved if s.parent.name != "previews"], Path(args.grid), args.grid_cols)
     except core.SamplingInterrupted:

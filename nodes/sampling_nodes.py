@@ -16,7 +16,7 @@ def _labels(stage, spec: str, batch: int, seed: int, inherited=None):
         if inherited is None or not stage.config.num_classes:
             return None
         return inherited
-    return core.parse_classes(stage.config, spec, batch, seed, stage.name)
+    return core.parse_classes(stage.config, spec, batch, seed=seed, stage=stage.name)
 
 
 class CDMBaseSampler:
@@ -43,7 +43,7 @@ class CDMBaseSampler:
     def sample(self, stage, seed, steps, sampler_name, spacing, class_name, guidance, batch_size, truncate_s,
                dtype):
         st = stage.stage
-        labels = _labels(st, class_name, batch_size, seed)
+        labels = _labels(st, class_name, batch_size, seed=seed)
         with bridge.on_compute_device(st):
             image, cond = core.generate(st, batch_size, seed=seed, steps=steps, sampler=sampler_name, spacing=spacing,
                                         labels=labels, guidance=guidance, truncate_s=truncate_s or None,
@@ -73,7 +73,7 @@ class CDMSuperResStage:
         st = stage.stage
         if size_mismatch == "resize to fit":
             lowres = core.fit_condition(st, lowres)
-        labels = _labels(st, class_name, lowres.image.shape[0], seed, lowres.labels)
+        labels = _labels(st, class_name, lowres.image.shape[0], seed=seed, inherited=lowres.labels)
         with bridge.on_compute_device(st):
             image = core.super_resolve(st, lowres, seed=seed, steps=steps, sampler=sampler_name, spacing=spacing,
                                        labels=labels, guidance=guidance, callback=bridge.Progress(steps),
@@ -106,7 +106,7 @@ class CDMRefiner:
     def refine(self, stage, image, strength, steps, seed, sampler_name, spacing, class_name, guidance, s, dtype):
         st = stage.stage
         x = from_comfy(image)
-        labels = _labels(st, class_name, x.shape[0], seed)
+        labels = _labels(st, class_name, x.shape[0], seed=seed)
         with bridge.on_compute_device(st):
             out = core.refine(st, x, strength=strength, seed=seed, steps=steps, sampler=sampler_name,
                               spacing=spacing, labels=labels, guidance=guidance, s=s,

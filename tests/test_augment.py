@@ -13,7 +13,7 @@ def _img(n=8, size=16, seed=0):
 @pytest.mark.parametrize("schedule", ["cosine", "linear"])
 def test_level_zero_is_identity(schedule):
     x = _img()
-    assert torch.equal(cc.noise_augment(x, 0.0, 1, schedule), x)
+    assert torch.equal(cc.noise_augment(x, 0.0, 1, schedule=schedule), x)
 
 
 def test_level_one_is_unit_gaussian():
@@ -71,12 +71,12 @@ def test_out_of_range_levels_raise():
     with pytest.raises(cc.CascadeError, match="one augmentation value per image"):
         cc.noise_augment(_img(4), torch.tensor([0.1, 0.2]), 0)
     with pytest.raises(cc.CascadeError, match="augmentation schedule"):
-        cc.noise_augment(_img(), 0.1, 0, "sigmoid")
+        cc.noise_augment(_img(), 0.1, 0, schedule="sigmoid")
 
 
 def test_training_draws_match_algorithm_1():
     g = torch.Generator().manual_seed(0)
-    s, sigma = draw_training_augmentation(20000, 0.6, 0.5, (0.4, 0.6), g)
+    s, sigma = draw_training_augmentation(20000, 0.6, 0.5, blur_range=(0.4, 0.6), generator=g)
     assert float(s.min()) >= 0 and float(s.max()) <= 0.6
     assert float(s.mean()) == pytest.approx(0.3, abs=0.01)
     blurred = sigma > 0

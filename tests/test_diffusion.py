@@ -14,7 +14,7 @@ def test_forward_marginal_matches_closed_form():
     x0 = torch.full((20000, 1, 1, 1), 0.7)
     for t_i in (0, 50, 150, 199):
         t = torch.full((20000,), t_i)
-        xt = q_sample(SCHED, x0, t, torch.randn(x0.shape, generator=g))
+        xt = q_sample(SCHED, x0, t, noise=torch.randn(x0.shape, generator=g))
         abar = float(SCHED.alphas_cumprod[t_i])
         assert float(xt.mean()) == pytest.approx(math.sqrt(abar) * 0.7, abs=0.02)
         assert float(xt.var()) == pytest.approx(1 - abar, rel=0.05, abs=1e-6)
@@ -34,7 +34,7 @@ def test_posterior_matches_bayes_rule():
     """q(x_{t-1}|x_t,x_0) ∝ q(x_t|x_{t-1}) q(x_{t-1}|x_0): a product of two Gaussians."""
     x0, xt = torch.randn(4, 3, 2, 2, dtype=torch.float64), torch.randn(4, 3, 2, 2, dtype=torch.float64)
     t = torch.tensor([1, 20, 100, 199])
-    mean, var, _ = q_posterior(SCHED, x0, xt, t)
+    mean, var, _ = q_posterior(SCHED, x0, xt, t=t)
     for i, ti in enumerate(t.tolist()):
         beta, abar_prev = SCHED.betas[ti], SCHED.alphas_cumprod[ti - 1]
         precision = (1 - beta) / beta + 1 / (1 - abar_prev)
@@ -46,7 +46,7 @@ def test_posterior_matches_bayes_rule():
 
 def test_posterior_at_t0_returns_x0():
     x0, xt = torch.randn(2, 3, 2, 2, dtype=torch.float64), torch.randn(2, 3, 2, 2, dtype=torch.float64)
-    mean, var, log_var = q_posterior(SCHED, x0, xt, torch.tensor([0, 0]))
+    mean, var, log_var = q_posterior(SCHED, x0, xt, t=torch.tensor([0, 0]))
     assert torch.allclose(mean, x0) and float(var.abs().max()) == 0
     assert bool(torch.isfinite(log_var).all())
 
@@ -55,12 +55,12 @@ def test_posterior_at_t0_returns_x0():
 def test_targets_recover_x0(param):
     x0, noise = torch.randn(5, 3, 4, 4), torch.randn(5, 3, 4, 4)
     t = torch.tensor([0, 3, 60, 120, 199])
-    xt = q_sample(SCHED, x0, t, noise)
+    xt = q_sample(SCHED, x0, t, noise=noise)
     abar = SCHED.alphas_cumprod[t].float().view(-1, 1, 1, 1)
-    got = predict_x0(param, target(param, SCHED, x0, noise, t), xt, abar.sqrt(), (1 - abar).sqrt())
+    got = predict_x0(param, target(param, SCHED, x0, noise=noise, t=t), xt, alpha=abar.sqrt(), sigma=(1 - abar).sqrt())
     assert torch.allclose(got, x0, atol=2e-3 if param == "eps" else 1e-5)
 
 
 def test_unknown_parameterization_raises():
     with pytest.raises(ValueError, match="parameterization"):
-        target("score", SCHED, torch.zeros(1, 1, 1, 1), torch.zeros(1, 1, 1, 1), torch.tensor([0]))
+        target("score", SCHED, torch.zeros(1, 1, 1, 1), noise=torch.zeros(1, 1, 1, 1), t=torch.tensor([0]))

@@ -55,7 +55,7 @@ def test_sample_cascade_and_accuracy(folder, tmp_path):
     imgs, labs, _ = C.load_split(folder)
     model = C.fit(imgs, labs, 3, epochs=1, batch=6, log=lambda *a: None)
     C.save(model, tmp_path / "clf.safetensors", {"class_names": list(names)})
-    result = E.evaluate(images, labels, str(folder), ["acc", "swd"], classifier=tmp_path / "clf.safetensors")
+    result = E.evaluate(images, labels, str(folder), metrics=["acc", "swd"], classifier=tmp_path / "clf.safetensors")
     assert 0.0 <= result["class_accuracy"] <= 1.0 and len(result["swd"]) == 3
 
 

@@ -10,7 +10,7 @@ from helpers import tiny_stage
 def test_simple_loss_shapes_and_grad():
     s = tiny_stage(num_classes=2)
     x0 = torch.rand(4, 3, 8, 8) * 2 - 1
-    terms = cc.training_loss(s, x0, torch.tensor([0, 10, 50, 99]), torch.randn_like(x0),
+    terms = cc.training_loss(s, x0, torch.tensor([0, 10, 50, 99]), noise=torch.randn_like(x0),
                              labels=torch.tensor([0, 1, -1, 1]))
     assert terms["loss"].shape == (4,) and "vb" not in terms
     terms["loss"].mean().backward()
@@ -22,7 +22,7 @@ def test_hybrid_loss_vb_trains_only_the_variance():
     x0 = torch.rand(3, 3, 8, 8) * 2 - 1
     out = torch.randn(3, 6, 8, 8, requires_grad=True)
     s.forward = lambda *a, **k: out  # the network's output as a leaf we can inspect
-    terms = cc.training_loss(s, x0, torch.tensor([0, 20, 90]), torch.randn_like(x0))
+    terms = cc.training_loss(s, x0, torch.tensor([0, 20, 90]), noise=torch.randn_like(x0))
     terms["vb"].sum().backward()
     assert float(out.grad[:, :3].abs().max()) == 0.0
     assert float(out.grad[:, 3:].abs().max()) > 0.0
@@ -34,18 +34,18 @@ def test_vb_is_zero_for_the_true_posterior():
     x0 = torch.rand(2, 3, 8, 8) * 2 - 1
     t = torch.tensor([30, 60])
     # x0-prediction equal to the data and variance equal to the posterior's: KL is 0
-    _, var, log_var = q_posterior(sched, x0, x0, t)
+    _, var, log_var = q_posterior(sched, x0, x0, t=t)
     beta_log = sched.betas.log()[t].float().view(-1, 1, 1, 1)
     frac = (log_var.float() - log_var.float()) / (beta_log - log_var.float())  # 0 -> min log-variance
     out = torch.cat([x0, frac.expand_as(x0) * 2 - 1], 1)
     s.forward = lambda *a, **k: out
-    terms = cc.training_loss(s, x0, t, torch.randn_like(x0))
+    terms = cc.training_loss(s, x0, t, noise=torch.randn_like(x0))
     assert float(terms["vb"].abs().max()) < 1e-5 and float(terms["mse"].max()) == 0.0
 
 
 def test_normal_kl_of_identical_is_zero():
     m, lv = torch.randn(10), torch.randn(10)
-    assert float(normal_kl(m, lv, m, lv).abs().max()) < 1e-7
+    assert float(normal_kl(m, lv, m, logvar2=lv).abs().max()) < 1e-7
 
 
 def test_min_snr_weights():
@@ -59,6 +59,6 @@ def test_min_snr_downweights_low_noise_steps():
     s = tiny_stage()
     x0 = torch.rand(2, 3, 8, 8) * 2 - 1
     t, noise = torch.tensor([0, 99]), torch.randn(2, 3, 8, 8)
-    plain = cc.training_loss(s, x0, t, noise)["loss"].detach()
-    weighted = cc.training_loss(s, x0, t, noise, min_snr_gamma=5.0)["loss"].detach()
+    plain = cc.training_loss(s, x0, t, noise=noise)["loss"].detach()
+    weighted = cc.training_loss(s, x0, t, noise=noise, min_snr_gamma=5.0)["loss"].detach()
     assert float(weighted[0]) < float(plain[0]) and float(weighted[1]) == pytest.approx(float(plain[1]))

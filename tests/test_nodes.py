@@ -74,8 +74,8 @@ def test_chain_sr_twice_on_a_batch(tiny_cascade):
     stage = _stage("cifar10-sr16to32.safetensors")
     args = dict(seed=1, steps=2, sampler_name="euler", spacing="karras", class_name="from input", guidance=1.0,
                 size_mismatch="error", dtype="fp32")
-    (x32,) = sr.upscale(stage, aug.augment(image, 0.1, 0.0, 0)[0], **args)
-    (x64,) = sr.upscale(stage, aug.augment(x32, 0.1, 0.0, 0)[0], **args)
+    (x32,) = sr.upscale(stage, aug.augment(image, 0.1, 0.0, seed=0)[0], **args)
+    (x64,) = sr.upscale(stage, aug.augment(x32, 0.1, 0.0, seed=0)[0], **args)
     assert x32.shape == (2, 32, 32, 3) and x64.shape == (2, 64, 64, 3)
     (ref,) = NODE_CLASS_MAPPINGS["CDMRefiner"]().refine(
         _stage("cifar10-refiner32.safetensors"), x32, strength=0.4, steps=2, seed=0, sampler_name="dpmpp_2m",
@@ -113,7 +113,7 @@ def test_unknown_class_lists_valid_names(tiny_cascade):
 
 
 def test_size_mismatch_error_and_resize(tmp_path):
-    st = cc.Stage(cc.StageConfig(role="sr", resolution=32, low_res=16, unet=cc.UNetConfig(8, (1, 2, 2, 2), 1, ())))
+    st = cc.Stage(cc.StageConfig(role="sr", resolution=32, low_res=16, unet=cc.UNetConfig(8, (1, 2, 2, 2), 1, attention_resolutions=())))
     cc.save_stage(st, tmp_path / "deep-sr.safetensors")
     bridge.add_stage_dir(tmp_path)
     stage = load("deep-sr.safetensors")
@@ -134,9 +134,9 @@ def test_missing_stage_file_lists_available(tiny_cascade):
 
 def test_bad_values_raise(tiny_cascade):
     with pytest.raises(cc.CascadeError, match="out of range"):
-        NODE_CLASS_MAPPINGS["CDMCondAugment"]().augment(torch.zeros(1, 8, 8, 3), 1.5, 0.0, 0)
+        NODE_CLASS_MAPPINGS["CDMCondAugment"]().augment(torch.zeros(1, 8, 8, 3), 1.5, 0.0, seed=0)
     with pytest.raises(cc.CascadeError, match="not a ComfyUI IMAGE"):
-        NODE_CLASS_MAPPINGS["CDMCondAugment"]().augment(torch.zeros(8, 8), 0.1, 0.0, 0)
+        NODE_CLASS_MAPPINGS["CDMCondAugment"]().augment(torch.zeros(8, 8), 0.1, 0.0, seed=0)
     with pytest.raises(cc.CascadeError, match="fp16 inference is not supported"):
         _sample(dtype="fp16")
 

@@ -108,11 +108,11 @@ def test_sigterm_also_stops_an_in_process_caller(data, tmp_path, monkeypatch):
     """A program chaining runs (bench.ablation) must not start the next one after a stop signal."""
     real_step, calls = loop.optimizer_step, []
 
-    def step_then_signal(*args):
+    def step_then_signal(*args, **kwargs):
         calls.append(1)
         if len(calls) == 2:
             os.kill(os.getpid(), signal.SIGTERM)  # the run's own handler is installed by now
-        return real_step(*args)
+        return real_step(*args, **kwargs)
 
     monkeypatch.setattr(loop, "optimizer_step", step_then_signal)
     with pytest.raises(TrainingStopped) as stopped:
@@ -137,11 +137,11 @@ def test_two_gloo_processes_match_one(data, tmp_path):
 
 
 def test_sampler_shares_make_up_the_global_batch():
-    one = list(KeyedBatchSampler(10, 8, 2, 0, 1, seed=3, start_step=0, steps=3))
-    r0 = list(KeyedBatchSampler(10, 8, 2, 0, 2, seed=3, start_step=0, steps=3))
-    r1 = list(KeyedBatchSampler(10, 8, 2, 1, 2, seed=3, start_step=0, steps=3))
+    one = list(KeyedBatchSampler(10, 8, 2, rank=0, world=1, seed=3, start_step=0, steps=3))
+    r0 = list(KeyedBatchSampler(10, 8, 2, rank=0, world=2, seed=3, start_step=0, steps=3))
+    r1 = list(KeyedBatchSampler(10, 8, 2, rank=1, world=2, seed=3, start_step=0, steps=3))
     assert [a + b for a, b in zip(r0, r1)] == one
-    resumed = list(KeyedBatchSampler(10, 8, 2, 0, 1, seed=3, start_step=1, steps=3))
+    resumed = list(KeyedBatchSampler(10, 8, 2, rank=0, world=1, seed=3, start_step=1, steps=3))
     assert resumed == one[2:]
     keys = [k for batch in one for _, k in batch]
     assert len(set(keys)) == len(keys)

@@ -34,7 +34,7 @@ def _cascade(coarse="diffusion", upsampler="pixelshuffle", refiner="conv"):
     cfg = ShallowTrainConfig(coarse=coarse, upsampler=upsampler, refiner=refiner, hidden=16, blocks=1, vit_depth=1,
                              vit_heads=2, unet_channels=8, timesteps=50)
     stages = {k: cc.Stage(c) for k, c in stage_configs(cfg, 3, ("a", "b", "c")).items()}
-    return ShallowCascade(stages["coarse"], stages["upsampler"], stages["refiner"], None, 0.0)
+    return ShallowCascade(stages["coarse"], stages["upsampler"], stages["refiner"], perceptual=None, perceptual_weight=0.0)
 
 
 @pytest.mark.parametrize("coarse,upsampler,refiner", [("diffusion", "pixelshuffle", "conv"),

@@ -36,8 +36,8 @@ def test_conditioning_changes_output():
 
 def test_attention_placed_at_requested_resolution():
     from cascade_core.models.unet import Attention
-    with_attn = tiny_stage(unet=cc.UNetConfig(8, (1, 2), 1, (4,), 2))
-    without = tiny_stage(unet=cc.UNetConfig(8, (1, 2), 1, (), 2))
+    with_attn = tiny_stage(unet=cc.UNetConfig(8, (1, 2), 1, attention_resolutions=(4,), num_heads=2))
+    without = tiny_stage(unet=cc.UNetConfig(8, (1, 2), 1, attention_resolutions=(), num_heads=2))
     count = lambda m: sum(isinstance(x, Attention) for x in m.modules())  # noqa: E731
     assert count(with_attn) == count(without) + 3  # one down, two up blocks at 4x4; mid always
 

@@ -33,7 +33,7 @@ def build_parser(role: str, description: str) -> argparse.ArgumentParser:
                    help="continue from the newest state in --out (or from the given state file/folder)")
     p.add_argument("--init-from", default="", metavar="STAGE.safetensors",
                    help="fine-tune an existing stage (its architecture replaces the preset's)")
-    add_dataclass_flags(p, TrainConfig, SKIP | ({"low_res"} if role != "sr" else set()), ROLE_DEFAULTS[role])
+    add_dataclass_flags(p, TrainConfig, SKIP | ({"low_res"} if role != "sr" else set()), defaults=ROLE_DEFAULTS[role])
     return p
 
 
@@ -63,7 +63,7 @@ def parse(role: str, description: str, argv=None):
     file_values = load_file(args.config) if args.config else {}
     preset = values.pop("preset", None) or file_values.pop("preset", None) or "tiny"
     file_values.pop("role", None)
-    cfg = resolve(role, preset, file_values, values)
+    cfg = resolve(role, preset, file_values, cli_values=values)
     if not cfg.data:
         raise CascadeError("no training data given", "--data PATH (an image folder or an .npz file)", "nothing")
     return cfg, args.resume, args.init_from

@@ -149,8 +149,8 @@ class ExampleMaker:
         example["t"] = torch.randint(t_max, (), generator=g)
         example["noise"] = torch.randn(x.shape, generator=g)
         if low is not None:
-            s, sigma = draw_training_augmentation(1, self.s_max, self.blur_prob, self.blur_range, g)
-            example["cond"] = condition_augment(low[None], s, NoiseSource([g]), self.aug_schedule, sigma)[0]
+            s, sigma = draw_training_augmentation(1, self.s_max, self.blur_prob, blur_range=self.blur_range, generator=g)
+            example["cond"] = condition_augment(low[None], s, NoiseSource([g]), schedule=self.aug_schedule, blur_sigma=sigma)[0]
             example["s"] = s[0]
         return example
 
@@ -233,7 +233,7 @@ class KeyedBatchSampler(torch.utils.data.Sampler):
 def loader(source, maker, *, batch_size: int, steps: int, seed: int, workers: int, rank: int, world: int,
            start_step: int, grad_accum: int = 1):
     """Batches of keyed examples for optimizer steps ``start_step + 1 .. steps`` of this rank."""
-    sampler = KeyedBatchSampler(len(source), batch_size, grad_accum, rank, world, seed, start_step, steps)
+    sampler = KeyedBatchSampler(len(source), batch_size, grad_accum, rank=rank, world=world, seed=seed, start_step=start_step, steps=steps)
     # a private generator: creating the iterator must not draw from the global RNG (dropout's),
     # or a resumed run would see different dropout masks than an uninterrupted one
     return torch.utils.data.DataLoader(KeyedDataset(source, maker), batch_sampler=sampler,

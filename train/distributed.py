@@ -57,7 +57,7 @@ def setup(device_name: str, precision: str) -> Runtime:
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     amp, scaler = pick_precision(precision, device)
-    return Runtime(rank, world, device, amp, scaler)
+    return Runtime(rank, world, device, amp_dtype=amp, scaler=scaler)
 
 
 def autocast_for(rt: Runtime):

@@ -71,7 +71,7 @@ def evaluate(images: np.ndarray, labels, ref: str, metrics, ref_num=0, inception
         raise CascadeError("unknown metrics", f"some of {METRICS}", sorted(unknown))
     if {"kid", "fid"} & set(metrics):
         net = InceptionFeatures(inception)
-        ref_feats, ref_images = reference_features(net, ref, size, ref_num, cache_dir, log)
+        ref_feats, ref_images = reference_features(net, ref, size, limit=ref_num, cache_dir=cache_dir, log=log)
         t0 = time.time()
         feats = net(images)
         result["inception_seconds"] = round(time.time() - t0, 1)
@@ -138,14 +138,14 @@ def main(argv=None) -> int:
             base = load_stage(args.base, dtype="fp32")
             sr = load_stage(args.sr, dtype="fp32") if args.sr else None
             ref = load_stage(args.refiner, dtype="fp32") if args.refiner else None
-            images, labels = sample_cascade(base, sr, ref, args.num, args.batch, args.seed, args.steps, args.sr_steps,
-                                            args.sampler, "karras", args.s, args.truncated, args.guidance)
+            images, labels = sample_cascade(base, sr, ref, n=args.num, batch=args.batch, seed=args.seed, steps=args.steps, sr_steps=args.sr_steps,
+                                            sampler=args.sampler, spacing="karras", s=args.s, truncated=args.truncated, guidance=args.guidance)
             setting = {k: getattr(args, k) for k in ("base", "sr", "refiner", "steps", "sr_steps", "sampler", "s",
                                                       "truncated", "guidance", "seed")}
         if args.save_samples:
             np.savez(args.save_samples, images=images, labels=labels if labels is not None else np.full(len(images), -1))
-        result = {**setting, **evaluate(images, labels, args.ref, metrics, args.ref_num, args.inception,
-                                        args.classifier, Path(args.cache) if args.cache else None)}
+        result = {**setting, **evaluate(images, labels, args.ref, metrics=metrics, ref_num=args.ref_num, inception=args.inception,
+                                        classifier=args.classifier, cache_dir=Path(args.cache) if args.cache else None)}
     except CascadeError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

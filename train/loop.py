@@ -125,15 +125,15 @@ def run_phases(recipe: Recipe, rt, batches, start: int, feedback: dict):
     ``feedback`` holds ``out``, ``tensorboard`` and ``progress`` for ``run_feedback``.
     """
     step = start
-    with run_feedback(rt, feedback["out"], feedback["tensorboard"], feedback["progress"], recipe.total_steps,
-                      start) as (log, progress, stop):
+    with run_feedback(rt, feedback["out"], feedback["tensorboard"], show_progress=feedback["progress"], total=recipe.total_steps,
+                      start=start) as (log, progress, stop):
         for phase in recipe.phases(start):
             for step in range(max(phase.first, start + 1), phase.last + 1):
                 t0 = time.time()
-                loss = optimizer_step(recipe, phase, rt, batches, step)
+                loss = optimizer_step(recipe, phase, rt, batches=batches, step=step)
                 if (step - phase.first + 1) % phase.lr_every == 0:
                     phase.lr_schedule.step()
-                recipe.after_step(phase, step, loss, time.time() - t0, log, progress)
+                recipe.after_step(phase, step, loss, seconds=time.time() - t0, log=log, progress=progress)
                 halt = recipe.may_stop_after(step) and step < recipe.total_steps and D.any_rank(
                     stop.flag or recipe.budget_spent(step), rt)
                 if recipe.checkpoint_due(step) or step == recipe.total_steps or halt:

@@ -92,8 +92,8 @@ class ShallowRecipe(Recipe):
         done_in_phase = i - (phase.first - 1)
         self.teacher_p = teacher_forcing(cfg, phase.number,
                                          done_in_phase / max(1, phase.last - phase.first))
-        losses = phase.net(batch["x_high"], batch["x_low"], batch["label"], phase.number, self.teacher_p,
-                           seed=(cfg.seed * STEP_SEED_MIX + i) * RANK_SEED_SLOTS + self.rt.rank)
+        losses = phase.net(batch["x_high"], batch["x_low"], batch["label"], phase=phase.number,
+                           teacher_p=self.teacher_p, seed=(cfg.seed * STEP_SEED_MIX + i) * RANK_SEED_SLOTS + self.rt.rank)
         for k, v in losses.items():
             self.sums[k] = self.sums.get(k, 0.0) + float(v.mean().detach())
         return sum(v.mean() for v in losses.values())
@@ -101,7 +101,7 @@ class ShallowRecipe(Recipe):
     def after_step(self, phase, step, loss, seconds, log, progress):
         """Progress every step; at an epoch's end the log line with the epoch's mean losses."""
         lr = phase.optimizer.param_groups[0]["lr"]
-        progress.update(step, loss, self.cfg.batch_size / max(seconds, 1e-9), lr)
+        progress.update(step, loss=loss, images_per_s=self.cfg.batch_size / max(seconds, 1e-9), lr=lr)
         self.epoch_seconds += seconds
         if step % self.per_epoch == 0:
             if self.rt.is_main:
@@ -130,7 +130,7 @@ class ShallowRecipe(Recipe):
             st.config = replace(st.config, training={**st.config.training, "epochs": epoch})
             self.written[name] = save_stage(st, self.out / f"{name}.safetensors")
         save_parts(self.out, epoch, {"model": self.model, "optimizer": phase.optimizer,
-                                     "lr_schedule": phase.lr_schedule, "scaler": self.scaler}, asdict(self.cfg))
+                                     "lr_schedule": phase.lr_schedule, "scaler": self.scaler}, cfg_dict=asdict(self.cfg))
         prune(self.out, self.cfg.keep)
 
 
@@ -144,12 +144,12 @@ def train_shallow(cfg: ShallowTrainConfig, resume: str = "", stop_after_epochs: 
     if cfg.perceptual_weight > 0:
         perceptual = LPIPS(cfg.lpips_backbone, cfg.lpips_linear) if cfg.lpips_backbone or cfg.lpips_linear \
             else PerceptualLoss(cfg.perceptual or None)
-    model = ShallowCascade(stages["coarse"], stages["upsampler"], stages["refiner"], perceptual,
-                           cfg.perceptual_weight).to(rt.device)
+    model = ShallowCascade(stages["coarse"], stages["upsampler"], stages["refiner"], perceptual=perceptual,
+                           perceptual_weight=cfg.perceptual_weight).to(rt.device)
     per_epoch = max(1, (cfg.epoch_size or len(source)) // cfg.batch_size)
-    recipe = ShallowRecipe(cfg, rt, model, stages, out, per_epoch, find_resume(out, resume), stop_after_epochs)
+    recipe = ShallowRecipe(cfg, rt, model, stages=stages, out=out, per_epoch=per_epoch, state_path=find_resume(out, resume), stop_after_epochs=stop_after_epochs)
     start = recipe.start_epoch * per_epoch
-    maker = PairMaker(cfg.resolution, cfg.coarse_res, True, cfg.label_dropout)
+    maker = PairMaker(cfg.resolution, cfg.coarse_res, True, label_dropout=cfg.label_dropout)
     batches = iter(loader(source, maker, batch_size=cfg.batch_size, steps=recipe.total_steps, seed=cfg.seed,
                           workers=cfg.workers, rank=rt.rank, world=rt.world, start_step=start))
     if rt.is_main:
@@ -157,7 +157,7 @@ def train_shallow(cfg: ShallowTrainConfig, resume: str = "", stop_after_epochs: 
         sizes = {k: f"{s.config.kind} {s.num_parameters() / 1e6:.2f}M" for k, s in stages.items()}
         print(f"shallow cascade {sizes}; perceptual: {perceptual.source if perceptual else 'none'}; "
               f"{per_epoch} steps/epoch; epochs {recipe.start_epoch}->{recipe.total_epochs}", flush=True)
-    run_phases(recipe, rt, batches, start, {"out": out, "tensorboard": cfg.tensorboard, "progress": cfg.progress})
+    run_phases(recipe, rt, batches, start=start, feedback={"out": out, "tensorboard": cfg.tensorboard, "progress": cfg.progress})
     return recipe.written
 
 

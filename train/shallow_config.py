@@ -66,7 +66,7 @@ def teacher_forcing(cfg: ShallowTrainConfig, phase: int, progress: float) -> flo
 def stage_configs(cfg: ShallowTrainConfig, num_classes: int, class_names: tuple) -> dict:
     shallow = ShallowConfig(hidden=cfg.hidden, blocks=cfg.blocks, patch=cfg.patch, depth=cfg.vit_depth,
                             heads=cfg.vit_heads, dae_sigma=cfg.dae_sigma)
-    unet = UNetConfig(cfg.unet_channels, (1, 2, 2), 2, (), 4)
+    unet = UNetConfig(cfg.unet_channels, (1, 2, 2), 2, attention_resolutions=(), num_heads=4)
     sched = ScheduleConfig("cosine", cfg.timesteps)
     info = {"data": cfg.data, "recipe": "shallow", "seed": cfg.seed}
     common = dict(unet=unet, schedule=sched, shallow=shallow, parameterization="v")

@@ -61,7 +61,7 @@ class StageRecipe(Recipe):
 
     def parts(self) -> dict:
         """What a state file holds for this recipe."""
-        return stage_parts(self.model, self.ema, self.opt, self.lr_sched, self.scaler)
+        return stage_parts(self.model, self.ema, self.opt, lr_sched=self.lr_sched, scaler=self.scaler)
 
     def phases(self, start):
         """One phase over every step, with DDP when there are several processes."""
@@ -73,7 +73,7 @@ class StageRecipe(Recipe):
 
     def loss(self, phase, batch, step):
         """The stage's training loss (simple, hybrid, min-SNR weighted) on one micro-batch."""
-        terms = training_loss(self.model, batch["x0"], batch["t"], batch["noise"], cond=batch.get("cond"),
+        terms = training_loss(self.model, batch["x0"], batch["t"], noise=batch["noise"], cond=batch.get("cond"),
                               aug_level=batch.get("s"), labels=batch["label"],
                               min_snr_gamma=self.cfg.min_snr_gamma or None, model=phase.net)
         return terms["loss"].mean()
@@ -88,7 +88,7 @@ class StageRecipe(Recipe):
             loss = _mean_across(loss, rt)
             if rt.is_main:
                 log.write(step, loss=loss, lr=lr, images_per_s=ips)
-        progress.update(step, loss, ips, lr, force=step == cfg.steps)
+        progress.update(step, loss=loss, images_per_s=ips, lr=lr, force=step == cfg.steps)
         if rt.is_main and cfg.sample_every and step % cfg.sample_every == 0:
             grid = image_grid(preview_rows(self.ema.model, self.preview_set, cfg))
             save_png(grid, self.out / "samples" / f"{step:07d}.png", 2)
@@ -109,8 +109,8 @@ class StageRecipe(Recipe):
 
     def save(self, phase, step):
         """State file, EMA stage files, and pruning to ``--keep``."""
-        save_parts(self.out, step, self.parts(), asdict(self.cfg))
-        self.last_path = save_stage_files(self.out, step, self.ema, self.cfg.batch_size)
+        save_parts(self.out, step, self.parts(), cfg_dict=asdict(self.cfg))
+        self.last_path = save_stage_files(self.out, step, self.ema, batch_size=self.cfg.batch_size)
         prune(self.out, self.cfg.keep)
 
 
@@ -123,7 +123,7 @@ def train(cfg: TrainConfig, resume: str = "", init_from: str = "") -> Path | Non
     model = build_stage(cfg, source, init_from).to(rt.device).train()
     scfg = model.config
     start = 0
-    recipe = StageRecipe(cfg, rt, model, out, None, start)
+    recipe = StageRecipe(cfg, rt, model, out=out, preview_set=None, start=start)
     state_path = find_resume(out, resume)
     if state_path is not None:
         start = recipe.start = load_parts(state_path, recipe.parts())
@@ -142,7 +142,7 @@ def train(cfg: TrainConfig, resume: str = "", init_from: str = "") -> Path | Non
     batches = iter(loader(source, maker, batch_size=cfg.batch_size, steps=cfg.steps, seed=cfg.seed,
                           workers=cfg.workers, rank=rt.rank, world=rt.world, start_step=start,
                           grad_accum=cfg.grad_accum))
-    run_phases(recipe, rt, batches, start, {"out": out, "tensorboard": cfg.tensorboard, "progress": cfg.progress})
+    run_phases(recipe, rt, batches, start=start, feedback={"out": out, "tensorboard": cfg.tensorboard, "progress": cfg.progress})
     return recipe.last_path
 
 

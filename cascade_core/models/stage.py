@@ -87,15 +87,15 @@ class Stage(nn.Module):
 
     def sample_base(self, *, batch: int, seed: int, plan, labels, truncate_s: float, aug_schedule: str):
         """(images, LowResCond) of a base stage; ``truncate_s`` > 0 hands over z_s."""
-        raise CascadeError("this stage cannot generate images", "a base stage", self.config.describe(), self.name)
+        raise CascadeError("this stage cannot generate images", "a base stage", self.config.describe(), stage=self.name)
 
     def sample_upsample(self, cond, *, seed: int, plan, labels):
         """The output of an SR stage conditioned on ``cond`` (a LowResCond)."""
-        raise CascadeError("this stage cannot upsample", "an sr stage", self.config.describe(), self.name)
+        raise CascadeError("this stage cannot upsample", "an sr stage", self.config.describe(), stage=self.name)
 
     def sample_refine(self, image, *, strength: float, seed: int, plan, labels, s: float | None):
         """``image`` refined at ``strength`` (0 returns it unchanged)."""
-        raise CascadeError("this stage cannot refine", "a refiner stage", self.config.describe(), self.name)
+        raise CascadeError("this stage cannot refine", "a refiner stage", self.config.describe(), stage=self.name)
 
     def training_pass(self, target, *, generator: torch.Generator, cond=None, labels=None, noise=None,
                       max_t: int | None = None):

@@ -113,7 +113,7 @@ class UNet(nn.Module):
         self.down, skips, cur = nn.ModuleList(), [ch], ch
         for level, mult in enumerate(u.channel_mult):
             for _ in range(u.num_res_blocks):
-                layers = [ResBlock(cur, ch * mult, emb_dim, u.dropout)]
+                layers = [ResBlock(cur, ch * mult, emb_dim, dropout=u.dropout)]
                 cur = ch * mult
                 if level in attn_levels:
                     layers.append(Attention(cur, u.num_heads))
@@ -122,12 +122,12 @@ class UNet(nn.Module):
             if level < len(u.channel_mult) - 1:
                 self.down.append(Block(Downsample(cur)))
                 skips.append(cur)
-        self.mid = Block(ResBlock(cur, cur, emb_dim, u.dropout), Attention(cur, u.num_heads),
-                         ResBlock(cur, cur, emb_dim, u.dropout))
+        self.mid = Block(ResBlock(cur, cur, emb_dim, dropout=u.dropout), Attention(cur, u.num_heads),
+                         ResBlock(cur, cur, emb_dim, dropout=u.dropout))
         self.up = nn.ModuleList()
         for level, mult in reversed(list(enumerate(u.channel_mult))):
             for i in range(u.num_res_blocks + 1):
-                layers = [ResBlock(cur + skips.pop(), ch * mult, emb_dim, u.dropout)]
+                layers = [ResBlock(cur + skips.pop(), ch * mult, emb_dim, dropout=u.dropout)]
                 cur = ch * mult
                 if level in attn_levels:
                     layers.append(Attention(cur, u.num_heads))

@@ -58,7 +58,7 @@ def blur_augment(z: torch.Tensor, sigma) -> torch.Tensor:
 
 def condition_augment(z0: torch.Tensor, s, noise, schedule: str = "cosine", blur_sigma=0.0) -> torch.Tensor:
     """The conditioning an SR stage sees: blur (if any), then Gaussian noise to level ``s``."""
-    return noise_augment(blur_augment(z0, blur_sigma), s, noise, schedule)
+    return noise_augment(blur_augment(z0, blur_sigma), s, noise, schedule=schedule)
 
 
 def draw_training_augmentation(batch: int, s_max: float, blur_prob: float, blur_range, generator):

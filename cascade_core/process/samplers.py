@@ -36,7 +36,7 @@ def register(name: str, evaluations=lambda steps: steps):
     return add
 
 
-def _report(callback, i, total, x, sigma, denoised):
+def _report(callback, *, i, total, x, sigma, denoised):
     if callback is not None:
         callback({"i": i, "total": total, "x": x, "sigma": float(sigma), "denoised": denoised})
 
@@ -59,7 +59,7 @@ def sample_ddpm(model, x, sigmas, noise=None, callback=None, variance: str = "au
     for i in range(n):
         sigma, sigma_next = sig[i], sig[i + 1]
         pred = model.predict(x, sigma)
-        _report(callback, i, n, x, sigma, pred.x0)
+        _report(callback, i=i, total=n, x=x, sigma=sigma, denoised=pred.x0)
         if sigma_next == 0:
             x = pred.x0
             continue
@@ -95,7 +95,7 @@ def sample_ddim(model, x, sigmas, noise=None, callback=None, eta: float = 0.0):
     for i in range(n):
         sigma, sigma_next = sig[i], sig[i + 1]
         x0 = model(x, sigma)
-        _report(callback, i, n, x, sigma, x0)
+        _report(callback, i=i, total=n, x=x, sigma=sigma, denoised=x0)
         if sigma_next == 0:
             x = x0
             continue
@@ -119,7 +119,7 @@ def sample_euler(model, x, sigmas, noise=None, callback=None):
     for i in range(n):
         sigma, sigma_next = sig[i], sig[i + 1]
         x0 = model(x, sigma)
-        _report(callback, i, n, x, sigma, x0)
+        _report(callback, i=i, total=n, x=x, sigma=sigma, denoised=x0)
         x = x + (x - x0) / sigma * (sigma_next - sigma)
     return x
 
@@ -133,7 +133,7 @@ def sample_heun(model, x, sigmas, noise=None, callback=None):
     for i in range(n):
         sigma, sigma_next = sig[i], sig[i + 1]
         x0 = model(x, sigma)
-        _report(callback, i, n, x, sigma, x0)
+        _report(callback, i=i, total=n, x=x, sigma=sigma, denoised=x0)
         d = (x - x0) / sigma
         x_euler = x + d * (sigma_next - sigma)
         if sigma_next == 0:
@@ -154,7 +154,7 @@ def sample_dpmpp_2m(model, x, sigmas, noise=None, callback=None):
     for i in range(n):
         sigma, sigma_next = sig[i], sig[i + 1]
         x0 = model(x, sigma)
-        _report(callback, i, n, x, sigma, x0)
+        _report(callback, i=i, total=n, x=x, sigma=sigma, denoised=x0)
         if sigma_next == 0:
             x = x0
             continue

@@ -98,8 +98,8 @@ def loader(node_id, pos, file, title):
 
 def base_then_sr():
     nodes = [
-        loader(1, [0, 0], BASE, "Base stage (16px)"),
-        loader(2, [0, 420], SR, "SR stage (16->32)"),
+        loader(1, [0, 0], BASE, title="Base stage (16px)"),
+        loader(2, [0, 420], SR, title="SR stage (16->32)"),
         {"id": 3, "type": "CDMBaseSampler", "pos": [360, 0], "size": [320, 330],
          "values": {"seed": 0, "steps": 30, "class_name": "random", "batch_size": 8, "truncate_s": 0.15}},
         {"id": 4, "type": "CDMSuperResStage", "pos": [720, 200], "size": [320, 300], "values": {"steps": 30}},
@@ -118,8 +118,8 @@ def base_then_sr():
 
 def full_cascade():
     nodes = [
-        loader(1, [0, 0], BASE, "Base stage (16px)"),
-        loader(2, [0, 420], SR, "SR stage"),
+        loader(1, [0, 0], BASE, title="Base stage (16px)"),
+        loader(2, [0, 420], SR, title="SR stage"),
         {"id": 3, "type": "CDMBaseSampler", "pos": [360, 0], "size": [320, 330],
          "values": {"seed": 0, "steps": 30, "class_name": "random", "batch_size": 4}},
         {"id": 4, "type": "CDMCondAugment", "pos": [720, 0], "size": [280, 130], "values": {"s": 0.15}},
@@ -144,8 +144,8 @@ def full_cascade():
 def upscale_your_image():
     nodes = [
         {"id": 1, "type": "LoadImage", "pos": [0, 0], "size": [300, 320], "values": {"image": "cdm_example_16px.png"}},
-        loader(2, [0, 380], SR, "SR stage (x2)"),
-        loader(3, [0, 480], REFINER, "Refiner (32px)"),
+        loader(2, [0, 380], SR, title="SR stage (x2)"),
+        loader(3, [0, 480], REFINER, title="Refiner (32px)"),
         {"id": 4, "type": "CDMCondAugment", "pos": [360, 0], "size": [280, 130], "values": {"s": 0.1}},
         {"id": 5, "type": "CDMSuperResStage", "pos": [680, 0], "size": [320, 300],
          "values": {"class_name": "unconditional", "size_mismatch": "resize to fit"}},
@@ -166,8 +166,8 @@ def upscale_your_image():
 
 def augmentation_sweep(levels=(0.0, 0.15, 0.4)):
     nodes = [
-        loader(1, [0, 0], BASE, "Base stage (16px)"),
-        loader(2, [0, 420], SR, "SR stage (16->32)"),
+        loader(1, [0, 0], BASE, title="Base stage (16px)"),
+        loader(2, [0, 420], SR, title="SR stage (16->32)"),
         {"id": 3, "type": "CDMBaseSampler", "pos": [360, 0], "size": [320, 330],
          "values": {"seed": 0, "steps": 30, "class_name": "random", "batch_size": 4}},
         {"id": 4, "type": "PreviewImage", "pos": [360, 380], "size": [260, 260], "title": "base output"},

@@ -66,9 +66,9 @@ def run(workflow_path, out_dir, overrides=(), stage_dirs=(), input_dirs=(), verb
         target, sep, value = item.partition("=")
         if not sep:
             raise WorkflowError("bad --set", "NODE.widget=value or widget=value", item)
-        set_widget(workflow, CLASSES, target.strip(), value.strip())
+        set_widget(workflow, CLASSES, target.strip(), value=value.strip())
     prompt = to_prompt(workflow, CLASSES)
-    context = RunContext(out_dir, [*input_dirs, workflow_path.parent, Path.cwd()], prompt, workflow)
+    context = RunContext(out_dir, [*input_dirs, workflow_path.parent, Path.cwd()], prompt, workflow=workflow)
     execute(prompt, context, verbose)
     return list(context.saved)
 

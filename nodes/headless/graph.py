@@ -128,7 +128,7 @@ def set_widget(workflow: dict, classes: dict, target: str, value: str) -> int:
         if name not in positions:
             continue
         typ, _ = spec[name]
-        node["widgets_values"][positions[name]] = _parse(value, typ, node, name)
+        node["widgets_values"][positions[name]] = _parse(value, typ, node, name=name)
         changed += 1
     if not changed:
         raise WorkflowError(f"--set {target}: no node has that widget", "NODE.widget or widget of a node here",

@@ -145,7 +145,7 @@ def main(argv=None) -> int:
         if (labels < 0).any():
             raise CascadeError("the classifier needs labelled data", "class sub-folders", "unlabelled images")
         t0 = time.time()
-        model = fit(images, labels, len(names), args.epochs, width=args.width)
+        model = fit(images, labels, len(names), epochs=args.epochs, width=args.width)
         extra = {"class_names": list(names), "train_images": len(images), "epochs": args.epochs,
                  "train_seconds": round(time.time() - t0)}
         if args.test:

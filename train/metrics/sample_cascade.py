@@ -29,7 +29,7 @@ def sample_cascade(base, sr=None, refiner=None, n=1000, batch=100, seed=0, steps
                              guidance=guidance, truncate_s=s if (sr is not None and truncated and s > 0) else None)
         if sr is not None:
             if not (truncated and s > 0):
-                cond = make_condition(img, s, seed + start + STAGE_SEED_STRIDE, sr.config.augmentation.schedule)
+                cond = make_condition(img, s, seed + start + STAGE_SEED_STRIDE, schedule=sr.config.augmentation.schedule)
             img = super_resolve(sr, cond, seed=seed + start + 2 * STAGE_SEED_STRIDE, steps=sr_steps, sampler=sampler,
                                 spacing=spacing, labels=cls if sr.config.num_classes else None, guidance=guidance)
         if refiner is not None:
