@@ -1,11 +1,12 @@
 """CDM's ablation in miniature on CIFAR-10, plus the cascade's economics.
 
     python -m bench.ablation --single-steps 250 --num 1000 --steps 20 --levels 0,0.1,0.2,0.3,0.5
-    python -m bench.ablation --minutes 20 --num 1000   # budget = what the single model does in 20 min here
+    python -m bench.ablation --minutes 20 --num 1000   # budget: the single model's 20 min here
     python -m bench.ablation --quick                   # seconds, tiny models (CI)
 
-Training takes about 25 minutes and each sampled row (1000 cascade samples + KID) about 8 minutes of one
-core; once the variants are trained, ``--part 0/2`` and ``--part 1/2`` in two processes split the rows.
+Training takes about 25 minutes and each sampled row (1000 cascade samples + KID) about 8
+minutes of one core; once the variants are trained, ``--part 0/2`` and ``--part 1/2`` in two
+processes split the rows.
 Every finished row is appended to OUT/rows.jsonl, so a stopped run continues where it was.
 
 Trains, with the same training compute (model FLOPs x images, counted with
@@ -31,12 +32,11 @@ import numpy as np
 import torch
 
 import cascade_core as cc
-from cascade_core import CascadeError
+from cascade_core import CascadeError, from_uint8
 from train.config import resolve
-from train.stage_recipe import train
-from cascade_core.images import from_uint8
 from train.metrics.sample_cascade import sample_cascade
 from train.metrics.scores import fid, kid, sliced_wasserstein
+from train.stage_recipe import train
 
 from .common import RESULTS, forward_flops, interleaved, pyplot, save, tiny_dataset
 
@@ -52,7 +52,8 @@ def eval_flops(stage, size: int) -> float:
         if c.role != "base" else None
     s = torch.zeros(1) if cond is not None else None
     with torch.no_grad():
-        return forward_flops(lambda: stage(x, torch.tensor([1.0]), cond=cond, aug_level=s, labels=torch.tensor([0])))
+        return forward_flops(lambda: stage(x, torch.tensor([1.0]), cond=cond, aug_level=s,
+                                           labels=torch.tensor([0])))
 
 
 def train_flops_per_image(cfg) -> float:
@@ -66,40 +67,58 @@ def steps_for(cfg, budget_flops: float) -> int:
 
 
 def _budgeted(cfg, budget_flops: float):
-    """``cfg`` with the steps its share of the budget buys and a warmup of a tenth of them: the presets'
-    fixed warmup would leave short runs of different lengths at different learning rates."""
+    """``cfg`` with the steps its share of the budget buys and a warmup of a tenth of them: the
+    presets' fixed warmup would leave short runs of different lengths at different learning
+    rates."""
     steps = steps_for(cfg, budget_flops)
     return replace(cfg, steps=steps, warmup=max(1, steps // 10))
 
 
 def make_configs(data, out: Path, quick: bool):
     preset = "tiny" if quick else "small"
-    extra = dict(sample_every=0, progress=False, tensorboard=False, data=data, checkpoint_every=10 ** 9)
-    single = resolve("base", preset, {}, cli_values={**extra, "resolution": 32 if not quick else 16, "out": str(out / "single32")})
-    base = resolve("base", preset, {}, cli_values={**extra, "resolution": 16 if not quick else 8, "out": str(out / "base16")})
-    sr_kw = dict(resolution=32 if not quick else 16, low_res=16 if not quick else 8, crop=16 if not quick else 0)
-    sr_aug = resolve("sr", preset, {}, cli_values={**extra, **sr_kw, "s_max": 0.5, "out": str(out / "sr_aug")})
-    sr_none = resolve("sr", preset, {}, cli_values={**extra, **sr_kw, "s_max": 0.0, "out": str(out / "sr_noaug")})
+    extra = dict(sample_every=0, progress=False, tensorboard=False, data=data,
+                 checkpoint_every=10 ** 9)
+    single = resolve("base", preset, {},
+                     cli_values={**extra, "resolution": 32 if not quick else 16,
+                                 "out": str(out / "single32")})
+    base = resolve("base", preset, {},
+                   cli_values={**extra, "resolution": 16 if not quick else 8,
+                               "out": str(out / "base16")})
+    sr_kw = dict(resolution=32 if not quick else 16, low_res=16 if not quick else 8,
+                 crop=16 if not quick else 0)
+    sr_aug = resolve("sr", preset, {},
+                     cli_values={**extra, **sr_kw, "s_max": 0.5, "out": str(out / "sr_aug")})
+    sr_none = resolve("sr", preset, {},
+                      cli_values={**extra, **sr_kw, "s_max": 0.0, "out": str(out / "sr_noaug")})
     return single, base, sr_aug, sr_none
 
 
-def main(argv=None) -> int:
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench.ablation", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default="../shared/data/cifar10/train")
     p.add_argument("--ref", default="../shared/data/cifar10/test")
     p.add_argument("--out", default="runs/ablation")
-    p.add_argument("--minutes", type=float, default=20.0, help="training time of the single-stage model; its "
-                   "FLOPs are the budget every variant gets")
-    p.add_argument("--single-steps", type=int, default=0, help="the budget as optimizer steps of the single-stage "
-                   "model instead (reproducible on any machine; overrides --minutes)")
-    p.add_argument("--levels", default=",".join(str(v) for v in LEVELS), help="augmentation levels s sampled")
+    p.add_argument("--minutes", type=float, default=20.0,
+                   help="training time of the single-stage model; its FLOPs are the budget every "
+                        "variant gets")
+    p.add_argument("--single-steps", type=int, default=0,
+                   help="the budget as optimizer steps of the single-stage model instead "
+                        "(reproducible on any machine; overrides --minutes)")
+    p.add_argument("--levels", default=",".join(str(v) for v in LEVELS),
+                   help="augmentation levels s sampled")
     p.add_argument("--num", type=int, default=1000, help="samples per variant")
     p.add_argument("--steps", type=int, default=30, help="sampler steps of every stage")
-    p.add_argument("--part", default="0/1", help="i/n: sample only every n-th row starting at i, to spread the "
-                   "rows over processes once the variants are trained (rows already in OUT/rows.jsonl are kept)")
+    p.add_argument("--part", default="0/1",
+                   help="i/n: sample only every n-th row starting at i, to spread the rows over "
+                        "processes once the variants are trained (rows already in "
+                        "OUT/rows.jsonl are kept)")
     p.add_argument("--quick", action="store_true")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
     out = Path(args.out)
     data = args.data
     if args.quick:  # a dataset made here: no CIFAR needed, seconds of training
@@ -111,13 +130,29 @@ def main(argv=None) -> int:
     levels = [float(v) for v in args.levels.split(",")]
     plan = {"single": _budgeted(single, budget), "base": _budgeted(base, budget / 2),
             "sr_aug": _budgeted(sr_aug, budget / 2), "sr_noaug": _budgeted(sr_none, budget / 2)}
-    report = {"budget_gflop": budget / 1e9, "single_steps": single_steps, "sampler_steps": args.steps,
-              "num_samples": args.num, "reference": args.ref, "variants": {}}
+    report = {"budget_gflop": budget / 1e9, "single_steps": single_steps,
+              "sampler_steps": args.steps, "num_samples": args.num, "reference": args.ref,
+              "variants": {}}
     part, parts = _part(args.part)
-    stages = {name: _trained(cfg, report["variants"], name, must_exist=parts > 1) for name, cfg in plan.items()}
+    stages = {name: _trained(cfg, report["variants"], name, must_exist=parts > 1)
+              for name, cfg in plan.items()}
     specs = [("single", None, None), ("sr_noaug", 0.0, False)] + \
         [("sr_aug", s, t) for t in (False, True) for s in levels if not (t and s == 0)]
     rows_file = out / "rows.jsonl"
+    _sample_rows(args, stages, specs, rows_file, part=part, parts=parts)
+    done = _done_rows(rows_file)
+    rows = [done.get(_key(_variant(name), s, t)) for name, s, t in specs]
+    if any(r is None for r in rows):
+        left = sum(r is None for r in rows)
+        print(f"part {part}/{parts} done; {left} rows left to other parts", flush=True)
+        return 0
+    report["rows"] = rows
+    _finish(args, report, stages)
+    return 0
+
+
+def _sample_rows(args, stages: dict, specs: list, rows_file: Path, part: int, parts: int):
+    """Sample and score this part's rows that no process has written yet."""
     scorer = None
     n = 16 if args.quick else args.num
     for i, (sr_name, s, truncated) in enumerate(specs):
@@ -125,51 +160,57 @@ def main(argv=None) -> int:
         # the rows file is read anew each time: other processes append to it
         if i % parts != part or _key(variant, s, truncated) in _done_rows(rows_file):
             continue
-        scorer = scorer or make_scorer(args.ref, 32 if not args.quick else 16, args.num, quick=args.quick)
+        scorer = scorer or make_scorer(args.ref, 32 if not args.quick else 16, args.num,
+                                       quick=args.quick)
         t0 = time.time()
         if sr_name == "single":
-            imgs, _ = sample_cascade(stages["single"], None, None, n=n, batch=100, seed=0, steps=args.steps, log=None)
+            imgs, _ = sample_cascade(stages["single"], None, None, n=n, batch=100, seed=0,
+                                     steps=args.steps, log=None)
         else:
-            imgs, _ = sample_cascade(stages["base"], stages[sr_name], None, n=n, batch=100, seed=0, steps=args.steps, sr_steps=args.steps,
-                                     s=s, truncated=truncated, log=None)
-        row = {"variant": variant, "s": s, "truncated": truncated, "sample_seconds": round(time.time() - t0, 1),
-               **scorer(imgs)}
-        with open(rows_file, "a") as f:  # one line per row: an interrupted run continues where it stopped
+            imgs, _ = sample_cascade(stages["base"], stages[sr_name], None, n=n, batch=100, seed=0,
+                                     steps=args.steps, sr_steps=args.steps, s=s,
+                                     truncated=truncated, log=None)
+        row = {"variant": variant, "s": s, "truncated": truncated,
+               "sample_seconds": round(time.time() - t0, 1), **scorer(imgs)}
+        # one line per row: an interrupted run continues where it stopped
+        with open(rows_file, "a") as f:
             f.write(json.dumps(row) + "\n")
         print(row, flush=True)
-    done = _done_rows(rows_file)
-    rows = [done.get(_key(_variant(name), s, t)) for name, s, t in specs]
-    if any(r is None for r in rows):
-        print(f"part {part}/{parts} done; {sum(r is None for r in rows)} rows left to other parts", flush=True)
-        return 0
-    report["rows"] = rows
-    eco = report["economics"] = economics(stages, args.steps, 4 if args.quick else 100, repeats=1 if args.quick else 3)
+
+
+def _finish(args, report: dict, stages: dict):
+    """The economics timed side by side, then the report (or the quick run's line)."""
+    eco = report["economics"] = economics(stages, args.steps, 4 if args.quick else 100,
+                                          repeats=1 if args.quick else 3)
     sec, fl = eco["seconds_per_image"], eco["gflop_per_image"]
-    print(f"economics: cascade / single-stage = {sec['cascade'] / sec['single']:.2f}x the sampling time, "
-          f"{fl['cascade'] / fl['single']:.2f}x the GFLOPs ({fl['cascade']:.2f} / {fl['single']:.2f} per image)")
+    print(f"economics: cascade / single-stage = {sec['cascade'] / sec['single']:.2f}x the "
+          f"sampling time, {fl['cascade'] / fl['single']:.2f}x the GFLOPs "
+          f"({fl['cascade']:.2f} / {fl['single']:.2f} per image)")
     if not args.quick:
         save("ablation", report)
-        _plot(rows, RESULTS / "ablation_s.png")
+        _plot(report["rows"], RESULTS / "ablation_s.png")
     else:
-        print(f"quick ablation: {len(rows)} rows")
-    return 0
+        print(f"quick ablation: {len(report['rows'])} rows")
 
 
 def economics(stages: dict, steps: int, batch: int, repeats: int) -> dict:
-    """Seconds and model GFLOPs per image of the single-stage model and of the cascade (base + SR), same
-    sampler and steps per stage, timed in alternation in this process."""
+    """Seconds and model GFLOPs per image of the single-stage model and of the cascade (base +
+    SR), same sampler and steps per stage, timed in alternation in this process."""
     def single():
-        sample_cascade(stages["single"], None, None, n=batch, batch=batch, seed=0, steps=steps, log=None)
+        sample_cascade(stages["single"], None, None, n=batch, batch=batch, seed=0, steps=steps,
+                       log=None)
 
     def cascade():
-        sample_cascade(stages["base"], stages["sr_aug"], None, n=batch, batch=batch, seed=0, steps=steps, sr_steps=steps, s=0.1, log=None)
+        sample_cascade(stages["base"], stages["sr_aug"], None, n=batch, batch=batch, seed=0,
+                       steps=steps, sr_steps=steps, s=0.1, log=None)
 
     seconds = interleaved({"single": single, "cascade": cascade}, repeats=repeats)
     flops = {k: steps * eval_flops(stages[k].eval(), stages[k].config.resolution) / 1e9
              for k in ("single", "base", "sr_aug")}
     return {"batch": batch, "threads": torch.get_num_threads(),
             "seconds_per_image": {k: v / batch for k, v in seconds.items()},
-            "gflop_per_image": {"single": flops["single"], "cascade": flops["base"] + flops["sr_aug"]}}
+            "gflop_per_image": {"single": flops["single"],
+                                "cascade": flops["base"] + flops["sr_aug"]}}
 
 
 def _part(text: str) -> tuple[int, int]:
@@ -183,7 +224,8 @@ def _part(text: str) -> tuple[int, int]:
 
 
 def _variant(name: str) -> str:
-    return {"single": "single-stage 32px", "sr_noaug": "cascade, no aug", "sr_aug": "cascade, amortized aug"}[name]
+    return {"single": "single-stage 32px", "sr_noaug": "cascade, no aug",
+            "sr_aug": "cascade, amortized aug"}[name]
 
 
 def _key(variant, s, truncated) -> str:
@@ -198,13 +240,14 @@ def _done_rows(path: Path) -> dict:
 
 
 def _trained(cfg, record: dict, name: str, must_exist: bool):
-    """The variant's stage: trained now, or loaded when a previous run (same plan) already wrote it."""
+    """The variant's stage: trained now, or loaded when a previous run (same plan) wrote it."""
     path = Path(cfg.out) / f"stage-{cfg.steps:07d}.safetensors"
     t0 = time.time()
     if not path.is_file():
         if must_exist:
             raise CascadeError(f"--part needs the trained variants; {path} is missing",
-                               "a run without --part first (it trains, then samples)", "no stage file")
+                               "a run without --part first (it trains, then samples)",
+                               "no stage file")
         path = train(cfg)
         print(f"trained {name}: {cfg.steps} steps in {time.time() - t0:.0f}s", flush=True)
     stage = cc.load_stage(path, dtype="fp32")
@@ -223,8 +266,8 @@ def _steps_in(cfg, minutes: float) -> int:
 
 
 def make_scorer(ref, size, num, quick):
-    """SWD against the reference images; outside --quick also KID (± std) and FID on Inception features
-    of max(num, 2000) reference images (cached like train.eval's)."""
+    """SWD against the reference images; outside --quick also KID (± std) and FID on Inception
+    features of max(num, 2000) reference images (cached like train.eval's)."""
     from train.eval import CACHE_DIR, load_images, reference_features
     feats = None
     if quick:
@@ -232,7 +275,8 @@ def make_scorer(ref, size, num, quick):
     else:
         from train.metrics.inception import InceptionFeatures
         net = InceptionFeatures()
-        feats, ref_u8 = reference_features(net, ref, size, limit=max(num, 2000), cache_dir=CACHE_DIR, log=print)
+        feats, ref_u8 = reference_features(net, ref, size, limit=max(num, 2000),
+                                           cache_dir=CACHE_DIR, log=print)
     ref_t = from_uint8(ref_u8)
 
     def score(images: np.ndarray) -> dict:
@@ -254,13 +298,16 @@ def _plot(rows, path):
     metric = "kid" if "kid" in rows[0] else "swd"
     fig, ax = plt.subplots(figsize=(6, 4))
     for truncated in (False, True):
-        rs = [r for r in rows if r["variant"] == "cascade, amortized aug" and r["truncated"] == truncated]
-        ax.errorbar([r["s"] for r in rs], [r[metric] for r in rs], yerr=[r.get("kid_std", 0) for r in rs],
+        rs = [r for r in rows
+              if r["variant"] == "cascade, amortized aug" and r["truncated"] == truncated]
+        ax.errorbar([r["s"] for r in rs], [r[metric] for r in rs],
+                    yerr=[r.get("kid_std", 0) for r in rs],
                     marker="o", label=f"cascade, {'truncated' if truncated else 'non-truncated'}")
     for r in rows:
         if r["s"] is None or r["variant"] == "cascade, no aug":
             ax.axhline(r[metric], ls="--", lw=1, color="gray" if r["s"] is None else "red")
-            ax.text(0.0, r[metric], "single-stage" if r["s"] is None else "no aug", fontsize=8, va="bottom")
+            ax.text(0.0, r[metric], "single-stage" if r["s"] is None else "no aug", fontsize=8,
+                    va="bottom")
     ax.set_xlabel("conditioning augmentation level s")
     ax.set_ylabel(metric.upper())
     ax.legend()

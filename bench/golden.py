@@ -28,21 +28,26 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOWS = ("01_base_then_sr", "02_full_cascade", "03_upscale_your_image", "04_augmentation_sweep")
-TRAIN_COMMON = ["--steps", "12", "--batch-size", "8", "--seed", "3", "--checkpoint-every", "6", "--no-progress",
+TRAIN_COMMON = ["--steps", "12", "--batch-size", "8", "--seed", "3", "--checkpoint-every", "6",
+                "--no-progress",
                 "--no-tensorboard", "--sample-every", "0"]
 TRAINING = {
     "stage1": ["train.stage1", *TRAIN_COMMON],
-    "stage2": ["train.stage2", *TRAIN_COMMON, "--resolution", "32", "--low-res", "16", "--blur-prob", "0.5"],
-    "shallow": ["train.shallow", "--hidden", "16", "--blocks", "1", "--vit-depth", "1", "--vit-heads", "2",
+    "stage2": ["train.stage2", *TRAIN_COMMON, "--resolution", "32", "--low-res", "16",
+               "--blur-prob", "0.5"],
+    "shallow": ["train.shallow", "--hidden", "16", "--blocks", "1", "--vit-depth", "1",
+                "--vit-heads", "2",
                 "--unet-channels", "8", "--batch-size", "4", "--epoch-size", "8", "--no-progress",
-                "--no-tensorboard", "--perceptual-weight", "0", "--phase1-epochs", "1", "--phase2-epochs", "1",
+                "--no-tensorboard", "--perceptual-weight", "0", "--phase1-epochs", "1",
+                "--phase2-epochs", "1",
                 "--phase3-epochs", "1", "--timesteps", "50", "--coarse", "dae", "--seed", "5"],
 }
 
 
 def _run(args: list[str]):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, "-m", *args], cwd=ROOT, env=env, capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-m", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True)
     if done.returncode:
         raise SystemExit(f"{' '.join(args)} failed:\n{done.stderr[-3000:]}")
 
@@ -51,7 +56,8 @@ def tiny_dataset(path: Path, count: int = 64) -> Path:
     """The first ``count`` CIFAR-10 training images (sorted paths), as an .npz with labels."""
     root = ROOT.parent / "shared" / "data" / "cifar10" / "train"
     classes = sorted(d.name for d in root.iterdir() if d.is_dir())
-    files = [(c, f) for c in classes for f in sorted((root / c).iterdir())[: count // len(classes) + 1]][:count]
+    per_class = count // len(classes) + 1
+    files = [(c, f) for c in classes for f in sorted((root / c).iterdir())[:per_class]][:count]
     images = np.stack([np.array(Image.open(f).convert("RGB")) for _, f in files])
     labels = np.array([classes.index(c) for c, _ in files])
     np.savez(path, images=images, labels=labels, class_names=np.array(classes))
@@ -78,7 +84,8 @@ def record(out: Path) -> dict:
     hashes = {}
     for name in WORKFLOWS:
         folder = out / "render" / name
-        _run(["nodes.run_workflow", f"workflows/{name}.json", "--out", str(folder), "--set", "seed=11",
+        _run(["nodes.run_workflow", f"workflows/{name}.json", "--out", str(folder), "--set",
+              "seed=11",
               "--threads", "1"])
         for png in sorted(folder.rglob("*.png")):
             hashes[f"{name}/{png.relative_to(folder)}"] = pixel_hash(png)
@@ -103,7 +110,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.golden", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="runs/golden", help="scratch folder (default runs/golden)")
-    p.add_argument("--compare", nargs=2, metavar=("BEFORE", "AFTER"), help="compare two recorded JSON files")
+    p.add_argument("--compare", nargs=2, metavar=("BEFORE", "AFTER"),
+                   help="compare two recorded JSON files")
     args = p.parse_args(argv)
     if args.compare:
         before, after = (json.loads(Path(f).read_text()) for f in args.compare)

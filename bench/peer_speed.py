@@ -23,12 +23,15 @@ from .common import forward_flops, interleaved, peak_matmul_flops, save
 
 SHIPPED = {  # name -> (stage config, batch for sampling, batch for training)
     "base16": (cc.StageConfig(role="base", resolution=16, num_classes=10,
-                              unet=cc.UNetConfig(32, (1, 2, 2), 2, attention_resolutions=(8,), num_heads=4)), 64, 64),
+                              unet=cc.UNetConfig(32, (1, 2, 2), 2, attention_resolutions=(8,),
+                                                 num_heads=4)), 64, 64),
     "sr16to32": (cc.StageConfig(role="sr", resolution=32, low_res=16, num_classes=10,
-                                unet=cc.UNetConfig(32, (1, 2, 2), 2, attention_resolutions=(), num_heads=4)), 16, 64),
+                                unet=cc.UNetConfig(32, (1, 2, 2), 2, attention_resolutions=(),
+                                                   num_heads=4)), 16, 64),
 }
 QUICK = {"base8": (cc.StageConfig(role="base", resolution=8, num_classes=10,
-                                  unet=cc.UNetConfig(32, (1, 2), 1, attention_resolutions=(4,), num_heads=4)), 4, 4)}
+                                  unet=cc.UNetConfig(32, (1, 2), 1, attention_resolutions=(4,),
+                                                     num_heads=4)), 4, 4)}
 
 
 def diffusers_twin(cfg: cc.StageConfig):
@@ -54,7 +57,8 @@ def diffusers_twin(cfg: cc.StageConfig):
 
 def compare(name, cfg, batch_sample, batch_train, repeats):
     ours = cc.Stage(cfg).eval()
-    x, t, y = torch.randn(batch_sample, 3, cfg.resolution, cfg.resolution), torch.full((batch_sample,), 500.0), \
+    x, t, y = torch.randn(batch_sample, 3, cfg.resolution,
+                          cfg.resolution), torch.full((batch_sample,), 500.0), \
         torch.arange(batch_sample) % max(cfg.num_classes, 1)
 
     def ours_call(m, x, t, y):
@@ -64,7 +68,8 @@ def compare(name, cfg, batch_sample, batch_train, repeats):
 
     def theirs_call(m, x, t, y):
         if cfg.conditioned:  # the same bilinear upsampling and concatenation, done outside
-            cond = torch.nn.functional.interpolate(x[:, :, ::cfg.factor, ::cfg.factor], size=x.shape[-2:],
+            cond = torch.nn.functional.interpolate(x[:, :, ::cfg.factor, ::cfg.factor],
+                                                   size=x.shape[-2:],
                                                    mode="bilinear", align_corners=False)
             x = torch.cat([x, cond], 1)
         return m(x, t, class_labels=y).sample
@@ -74,16 +79,20 @@ def compare(name, cfg, batch_sample, batch_train, repeats):
         theirs = diffusers_twin(cfg).eval()
         models["diffusers"] = (theirs, theirs_call)
     except ImportError:
-        print("diffusers is not installed: measuring our model alone (pip install diffusers to compare)")
+        print("diffusers is not installed: measuring our model alone (pip install diffusers to "
+              "compare)")
     row = {"batch_sample": batch_sample, "batch_train": batch_train}
     for k, (m, call) in models.items():
         row[f"{k}_params"] = sum(p.numel() for p in m.parameters())
-        row[f"{k}_gflops_per_image"] = forward_flops(lambda: call(m, x[:1], t[:1], y[:1])) / 1e9
+        flops = forward_flops(lambda m=m, call=call: call(m, x[:1], t[:1], y[:1]))
+        row[f"{k}_gflops_per_image"] = flops / 1e9
     with torch.inference_mode():
-        sample = interleaved({k: (lambda m=m, call=call: call(m, x, t, y)) for k, (m, call) in models.items()},
+        sample = interleaved({k: (lambda m=m, call=call: call(m, x, t, y)) for k,
+                              (m, call) in models.items()},
                              repeats)
-    xt, tt, yt = x.repeat(batch_train // batch_sample + 1, 1, 1, 1)[:batch_train], \
-        t.repeat(batch_train // batch_sample + 1)[:batch_train], y.repeat(batch_train // batch_sample + 1)[:batch_train]
+    copies = batch_train // batch_sample + 1
+    xt = x.repeat(copies, 1, 1, 1)[:batch_train]
+    tt, yt = t.repeat(copies)[:batch_train], y.repeat(copies)[:batch_train]
     opts = {k: torch.optim.AdamW(m.parameters(), 1e-4) for k, (m, _) in models.items()}
 
     def train_step(k):
@@ -99,9 +108,24 @@ def compare(name, cfg, batch_sample, batch_train, repeats):
         row[f"{k}_sample_images_per_s"] = batch_sample / sample[k]
         row[f"{k}_train_images_per_s"] = batch_train / train[k]
     if "diffusers" in models:
-        row["sample_speed_ratio"] = row["ours_sample_images_per_s"] / row["diffusers_sample_images_per_s"]
-        row["train_speed_ratio"] = row["ours_train_images_per_s"] / row["diffusers_train_images_per_s"]
+        for what in ("sample", "train"):
+            ours, peer = row[f"ours_{what}_images_per_s"], row[f"diffusers_{what}_images_per_s"]
+            row[f"{what}_speed_ratio"] = ours / peer
     return row
+
+
+def _print_row(name: str, row: dict, peak: float):
+    peer = "diffusers_params" in row
+    print(f"{name}: params ours {row['ours_params']:,}"
+          + (f" vs diffusers {row['diffusers_params']:,}" if peer else ""))
+    print(f"  GFLOPs/image ours {row['ours_gflops_per_image']:.3f}"
+          + (f" vs diffusers {row['diffusers_gflops_per_image']:.3f}" if peer else ""))
+    for what, label in (("sample", "sampling"), ("train", "training")):
+        print(f"  {label} {row[f'ours_{what}_images_per_s']:.1f} img/s"
+              + (f" vs {row[f'diffusers_{what}_images_per_s']:.1f}: ratio "
+                 f"{row[f'{what}_speed_ratio']:.2f}x" if f"{what}_speed_ratio" in row else ""))
+    print(f"  our sampler reaches {row['ours_fraction_of_peak_matmul']:.1%} of the measured peak "
+          f"matmul ({peak / 1e9:.1f} GFLOP/s)")
 
 
 def main(argv=None) -> int:
@@ -119,20 +143,10 @@ def main(argv=None) -> int:
     rows = {}
     for name, (cfg, bs, bt) in configs.items():
         row = compare(name, cfg, batch_sample=bs, batch_train=bt, repeats=repeats)
-        row["ours_fraction_of_peak_matmul"] = row["ours_sample_images_per_s"] * row["ours_gflops_per_image"] * 1e9 / peak
+        flops_per_s = row["ours_sample_images_per_s"] * row["ours_gflops_per_image"] * 1e9
+        row["ours_fraction_of_peak_matmul"] = flops_per_s / peak
         rows[name] = row
-        print(f"{name}: params ours {row['ours_params']:,}" + (f" vs diffusers {row['diffusers_params']:,}"
-                                                           if "diffusers_params" in row else ""))
-        print(f"  GFLOPs/image ours {row['ours_gflops_per_image']:.3f}" +
-              (f" vs diffusers {row['diffusers_gflops_per_image']:.3f}" if "diffusers_params" in row else ""))
-        print(f"  sampling {row['ours_sample_images_per_s']:.1f} img/s per evaluation" +
-              (f" vs {row['diffusers_sample_images_per_s']:.1f}: ratio {row['sample_speed_ratio']:.2f}x"
-               if "sample_speed_ratio" in row else ""))
-        print(f"  training {row['ours_train_images_per_s']:.1f} img/s" +
-              (f" vs {row['diffusers_train_images_per_s']:.1f}: ratio {row['train_speed_ratio']:.2f}x"
-               if "train_speed_ratio" in row else ""))
-        print(f"  our sampler reaches {row['ours_fraction_of_peak_matmul']:.1%} of the measured peak matmul "
-              f"({peak / 1e9:.1f} GFLOP/s)")
+        _print_row(name, row, peak)
     if not args.quick:
         save("peer_speed", {"peak_matmul_gflops": peak / 1e9, "rows": rows})
     return 0

@@ -36,7 +36,8 @@ def step_seconds(cfg, batch: int, steps: int) -> float:
     times = []
     for i in range(steps + 1):
         t0 = time.perf_counter()
-        loss = cc.training_loss(stage, x, torch.randint(0, cfg.timesteps, (batch,)), noise=torch.randn_like(x), cond=cond, aug_level=s,
+        loss = cc.training_loss(stage, x, torch.randint(0, cfg.timesteps, (batch,)),
+                                noise=torch.randn_like(x), cond=cond, aug_level=s,
                                 labels=torch.randint(0, 10, (batch,)))["loss"].mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -55,7 +56,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     presets = ["tiny"] if args.quick else ["tiny", "small", "base"]
     rows = []
-    print(f"{'entry':<7} {'preset':<6} {'params':>9} {'res':>7} {'batch':>6} {'s/step':>9} {'img/s':>7}  note")
+    print(f"{'entry':<7} {'preset':<6} {'params':>9} {'res':>7} {'batch':>6} {'s/step':>9} "
+          f"{'img/s':>7}  note")
     for entry, role in ENTRIES.items():
         for preset in presets:
             cfg = resolve(role, preset, {}, cli_values={"data": "-"})
@@ -65,8 +67,10 @@ def main(argv=None) -> int:
             note = f"extrapolated from batch {measured}" if measured != cfg.batch_size else ""
             size = f"{cfg.crop or cfg.resolution}px" + ("(crop)" if cfg.crop else "")
             rows.append({"entry": entry, "preset": preset, "params": params, "train_size": size,
-                         "batch": cfg.batch_size, "seconds_per_step": full, "measured_batch": measured})
-            print(f"{entry:<7} {preset:<6} {params / 1e6:8.2f}M {size:>7} {cfg.batch_size:>6} {full:9.2f} "
+                         "batch": cfg.batch_size, "seconds_per_step": full,
+                         "measured_batch": measured})
+            print(f"{entry:<7} {preset:<6} {params / 1e6:8.2f}M {size:>7} {cfg.batch_size:>6} "
+                  f"{full:9.2f} "
                   f"{cfg.batch_size / full:7.1f}  {note}", flush=True)
     if not args.quick:
         save("preset_cost", {"rows": rows})

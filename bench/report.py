@@ -1,11 +1,12 @@
-"""Markdown tables of the quality benchmarks, made from their JSON results (what bench/RESULTS.md quotes).
+"""Markdown tables of the quality benchmarks from their JSON results (what bench/RESULTS.md quotes).
 
-    python -m bench.report                  # bench/results/{ablation,samplers,shallow_ablation}.json
+    python -m bench.report                # bench/results/{ablation,samplers,shallow_ablation}.json
     python -m bench.report --results DIR
 
-Each table is printed with the sample count and reference split it was measured with; a benchmark that
-has not been run is named as such. The cascade's economics are derived here: sampling seconds per image
-and model FLOPs per image are what bench.ablation measured side by side (``economics`` in its JSON).
+Each table is printed with the sample count and reference split it was measured with; a
+benchmark that has not been run is named as such. The cascade's economics are derived here:
+sampling seconds per image and model FLOPs per image are what bench.ablation measured side by
+side (``economics`` in its JSON).
 """
 from __future__ import annotations
 
@@ -29,8 +30,10 @@ def _level(row) -> str:
 
 def ablation_table(rep: dict) -> str:
     v = rep["variants"]
-    lines = [f"{rep['num_samples']} samples per row against {rep['reference']} (Inception features of "
-             f"{max(rep['num_samples'], 2000)} images); training budget {rep['budget_gflop']:,.0f} GFLOP per "
+    lines = [f"{rep['num_samples']} samples per row against {rep['reference']} (Inception features "
+             "of "
+             f"{max(rep['num_samples'], 2000)} images); training budget {rep['budget_gflop']:,.0f} "
+             "GFLOP per "
              f"variant pair ({v['single']['steps']} steps of the single-stage model = "
              f"{v['base']['steps']} base + {v['sr_aug']['steps']} SR steps of the cascade); "
              f"{rep.get('sampler_steps', 30)} DPM-Solver++(2M) steps per stage.", "",
@@ -46,28 +49,35 @@ def ablation_table(rep: dict) -> str:
 def economics_table(rep: dict) -> str:
     rows = rep["rows"]
     single = next(r for r in rows if r["s"] is None)
-    best = min((r for r in rows if r["variant"] == "cascade, amortized aug"), key=lambda r: r.get("kid", r["swd"]))
+    best = min((r for r in rows if r["variant"] == "cascade, amortized aug"),
+               key=lambda r: r.get("kid", r["swd"]))
     key = "kid" if "kid" in single else "swd"
     lines = ["| | single-stage 32px | cascade 16→32 | cascade / single |", "|---|---|---|---|",
-             f"| {key.upper()} (cascade: best s) | {single[key]:.4f} | {best[key]:.4f} (s = {_level(best)}) | "
+             f"| {key.upper()} (cascade: best s) | {single[key]:.4f} | {best[key]:.4f} (s = "
+             f"{_level(best)}) | "
              f"{best[key] / single[key]:.2f}x |",
-             f"| training GFLOP (the budget) | {rep['budget_gflop']:,.0f} | {rep['budget_gflop']:,.0f} | 1.00x |"]
+             f"| training GFLOP (the budget) | {rep['budget_gflop']:,.0f} | "
+             f"{rep['budget_gflop']:,.0f} | 1.00x |"]
     eco = rep.get("economics")
     if eco:
         sec, fl = eco["seconds_per_image"], eco["gflop_per_image"]
         lines += [f"| sampling GFLOP per image | {fl['single']:.2f} | {fl['cascade']:.2f} | "
                   f"{fl['cascade'] / fl['single']:.2f}x |",
-                  f"| sampling ms per image ({eco['threads']} threads, batch {eco['batch']}, alternating) | "
-                  f"{sec['single'] * 1e3:.1f} | {sec['cascade'] * 1e3:.1f} | {sec['cascade'] / sec['single']:.2f}x |"]
+                  f"| sampling ms per image ({eco['threads']} threads, batch {eco['batch']}, "
+                  "alternating) | "
+                  f"{sec['single'] * 1e3:.1f} | {sec['cascade'] * 1e3:.1f} | "
+                  f"{sec['cascade'] / sec['single']:.2f}x |"]
     return "\n".join(lines)
 
 
 def samplers_table(rep: dict) -> str:
-    lines = [f"{rep['num_samples']} samples per row from `{rep['stage']}` against {rep['reference']}.", "",
+    lines = [f"{rep['num_samples']} samples per row from `{rep['stage']}` against "
+             f"{rep['reference']}.", "",
              "| sampler | steps | grid | model evaluations | KID ± std | SWD | seconds |",
              "|---|---|---|---|---|---|---|"]
     for r in rep["rows"]:
-        lines.append(f"| {r['sampler']} | {r['steps']} | {r['spacing']} | {r['nfe']} | {_kid(r)} | {r['swd']:.1f} | "
+        lines.append(f"| {r['sampler']} | {r['steps']} | {r['spacing']} | {r['nfe']} | {_kid(r)} | "
+                     f"{r['swd']:.1f} | "
                      f"{r['seconds']:.0f} |")
     return "\n".join(lines)
 
@@ -75,14 +85,17 @@ def samplers_table(rep: dict) -> str:
 def shallow_table(rep: dict) -> str:
     lines = [f"{rep['num_samples']} samples per row against {rep['reference']}; epochs per phase "
              f"{rep['epochs']} of {rep['epoch_size']} images.", "",
-             "| coarse → upsampler → refiner | parameters (coarse / up / refiner) | s per epoch, phase 1 / 2 / 3 | "
+             "| coarse → upsampler → refiner | parameters (coarse / up / refiner) | s per epoch, "
+             "phase 1 / 2 / 3 | "
              "training s | KID ± std | SWD |", "|---|---|---|---|---|---|"]
     for r in rep["rows"]:
-        params = " / ".join(f"{r['params'][k] / 1e6:.2f}M" for k in ("coarse", "upsampler", "refiner"))
+        params = " / ".join(f"{r['params'][k] / 1e6:.2f}M"
+                            for k in ("coarse", "upsampler", "refiner"))
         secs = {int(k): v for k, v in r["epoch_seconds"].items()}
         epochs = " / ".join(f"{secs[p]:.0f}" if p in secs else "—" for p in (1, 2, 3))
         combo = r["combo"].replace("->", " → ")
-        lines.append(f"| {combo} | {params} | {epochs} | {r['train_seconds']} | {_kid(r)} | {r['swd']:.1f} |")
+        lines.append(f"| {combo} | {params} | {epochs} | {r['train_seconds']} | {_kid(r)} | "
+                     f"{r['swd']:.1f} |")
     return "\n".join(lines)
 
 

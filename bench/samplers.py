@@ -19,15 +19,16 @@ import numpy as np
 import torch
 
 import cascade_core as cc
+from cascade_core import from_uint8, to_uint8
 from cascade_core.process.samplers import evaluations
 from train.eval import load_images, reference_features
-from cascade_core.images import from_uint8, to_uint8
 from train.metrics.scores import kid, sliced_wasserstein
 
 from .common import RESULTS, pyplot, save
 
 FAST = [(s, n, "karras") for s in ("ddim", "heun", "dpmpp_2m") for n in (10, 20, 50)]
-QUICK_GRID = [("ddpm", 20, "uniform"), ("ddim", 5, "karras"), ("heun", 5, "karras"), ("dpmpp_2m", 5, "karras")]
+QUICK_GRID = [("ddpm", 20, "uniform"), ("ddim", 5, "karras"), ("heun", 5, "karras"),
+              ("dpmpp_2m", 5, "karras")]
 
 
 def draw(stage, sampler, steps, spacing, n, batch, seed, guidance):
@@ -36,7 +37,8 @@ def draw(stage, sampler, steps, spacing, n, batch, seed, guidance):
     for start in range(0, n, batch):
         b = min(batch, n - start)
         labels = (torch.arange(start, start + b) % k) if k else None
-        img, _ = cc.generate(stage, b, seed=seed + start, steps=steps, sampler=sampler, spacing=spacing, labels=labels,
+        img, _ = cc.generate(stage, b, seed=seed + start, steps=steps, sampler=sampler,
+                             spacing=spacing, labels=labels,
                               guidance=guidance)
         out.append(img)
     return torch.cat(out)
@@ -50,7 +52,8 @@ def plot(rows, path):
     fig, ax = plt.subplots(figsize=(6, 4))
     for name in dict.fromkeys(r["sampler"] for r in rows):
         rs = sorted((r for r in rows if r["sampler"] == name), key=lambda r: r["nfe"])
-        ax.errorbar([r["nfe"] for r in rs], [r[metric] for r in rs], yerr=[r.get("kid_std", 0) for r in rs],
+        ax.errorbar([r["nfe"] for r in rs], [r[metric] for r in rs],
+                    yerr=[r.get("kid_std", 0) for r in rs],
                     fmt="o-", capsize=3, label=name)
     ax.set_xscale("log")
     ax.set_xlabel("model evaluations per image")
@@ -71,13 +74,15 @@ def main(argv=None) -> int:
     p.add_argument("--batch", type=int, default=250)
     p.add_argument("--guidance", type=float, default=1.0)
     p.add_argument("--kid", action="store_true", help="also KID (needs the Inception file; slower)")
-    p.add_argument("--ddpm-steps", default="100,250,1000", help="step counts of ancestral DDPM (uniform grid)")
+    p.add_argument("--ddpm-steps", default="100,250,1000",
+                   help="step counts of ancestral DDPM (uniform grid)")
     p.add_argument("--quick", action="store_true")
     args = p.parse_args(argv)
     if args.quick:
         torch.manual_seed(0)
         stage = cc.Stage(cc.StageConfig(role="base", resolution=8, num_classes=2,
-                                        unet=cc.UNetConfig(8, (1, 2), 1, attention_resolutions=()))).eval()
+                                        unet=cc.UNetConfig(8, (1, 2), 1,
+                                                           attention_resolutions=()))).eval()
         ref = torch.rand(32, 3, 8, 8) * 2 - 1
         grid, n = QUICK_GRID, 16
     else:
@@ -89,24 +94,29 @@ def main(argv=None) -> int:
     if args.kid and not args.quick:
         from train.metrics.inception import InceptionFeatures
         net = InceptionFeatures()
-        ref_feats, _ = reference_features(net, args.ref, stage.config.resolution, limit=max(args.num, 2000),
+        ref_feats, _ = reference_features(net, args.ref, stage.config.resolution,
+                                          limit=max(args.num, 2000),
                                           cache_dir=RESULTS.parent / "cache", log=print)
     rows = []
     for sampler, steps, spacing in grid:
         t0 = time.time()
-        imgs = draw(stage, sampler, steps, spacing=spacing, n=n, batch=args.batch, seed=0, guidance=args.guidance)
-        row = {"sampler": sampler, "steps": steps, "spacing": spacing, "nfe": evaluations(sampler, steps),
+        imgs = draw(stage, sampler, steps, spacing=spacing, n=n, batch=args.batch, seed=0,
+                    guidance=args.guidance)
+        row = {"sampler": sampler, "steps": steps, "spacing": spacing,
+               "nfe": evaluations(sampler, steps),
                "seconds": round(time.time() - t0, 2)}
         quantized = from_uint8(to_uint8(imgs))
         row["swd"] = float(np.mean(sliced_wasserstein(quantized, ref[: len(quantized)])))
         if net is not None:
             row["kid"], row["kid_std"] = kid(net(to_uint8(imgs)), ref_feats)
         rows.append(row)
-        print(f"{sampler:>9} {steps:>4} steps ({spacing:>8}): NFE {row['nfe']:>4}  SWD {row['swd']:7.2f}"
+        print(f"{sampler:>9} {steps:>4} steps ({spacing:>8}): NFE {row['nfe']:>4}  SWD "
+              f"{row['swd']:7.2f}"
               + (f"  KID {row['kid']:.4f} ± {row['kid_std']:.4f}" if "kid" in row else "")
               + f"  {row['seconds']:.1f}s", flush=True)
     if not args.quick:
-        save("samplers", {"stage": args.stage, "num_samples": n, "reference": args.ref, "rows": rows})
+        save("samplers",
+             {"stage": args.stage, "num_samples": n, "reference": args.ref, "rows": rows})
         plot(rows, RESULTS / "samplers.png")
     return 0
 

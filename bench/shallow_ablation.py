@@ -26,14 +26,16 @@ from train.shallow_config import ShallowTrainConfig
 from .ablation import make_scorer
 from .common import save, tiny_dataset
 
-COMBOS = [("diffusion", "pixelshuffle", "vit"), ("dae", "resnet", "conv"), ("diffusion", "diffusion", "diffusion")]
+COMBOS = [("diffusion", "pixelshuffle", "vit"), ("dae", "resnet", "conv"),
+          ("diffusion", "diffusion", "diffusion")]
 
 
 def sample(out: Path, n: int, steps: int) -> np.ndarray:
     from train.metrics.sample_cascade import sample_cascade
     coarse, up, ref = (cc.load_stage(out / f"{k}.safetensors", dtype="fp32")
                        for k in ("coarse", "upsampler", "refiner"))
-    images, _ = sample_cascade(coarse, up, ref, n=n, batch=100, seed=0, steps=steps, sr_steps=steps, s=0.0, refine_strength=1.0,
+    images, _ = sample_cascade(coarse, up, ref, n=n, batch=100, seed=0, steps=steps,
+                               sr_steps=steps, s=0.0, refine_strength=1.0,
                                refine_steps=max(steps // 3, 1), log=None)
     return images
 
@@ -52,11 +54,13 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     out = Path(args.out)
     e1, e2, e3 = (int(v) for v in args.epochs.split(","))
-    kw = dict(phase1_epochs=e1, phase2_epochs=e2, phase3_epochs=e3, epoch_size=args.epoch_size, progress=False,
+    kw = dict(phase1_epochs=e1, phase2_epochs=e2, phase3_epochs=e3, epoch_size=args.epoch_size,
+              progress=False,
               tensorboard=False)
     if args.quick:
         args.data = args.ref = str(tiny_dataset(out / "data", size=32))
-        kw.update(phase1_epochs=1, phase2_epochs=1, phase3_epochs=1, epoch_size=8, batch_size=4, hidden=16, blocks=1,
+        kw.update(phase1_epochs=1, phase2_epochs=1, phase3_epochs=1, epoch_size=8, batch_size=4,
+                  hidden=16, blocks=1,
                   vit_depth=1, vit_heads=2, unet_channels=8, timesteps=50, perceptual_weight=0.0)
     scorer = make_scorer(args.ref, 32, args.num, quick=args.quick)
     rows = []
@@ -73,7 +77,8 @@ def main(argv=None) -> int:
         params = {k: cc.load_stage(run / f"{k}.safetensors").num_parameters()
                   for k in ("coarse", "upsampler", "refiner")}
         images = sample(run, 16 if args.quick else args.num, 3 if args.quick else args.steps)
-        row = {"combo": name, "params": params, "epoch_seconds": per_phase, "train_seconds": round(time.time() - t0),
+        row = {"combo": name, "params": params, "epoch_seconds": per_phase,
+               "train_seconds": round(time.time() - t0),
                **scorer(images)}
         rows.append(row)
         print(json.dumps(row), flush=True)

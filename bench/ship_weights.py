@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 
 import cascade_core as cc
-from cascade_core.images import to_uint8
+from cascade_core import to_uint8
 from train.metrics.scores import sliced_wasserstein
 from train.state import STAGE_PATTERN
 
@@ -37,15 +37,19 @@ def samples(stage, role, n=32):
     size = stage.config.low_res
     low = torch.linspace(-1, 1, n * 3 * size * size).view(n, 3, size, size).sin()
     if role == "sr":
-        return cc.super_resolve(stage, cc.make_condition(low, 0.1, 0), seed=0, steps=20, labels=labels)
+        return cc.super_resolve(stage, cc.make_condition(low, 0.1, 0), seed=0, steps=20,
+                                labels=labels)
     return cc.refine(stage, low, strength=0.5, seed=0, steps=10)
 
 
 def _provenance(run: Path, training: dict) -> dict:
-    """Steps and images trained, from the run folder (older runs did not record them in the file)."""
-    steps = max((int(STAGE_PATTERN.search(p.name).group(1)) for p in run.glob("stage-*.safetensors")), default=0)
-    batch = json.loads((run / "config.json").read_text())["batch_size"] if (run / "config.json").is_file() else 0
-    return {**training, "steps": training.get("steps", steps), "images_seen": training.get("images_seen", steps * batch)}
+    """Steps and images trained, from the run folder (older runs did not record them)."""
+    steps = max((int(STAGE_PATTERN.search(p.name).group(1))
+                 for p in run.glob("stage-*.safetensors")), default=0)
+    config = run / "config.json"
+    batch = json.loads(config.read_text())["batch_size"] if config.is_file() else 0
+    return {**training, "steps": training.get("steps", steps),
+            "images_seen": training.get("images_seen", steps * batch)}
 
 
 def main(argv=None) -> int:
@@ -66,7 +70,8 @@ def main(argv=None) -> int:
         half = cc.load_stage(path, dtype="fp32")
         a, b = samples(stage, role), samples(half, role)
         swd = float(np.mean(sliced_wasserstein(a, b)))
-        print(f"{path.name}: {stage.num_parameters() / 1e6:.2f}M params, {path.stat().st_size / 1e6:.1f} MB; "
+        print(f"{path.name}: {stage.num_parameters() / 1e6:.2f}M params, "
+              f"{path.stat().st_size / 1e6:.1f} MB; "
               f"fp16 vs fp32 samples: max |diff| {float((a - b).abs().max()):.4f}, SWD {swd:.2f}")
         if role == "base":
             img, _ = cc.generate(half, 1, seed=7, steps=30, labels=torch.tensor([7]))  # a horse

@@ -3,14 +3,15 @@ from __future__ import annotations
 
 import torch
 
-from .models.config import StageConfig
 from .errors import CascadeError
+from .models.config import StageConfig
 
 UNCONDITIONAL = ("unconditional", "none", "")
 ALL_CLASSES = ("all classes", "each")
 
 
-def parse_classes(cfg: StageConfig, spec, batch: int, seed: int = 0, stage: str | None = None) -> torch.Tensor | None:
+def parse_classes(cfg: StageConfig, spec, batch: int, seed: int = 0,
+                  stage: str | None = None) -> torch.Tensor | None:
     """Labels (B,) long for ``spec``; -1 means unconditional. ``None`` for an unconditional stage.
 
     ``spec`` is "random", "all classes" (the batch split evenly over the classes, in
@@ -26,7 +27,8 @@ def parse_classes(cfg: StageConfig, spec, batch: int, seed: int = 0, stage: str 
         items = [x.strip() for x in str(spec).split(",")]
     if cfg.num_classes == 0:
         if any(x.lower() not in UNCONDITIONAL + ("random", "-1") for x in items):
-            raise CascadeError("this stage is unconditional and takes no class", "'unconditional'", spec, stage=stage)
+            raise CascadeError("this stage is unconditional and takes no class", "'unconditional'",
+                               spec, stage=stage)
         return None
     if len(items) == 1 and items[0].lower() in ALL_CLASSES:
         return torch.arange(batch) * cfg.num_classes // batch
@@ -34,7 +36,8 @@ def parse_classes(cfg: StageConfig, spec, batch: int, seed: int = 0, stage: str 
         g = torch.Generator().manual_seed(int(seed))
         return torch.randint(cfg.num_classes, (batch,), generator=g)
     if len(items) not in (1, batch):
-        raise CascadeError("one class for the batch or one per image", f"1 or {batch} entries", len(items), stage=stage)
+        raise CascadeError("one class for the batch or one per image", f"1 or {batch} entries",
+                           len(items), stage=stage)
     labels = [_one(cfg, x, stage) for x in items]
     return torch.tensor(labels * batch if len(labels) == 1 else labels, dtype=torch.long)
 
@@ -49,5 +52,6 @@ def _one(cfg: StageConfig, item: str, stage) -> int:
     if low.lstrip("-").isdigit() and 0 <= int(low) < cfg.num_classes:
         return int(low)
     valid = list(cfg.class_names) or [str(i) for i in range(cfg.num_classes)]
-    raise CascadeError(f"unknown class {item!r}", f"one of {valid + ['random', 'all classes', 'unconditional']}",
+    raise CascadeError(f"unknown class {item!r}",
+                       f"one of {valid + ['random', 'all classes', 'unconditional']}",
                        repr(item), stage=stage)

@@ -18,11 +18,13 @@ class EMA:
         self.decay, self.warmup, self.updates = float(decay), float(warmup), 0
 
     def current_decay(self) -> float:
+        """The decay the next update uses."""
         n = self.updates
         return min(self.decay, (1 + n) / (self.warmup + n)) if self.warmup > 0 else self.decay
 
     @torch.no_grad()
     def update(self, model: nn.Module):
+        """Move the average towards ``model``'s parameters; copy its buffers."""
         d = self.current_decay()
         ema_p = list(self.model.parameters())
         src_p = list(model.parameters())
@@ -32,9 +34,11 @@ class EMA:
         self.updates += 1
 
     def state_dict(self) -> dict:
+        """The averaged weights and the update count, for training states."""
         return {"model": self.model.state_dict(), "updates": self.updates,
                 "decay": self.decay, "warmup": self.warmup}
 
     def load_state_dict(self, state: dict):
+        """Restore what ``state_dict`` returned."""
         self.model.load_state_dict(state["model"])
         self.updates = int(state["updates"])

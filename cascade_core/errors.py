@@ -30,7 +30,8 @@ def check_range(name: str, value: float, lo: float, hi: float, stage: str | None
     try:
         v = float(value)
     except (TypeError, ValueError):
-        raise CascadeError(f"{name} must be a number", f"a value in [{lo}, {hi}]", repr(value), stage=stage) from None
+        raise CascadeError(f"{name} must be a number", f"a value in [{lo}, {hi}]", repr(value),
+                           stage=stage) from None
     if not (lo <= v <= hi):
         raise CascadeError(f"{name} is out of range", f"a value in [{lo}, {hi}]", v, stage=stage)
     return v

@@ -18,7 +18,8 @@ def image_grid(rows: list[torch.Tensor], pad: int = 1, value: float = 1.0) -> to
     ncol = max(r.shape[0] for r in rows)
     cells = []
     for r in rows:
-        r = F.interpolate(r.float(), size=(size[1], size[0]), mode="nearest") if r.shape[-2:] != (size[1], size[0]) else r.float()
+        r = F.interpolate(r.float(), size=(size[1], size[0]),
+                          mode="nearest") if r.shape[-2:] != (size[1], size[0]) else r.float()
         if r.shape[0] < ncol:
             r = torch.cat([r, torch.full((ncol - r.shape[0], *r.shape[1:]), value)])
         cells.append(F.pad(r, (pad, pad, pad, pad), value=value))

@@ -30,10 +30,12 @@ class LowResCond:
         if self.image.ndim != 4:
             raise CascadeError("low-res conditioning must be a batch of images", "(B, C, H, W)",
                                tuple(self.image.shape))
-        self.level = torch.as_tensor(self.level, dtype=torch.float32).flatten().expand(self.image.shape[0])
+        self.level = torch.as_tensor(self.level,
+                                     dtype=torch.float32).flatten().expand(self.image.shape[0])
 
 
-def make_condition(image: torch.Tensor, s: float, seed, schedule: str = "cosine", blur_sigma: float = 0.0):
+def make_condition(image: torch.Tensor, s: float, seed, schedule: str = "cosine",
+                   blur_sigma: float = 0.0):
     """Non-truncated conditioning augmentation (and CondAugment): blur, then noise to level ``s``.
 
     ``seed`` is an int (image i uses ``seed + i``) or a NoiseSource.
@@ -41,7 +43,8 @@ def make_condition(image: torch.Tensor, s: float, seed, schedule: str = "cosine"
     s = check_range("augmentation level s", s, 0.0, hi=1.0)
     noise = NoiseSource.from_seed(seed, image.shape[0]) if isinstance(seed, int) else seed
     z = condition_augment(image.float(), s, noise, schedule=schedule, blur_sigma=blur_sigma)
-    return LowResCond(image=z, level=torch.full((image.shape[0],), s), schedule=schedule, clean=image)
+    return LowResCond(image=z, level=torch.full((image.shape[0],), s), schedule=schedule,
+                      clean=image)
 
 
 def convert_level(level: torch.Tensor, source: str, target: str) -> torch.Tensor:
@@ -65,6 +68,8 @@ def fit_condition(stage, cond: LowResCond) -> LowResCond:
     fit = tuple(max(step, math.floor(v / step + 0.5) * step) for v in (h, w))  # ties round up
     if fit == (h, w):
         return cond
-    image = downsample(cond.image, fit) if fit[0] <= h and fit[1] <= w else torch.nn.functional.interpolate(
+    image = downsample(cond.image,
+                       fit) if fit[0] <= h and fit[1] <= w else torch.nn.functional.interpolate(
         cond.image.float(), size=fit, mode="bicubic", align_corners=False)
-    return LowResCond(image=image, level=cond.level, schedule=cond.schedule, clean=cond.clean, labels=cond.labels)
+    return LowResCond(image=image, level=cond.level, schedule=cond.schedule, clean=cond.clean,
+                      labels=cond.labels)

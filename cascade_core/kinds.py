@@ -30,7 +30,8 @@ def _report(plan: SamplingPlan, info: dict):
 
 
 class DiffusionStage(Stage, kinds=("diffusion",)):
-    """A diffusion U-Net: sampled from noise, conditioned on a low-res image, or from a noised input."""
+    """A diffusion U-Net: sampled from noise, conditioned on a low-res image, or from a noised
+    input."""
 
     def sample_base(self, *, batch, seed, plan, labels, truncate_s, aug_schedule):
         """Sample from z_T; with ``truncate_s`` stop exactly at that level and hand over z_s."""
@@ -39,15 +40,17 @@ class DiffusionStage(Stage, kinds=("diffusion",)):
         sigmas = sampling_sigmas(self.schedule, plan.steps, plan.spacing)
         stop = aug_sigma(s, aug_schedule) if s > 0 else 0.0
         shape = (cfg.channels, cfg.resolution, cfg.resolution)
-        if stop >= float(sigmas[0]):  # the whole reverse process lies above s: z_s is the start noise
+        if stop >= float(sigmas[0]):  # the whole reverse process lies above s: z_s is the noise
             z = noise.randn(shape)
-            return torch.zeros_like(z), LowResCond(z, torch.full((batch,), s), aug_schedule, clean=None, labels=labels)
+            return torch.zeros_like(z), LowResCond(z, torch.full((batch,), s), aug_schedule,
+                                                   clean=None, labels=labels)
         sigmas = truncate_sigmas(sigmas, stop)
         x = noise.randn(shape, self.device) * math.sqrt(1 + float(sigmas[0]) ** 2)
         x, denoised = run_sampler(self, x, sigmas, plan=plan, noise=noise, labels=labels)
         z = x / math.sqrt(1 + stop ** 2)  # VE -> VP: exactly q(z_s | z_0)'s scaling
         image = (denoised if s > 0 else x).clamp(-1, 1).cpu()
-        return image, LowResCond(z.cpu(), torch.full((batch,), s), aug_schedule, clean=image, labels=labels)
+        return image, LowResCond(z.cpu(), torch.full((batch,), s), aug_schedule, clean=image,
+                                 labels=labels)
 
     def sample_upsample(self, cond, *, seed, plan, labels):
         """Sample at ``factor x`` the size of ``cond.image``, conditioned on it and its level."""
@@ -56,12 +59,15 @@ class DiffusionStage(Stage, kinds=("diffusion",)):
         level = convert_level(cond.level, cond.schedule, cfg.augmentation.schedule)
         noise = NoiseSource.from_seed(seed, B)
         sigmas = sampling_sigmas(self.schedule, plan.steps, plan.spacing)
-        x = noise.randn((C, h * cfg.factor, w * cfg.factor), self.device) * math.sqrt(1 + float(sigmas[0]) ** 2)
-        x, _ = run_sampler(self, x, sigmas, plan=plan, noise=noise, labels=labels, cond=cond.image, aug_level=level)
+        x = noise.randn((C, h * cfg.factor, w * cfg.factor),
+                        self.device) * math.sqrt(1 + float(sigmas[0]) ** 2)
+        x, _ = run_sampler(self, x, sigmas, plan=plan, noise=noise, labels=labels, cond=cond.image,
+                           aug_level=level)
         return x.clamp(-1, 1).cpu()
 
     def sample_refine(self, image, *, strength, seed, plan, labels, s):
-        """Noise ``image`` to ``strength`` of the trained range and denoise it, conditioned on itself."""
+        """Noise ``image`` to ``strength`` of the trained range and denoise it, conditioned on
+        itself."""
         cfg = self.config
         B, C, H, W = image.shape
         s = cfg.augmentation.default_s if s is None else s
@@ -72,7 +78,8 @@ class DiffusionStage(Stage, kinds=("diffusion",)):
         sigma_start = float(self.schedule.t_to_sigma(torch.tensor(t_start)))
         sigmas = self._partial_sigmas(sigma_start, int(plan.steps), plan.spacing)
         x = image.to(self.device).float() + noise.randn((C, H, W), self.device) * sigma_start
-        x, _ = run_sampler(self, x, sigmas, plan=plan, noise=noise, labels=labels, cond=cond.image, aug_level=cond.level)
+        x, _ = run_sampler(self, x, sigmas, plan=plan, noise=noise, labels=labels, cond=cond.image,
+                           aug_level=cond.level)
         return x.clamp(-1, 1).cpu()
 
     def _partial_sigmas(self, sigma_start: float, steps: int, spacing: str) -> torch.Tensor:
@@ -84,7 +91,8 @@ class DiffusionStage(Stage, kinds=("diffusion",)):
             sig = sched.t_to_sigma(torch.linspace(t_start, 0, steps, dtype=torch.float64))
         return torch.cat([sig, sig.new_zeros(1)])
 
-    def training_pass(self, target_image, *, generator, cond=None, labels=None, noise=None, max_t=None):
+    def training_pass(self, target_image, *, generator, cond=None, labels=None, noise=None,
+                      max_t=None):
         """Diffusion loss and x0 estimate of one evaluation at a random timestep (drawn first)."""
         b, dev = target_image.shape[0], target_image.device
         t = torch.randint(max_t or self.schedule.T, (b,), generator=generator).to(dev)
@@ -94,11 +102,13 @@ class DiffusionStage(Stage, kinds=("diffusion",)):
         zt = q_sample(sched, target_image, t, noise=noise)
         aug = torch.zeros(b, device=dev) if cfg.conditioned else None
         out = self(zt, self.timestep_input(t), cond=cond, aug_level=aug, labels=labels).float()
-        loss = ((out - target(cfg.parameterization, sched, target_image, noise=noise, t=t)) ** 2).mean(dim=(1, 2, 3))
+        loss = ((out - target(cfg.parameterization, sched, target_image, noise=noise,
+                              t=t)) ** 2).mean(dim=(1, 2, 3))
         abar = sched.alphas_cumprod
         alpha = per_example(abar.sqrt(), t, target_image)
         sigma = per_example((1 - abar).sqrt(), t, target_image)
-        return loss, predict_x0(cfg.parameterization, out, zt, alpha=alpha, sigma=sigma).clamp(-1, 1)
+        x0 = predict_x0(cfg.parameterization, out, zt, alpha=alpha, sigma=sigma)
+        return loss, x0.clamp(-1, 1)
 
 
 class DaeStage(Stage, kinds=("dae",)):
@@ -121,21 +131,27 @@ class DaeStage(Stage, kinds=("dae",)):
         return x
 
     def sample_base(self, *, batch, seed, plan, labels, truncate_s, aug_schedule):
-        """Walk back from noise; with ``truncate_s`` > 0 hand over z_0 re-noised to s (no chain to cut)."""
+        """Walk back from noise; with ``truncate_s`` > 0 hand over z_0 re-noised to s (there is
+        no chain to cut)."""
         cfg = self.config
         noise = NoiseSource.from_seed(seed, batch)
-        x = noise.randn((cfg.channels, cfg.resolution, cfg.resolution), self.device) * cfg.shallow.dae_sigma
+        x = noise.randn((cfg.channels, cfg.resolution, cfg.resolution),
+                        self.device) * cfg.shallow.dae_sigma
         with torch.inference_mode(), autocast(self.device, plan.dtype):
-            image = self.walk_back(x, noise, None if labels is None else labels.to(self.device), callback=plan.callback)
+            image = self.walk_back(x, noise, None if labels is None else labels.to(self.device),
+                                   callback=plan.callback)
         image = image.float().clamp(-1, 1).cpu()
         if truncate_s > 0:
-            cond = make_condition(image, truncate_s, NoiseSource.from_seed(seed + AUGMENT_SEED_OFFSET, batch),
+            cond = make_condition(image, truncate_s,
+                                  NoiseSource.from_seed(seed + AUGMENT_SEED_OFFSET, batch),
                                   schedule=aug_schedule)
             cond.labels = labels
             return image, cond
-        return image, LowResCond(image, torch.zeros(batch), aug_schedule, clean=image, labels=labels)
+        return image, LowResCond(image, torch.zeros(batch), aug_schedule, clean=image,
+                                 labels=labels)
 
-    def training_pass(self, target_image, *, generator, cond=None, labels=None, noise=None, max_t=None):
+    def training_pass(self, target_image, *, generator, cond=None, labels=None, noise=None,
+                      max_t=None):
         """DAE loss and clean estimate at a random noise level in [0, dae_sigma) (drawn first)."""
         b, dev = target_image.shape[0], target_image.device
         sigma = torch.rand(b, generator=generator).to(dev) * self.config.shallow.dae_sigma
@@ -147,7 +163,8 @@ class DaeStage(Stage, kinds=("dae",)):
 
 
 class OnePassStage(Stage, kinds=("pixelshuffle", "resnet", "conv", "vit")):
-    """One forward pass maps input to output; trained with teacher forcing, not noise, so no seed."""
+    """One forward pass maps input to output; trained with teacher forcing, not noise, so it
+    takes no seed."""
 
     def _one_pass(self, x, plan: SamplingPlan):
         with torch.inference_mode(), autocast(self.device, plan.dtype):
@@ -156,7 +173,8 @@ class OnePassStage(Stage, kinds=("pixelshuffle", "resnet", "conv", "vit")):
         return out.cpu()
 
     def sample_upsample(self, cond, *, seed, plan, labels):
-        """One pass over the un-noised image (the augmented one when no clean copy travels along)."""
+        """One pass over the un-noised image (the augmented one when no clean copy travels
+        along)."""
         source = cond.clean if cond.clean is not None else cond.image
         return self._one_pass(source, plan).clamp(-1, 1)
 
@@ -165,7 +183,8 @@ class OnePassStage(Stage, kinds=("pixelshuffle", "resnet", "conv", "vit")):
         x = image.float()
         return (x + strength * (self._one_pass(x, plan) - x)).clamp(-1, 1)
 
-    def training_pass(self, target_image, *, generator, cond=None, labels=None, noise=None, max_t=None):
+    def training_pass(self, target_image, *, generator, cond=None, labels=None, noise=None,
+                      max_t=None):
         """MSE of the one-pass output of ``cond``; draws nothing."""
         out = self.net(cond)
         return ((out - target_image) ** 2).mean(dim=(1, 2, 3)), out

@@ -11,13 +11,14 @@ import math
 
 import torch
 
-from .process.diffusion import per_example, predict_x0, q_posterior, q_sample, target
 from .models.stage import Stage
+from .process.diffusion import per_example, predict_x0, q_posterior, q_sample, target
 
 
 def normal_kl(mean1, logvar1, mean2, logvar2):
     """KL(N(mean1, e^logvar1) || N(mean2, e^logvar2)), elementwise, in nats."""
-    return 0.5 * (-1.0 + logvar2 - logvar1 + torch.exp(logvar1 - logvar2) + (mean1 - mean2) ** 2 * torch.exp(-logvar2))
+    return 0.5 * (-1.0 + logvar2 - logvar1 + torch.exp(logvar1 - logvar2)
+                  + (mean1 - mean2) ** 2 * torch.exp(-logvar2))
 
 
 def _std_normal_cdf(x):
@@ -32,7 +33,8 @@ def discretized_gaussian_nll(x, mean, log_scale):
     log_cdf_plus = cdf_plus.clamp(min=1e-12).log()
     log_one_minus_cdf_min = (1 - cdf_min).clamp(min=1e-12).log()
     log_delta = (cdf_plus - cdf_min).clamp(min=1e-12).log()
-    log_probs = torch.where(x < -0.999, log_cdf_plus, torch.where(x > 0.999, log_one_minus_cdf_min, log_delta))
+    log_probs = torch.where(x < -0.999, log_cdf_plus,
+                            torch.where(x > 0.999, log_one_minus_cdf_min, log_delta))
     return -log_probs
 
 
@@ -55,7 +57,8 @@ def training_loss(stage: Stage, x0, t, noise, cond=None, aug_level=None, labels=
     """
     cfg, sched = stage.config, stage.schedule
     zt = q_sample(sched, x0, t, noise=noise)
-    out = (model or stage)(zt, stage.timestep_input(t), cond=cond, aug_level=aug_level, labels=labels).float()
+    out = (model or stage)(zt, stage.timestep_input(t), cond=cond, aug_level=aug_level,
+                           labels=labels).float()
     C = cfg.channels
     pred, tgt = out[:, :C], target(cfg.parameterization, sched, x0, noise=noise, t=t)
     mse = ((pred - tgt) ** 2).mean(dim=(1, 2, 3))
@@ -82,8 +85,10 @@ def _vb_term(stage, x0, zt, t, frozen_pred, var_out):
     max_log = per_example(sched.betas.log(), t, x0)
     frac = (var_out + 1) / 2
     model_log = frac * max_log + (1 - frac) * min_log
-    kl = normal_kl(true_mean, true_log, model_mean, logvar2=model_log).mean(dim=(1, 2, 3)) / math.log(2.0)
-    nll = discretized_gaussian_nll(x0, model_mean, 0.5 * model_log).mean(dim=(1, 2, 3)) / math.log(2.0)
+    kl = normal_kl(true_mean, true_log, model_mean,
+                   logvar2=model_log).mean(dim=(1, 2, 3)) / math.log(2.0)
+    nll = discretized_gaussian_nll(x0, model_mean,
+                                   0.5 * model_log).mean(dim=(1, 2, 3)) / math.log(2.0)
     return torch.where(t == 0, nll, kl)
 
 

@@ -18,7 +18,8 @@ from .sampling import SamplingPlan, run_sampler
 
 
 def generate(stage: Stage, batch: int, *, seed: int, steps=30, sampler="dpmpp_2m", spacing="karras",
-             labels=None, guidance=1.0, truncate_s: float | None = None, aug_schedule="cosine", callback=None,
+             labels=None, guidance=1.0, truncate_s: float | None = None, aug_schedule="cosine",
+             callback=None,
              dtype=torch.float32, **options):
     """Sample a base stage. Returns (images in [-1, 1], LowResCond for the next stage).
 
@@ -27,32 +28,38 @@ def generate(stage: Stage, batch: int, *, seed: int, steps=30, sampler="dpmpp_2m
     z_0 at level 0, to be augmented by ``make_condition``.
     """
     _expect_role(stage, "base")
-    s = 0.0 if truncate_s is None else check_range("truncation level s", truncate_s, 0.0, hi=1.0, stage=stage.name)
-    plan = SamplingPlan(steps=steps, sampler=sampler, spacing=spacing, guidance=guidance, callback=callback,
+    s = 0.0 if truncate_s is None else check_range("truncation level s", truncate_s, 0.0, hi=1.0,
+                                                   stage=stage.name)
+    plan = SamplingPlan(steps=steps, sampler=sampler, spacing=spacing, guidance=guidance,
+                        callback=callback,
                         dtype=dtype, options=options)
     return stage.sample_base(batch=batch, seed=seed, plan=plan, labels=labels, truncate_s=s,
                              aug_schedule=aug_schedule)
 
 
-def super_resolve(stage: Stage, cond: LowResCond, *, seed: int, steps=30, sampler="dpmpp_2m", spacing="karras",
+def super_resolve(stage: Stage, cond: LowResCond, *, seed: int, steps=30, sampler="dpmpp_2m",
+                  spacing="karras",
                   labels=None, guidance=1.0, callback=None, dtype=torch.float32, **options):
     """Sample an SR stage conditioned on ``cond`` at output size ``factor x`` the input."""
     _expect_role(stage, "sr")
     cfg = stage.config
     B, C, h, w = cond.image.shape
     if C != cfg.channels:
-        raise CascadeError("conditioning channel count does not match", cfg.channels, C, stage=stage.name)
+        raise CascadeError("conditioning channel count does not match", cfg.channels, C,
+                           stage=stage.name)
     check_size(stage, h * cfg.factor, w * cfg.factor, what=f"output of {h}x{w} input")
-    plan = SamplingPlan(steps=steps, sampler=sampler, spacing=spacing, guidance=guidance, callback=callback,
+    plan = SamplingPlan(steps=steps, sampler=sampler, spacing=spacing, guidance=guidance,
+                        callback=callback,
                         dtype=dtype, options=options)
     return stage.sample_upsample(cond, seed=seed, plan=plan, labels=labels)
 
 
-def refine(stage: Stage, image: torch.Tensor, *, strength: float, seed: int, steps=10, sampler="dpmpp_2m",
+def refine(stage: Stage, image: torch.Tensor, *, strength: float, seed: int, steps=10,
+           sampler="dpmpp_2m",
            spacing="karras", labels=None, guidance=1.0, s: float | None = None, callback=None,
            dtype=torch.float32, **options):
-    """Refine ``image`` at its own size: noise it to ``strength`` of the refiner's trained range, then
-    denoise it (one-pass refiners blend their output in by ``strength``).
+    """Refine ``image`` at its own size: noise it to ``strength`` of the refiner's trained
+    range, then denoise it (one-pass refiners blend their output in by ``strength``).
 
     The refiner is also conditioned on the image itself, augmented to level
     ``s`` (the stage's default when None). Strength 0 returns the input.
@@ -66,7 +73,8 @@ def refine(stage: Stage, image: torch.Tensor, *, strength: float, seed: int, ste
     check_size(stage, H, W, what="input image")
     if strength == 0 or int(steps) < 1:
         return image.clamp(-1, 1)
-    plan = SamplingPlan(steps=steps, sampler=sampler, spacing=spacing, guidance=guidance, callback=callback,
+    plan = SamplingPlan(steps=steps, sampler=sampler, spacing=spacing, guidance=guidance,
+                        callback=callback,
                         dtype=dtype, options=options)
     return stage.sample_refine(image, strength=strength, seed=seed, plan=plan, labels=labels, s=s)
 
@@ -83,14 +91,17 @@ def check_size(stage: Stage, H: int, W: int, what: str = "image"):
     m = stage.config.size_multiple
     if H % m or W % m or H < m or W < m:
         raise CascadeError(f"{what} size {H}x{W} does not fit this stage",
-                           f"sides that are multiples of {m} (e.g. {fitting_sizes(stage, H)})", f"{H}x{W}",
+                           f"sides that are multiples of {m} (e.g. {fitting_sizes(stage, H)})",
+                           f"{H}x{W}",
                            stage=stage.name)
 
 
 def _expect_role(stage: Stage, role: str):
     if stage.config.role != role:
-        raise CascadeError(f"this needs a {role} stage", role, f"a {stage.config.describe()} stage", stage=stage.name)
+        raise CascadeError(f"this needs a {role} stage", role,
+                           f"a {stage.config.describe()} stage", stage=stage.name)
 
 
-__all__ = ["LowResCond", "SamplingPlan", "make_condition", "generate", "super_resolve", "refine", "run_sampler",
+__all__ = ["LowResCond", "SamplingPlan", "make_condition", "generate", "super_resolve", "refine",
+           "run_sampler",
            "convert_level", "check_size", "fit_condition"]

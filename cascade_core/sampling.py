@@ -14,7 +14,7 @@ from .process.samplers import get_sampler
 
 @dataclass(frozen=True)
 class SamplingPlan:
-    """How to sample a stage: steps, sampler, grid spacing, guidance, precision, progress callback."""
+    """How to sample a stage: steps, sampler, grid spacing, guidance, precision, progress."""
 
     steps: int = 30
     sampler: str = "dpmpp_2m"
@@ -38,7 +38,8 @@ def run_sampler(stage, x, sigmas, plan: SamplingPlan, noise: NoiseSource, labels
     device = stage.device
     model = Denoiser(stage, labels=None if labels is None else labels.to(device),
                      cond=None if cond is None else cond.to(device),
-                     aug_level=None if aug_level is None else aug_level.to(device), guidance=plan.guidance)
+                     aug_level=None if aug_level is None else aug_level.to(device),
+                     guidance=plan.guidance)
     last = {}
 
     def report(info):
@@ -47,5 +48,6 @@ def run_sampler(stage, x, sigmas, plan: SamplingPlan, noise: NoiseSource, labels
             plan.callback(info)
 
     with torch.inference_mode(), autocast(device, plan.dtype):
-        x = get_sampler(plan.sampler)(model, x.to(device), sigmas, noise=noise, callback=report, **plan.options)
+        x = get_sampler(plan.sampler)(model, x.to(device), sigmas, noise=noise, callback=report,
+                                      **plan.options)
     return x.float(), last.get("denoised", x).float()

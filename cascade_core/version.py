@@ -1,1 +1,2 @@
-__version__ = "0.1.0"
+"""The pack's version, written into every stage file it saves."""
+__version__ = "0.2.0"

@@ -13,7 +13,8 @@ class CDMCondAugment:
     RETURN_TYPES = (W.LOWRES_TYPE,)
     RETURN_NAMES = ("lowres",)
     FUNCTION = "augment"
-    DESCRIPTION = ("Noise level s in [0, 1] on the augmentation schedule (0 = none, 1 = pure noise); the next "
+    DESCRIPTION = ("Noise level s in [0, 1] on the augmentation schedule (0 = none, 1 = pure "
+                   "noise); the next "
                    "stage's s-embedding receives the same level (CDM non-truncated augmentation).")
 
     @classmethod
@@ -22,7 +23,8 @@ class CDMCondAugment:
             "image": ("IMAGE",),
             "s": ("FLOAT", {"default": 0.1, "min": 0.0, "max": 1.0, "step": 0.01}),
             "blur_sigma": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 3.0, "step": 0.05,
-                                     "tooltip": "3x3 Gaussian blur; the paper uses none at inference"}),
+                                     "tooltip": "3x3 Gaussian blur; the paper uses none at "
+                                                "inference"}),
             "seed": W.seed(),
         }}
 

@@ -73,7 +73,8 @@ def stage_path(name: str) -> Path | None:
 
 
 def _comfy(name: str):
-    """A ``comfy.model_management`` function, or None outside ComfyUI or where a release lacks it."""
+    """A ``comfy.model_management`` function, or None outside ComfyUI or where a release lacks
+    it."""
     return getattr(mm, name, None) if mm is not None else None
 
 

@@ -12,7 +12,8 @@ from ._core import core
 def from_comfy(image: torch.Tensor, what: str = "image") -> torch.Tensor:
     if not isinstance(image, torch.Tensor) or image.ndim != 4 or image.shape[-1] not in (1, 3, 4):
         found = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
-        raise core.CascadeError(f"{what} is not a ComfyUI IMAGE", "a (batch, height, width, 3) tensor", found)
+        raise core.CascadeError(f"{what} is not a ComfyUI IMAGE",
+                                "a (batch, height, width, 3) tensor", found)
     image = image[..., :3] if image.shape[-1] == 4 else image
     if image.shape[-1] == 1:
         image = image.expand(*image.shape[:-1], 3)
@@ -35,5 +36,6 @@ def comfy_to_uint8(image: torch.Tensor) -> np.ndarray:
 
 
 def comfy_from_uint8(pixels: np.ndarray) -> torch.Tensor:
-    """uint8 pixels (HWC, or HW for a mask) as float32 in [0, 1], as ComfyUI's LoadImage reads them."""
+    """uint8 pixels (HWC, or HW for a mask) as float32 in [0, 1], as ComfyUI's LoadImage reads
+    them."""
     return torch.from_numpy(np.asarray(pixels, dtype=np.float32) / 255.0)

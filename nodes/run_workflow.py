@@ -28,18 +28,22 @@ def main(argv=None) -> int:
                    help="override a widget; NODE is a node id, type or title (repeatable)")
     p.add_argument("--stages", action="append", default=[], metavar="DIR",
                    help="extra folder of stage files, searched before the pack's weights/")
-    p.add_argument("--input", action="append", default=[], metavar="DIR", help="folder LoadImage reads from")
+    p.add_argument("--input", action="append", default=[], metavar="DIR",
+                   help="folder LoadImage reads from")
     p.add_argument("--grid", default="", help="also write all saved images into one grid PNG here")
     p.add_argument("--grid-cols", type=int, default=8, help="images per grid row (default 8)")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch CPU threads (default: torch's choice)")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     t0 = time.time()
     try:
-        saved = run(args.workflow, args.out, args.set, stage_dirs=args.stages, input_dirs=args.input, verbose=True)
+        saved = run(args.workflow, args.out, args.set, stage_dirs=args.stages,
+                    input_dirs=args.input, verbose=True)
         if args.grid and saved:
-            write_grid([s for s in saved if s.parent.name != "previews"], Path(args.grid), args.grid_cols)
+            write_grid([s for s in saved if s.parent.name != "previews"], Path(args.grid),
+                       args.grid_cols)
     except core.SamplingInterrupted:
         print("interrupted", file=sys.stderr)
         return 130

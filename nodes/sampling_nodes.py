@@ -1,6 +1,5 @@
-"""The sampling nodes: BaseSampler, SuperResStage, Refiner. Each converts, calls one core function."""
+"""The sampling nodes BaseSampler, SuperResStage and Refiner: each converts, calls one core call."""
 from __future__ import annotations
-
 
 from . import comfy_bridge as bridge
 from . import widgets as W
@@ -26,27 +25,33 @@ class CDMBaseSampler:
     RETURN_TYPES = ("IMAGE", W.LOWRES_TYPE)
     RETURN_NAMES = ("image", "lowres")
     FUNCTION = "sample"
-    DESCRIPTION = ("Samples a base stage. truncate_s > 0 stops the sampler at that conditioning-augmentation "
+    DESCRIPTION = ("Samples a base stage. truncate_s > 0 stops the sampler at that "
+                   "conditioning-augmentation "
                    "level and hands z_s to the next stage (CDM Algorithm 2, truncated).")
 
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "stage": (STAGE_TYPE,), "seed": W.seed(), "steps": W.steps(30), "sampler_name": W.sampler(),
+            "stage": (STAGE_TYPE,), "seed": W.seed(), "steps": W.steps(30),
+            "sampler_name": W.sampler(),
             "spacing": W.spacing(), "class_name": W.classes("random"), "guidance": W.guidance(),
             "batch_size": ("INT", {"default": 4, "min": 1, "max": 256}),
             "truncate_s": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.01,
-                                     "tooltip": "0 = full sampling (non-truncated); s > 0 = truncated at s"}),
+                                     "tooltip": "0 = full sampling (non-truncated); s > 0 = "
+                                                "truncated at s"}),
             "dtype": W.dtype(),
         }}
 
-    def sample(self, stage, seed, steps, sampler_name, spacing, class_name, guidance, batch_size, truncate_s,
+    def sample(self, stage, seed, steps, sampler_name, spacing, class_name, guidance, batch_size,
+               truncate_s,
                dtype):
         st = stage.stage
         labels = _labels(st, class_name, batch_size, seed=seed)
         with bridge.on_compute_device(st):
-            image, cond = core.generate(st, batch_size, seed=seed, steps=steps, sampler=sampler_name, spacing=spacing,
-                                        labels=labels, guidance=guidance, truncate_s=truncate_s or None,
+            image, cond = core.generate(st, batch_size, seed=seed, steps=steps,
+                                        sampler=sampler_name, spacing=spacing,
+                                        labels=labels, guidance=guidance,
+                                        truncate_s=truncate_s or None,
                                         callback=bridge.Progress(steps), dtype=W.torch_dtype(dtype))
         return to_comfy(image, bridge.intermediate_device()), cond
 
@@ -62,27 +67,32 @@ class CDMSuperResStage:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "stage": (STAGE_TYPE,), "lowres": (W.LOWRES_TYPE,), "seed": W.seed(), "steps": W.steps(30),
-            "sampler_name": W.sampler(), "spacing": W.spacing(), "class_name": W.classes(FROM_INPUT),
+            "stage": (STAGE_TYPE,), "lowres": (W.LOWRES_TYPE,), "seed": W.seed(),
+            "steps": W.steps(30),
+            "sampler_name": W.sampler(), "spacing": W.spacing(),
+            "class_name": W.classes(FROM_INPUT),
             "guidance": W.guidance(),
             "size_mismatch": (["error", "resize to fit"], {"default": "error"}), "dtype": W.dtype(),
         }}
 
-    def upscale(self, stage, lowres, seed, steps, sampler_name, spacing, class_name, guidance, size_mismatch,
+    def upscale(self, stage, lowres, seed, steps, sampler_name, spacing, class_name, guidance,
+                size_mismatch,
                 dtype):
         st = stage.stage
         if size_mismatch == "resize to fit":
             lowres = core.fit_condition(st, lowres)
         labels = _labels(st, class_name, lowres.image.shape[0], seed=seed, inherited=lowres.labels)
         with bridge.on_compute_device(st):
-            image = core.super_resolve(st, lowres, seed=seed, steps=steps, sampler=sampler_name, spacing=spacing,
-                                       labels=labels, guidance=guidance, callback=bridge.Progress(steps),
+            image = core.super_resolve(st, lowres, seed=seed, steps=steps, sampler=sampler_name,
+                                       spacing=spacing,
+                                       labels=labels, guidance=guidance,
+                                       callback=bridge.Progress(steps),
                                        dtype=W.torch_dtype(dtype))
         return (to_comfy(image, bridge.intermediate_device()),)
 
 
 class CDMRefiner:
-    """Refine an image at its own resolution: noise it to ``strength`` and denoise in a few steps."""
+    """Refine an image at its own resolution: noise it to ``strength``, denoise in a few steps."""
 
     CATEGORY = "cascade"
     RETURN_TYPES = ("IMAGE",)
@@ -94,21 +104,25 @@ class CDMRefiner:
         return {"required": {
             "stage": (STAGE_TYPE,), "image": ("IMAGE",),
             "strength": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 1.0, "step": 0.01,
-                                   "tooltip": "how far into the refiner's trained noise range it starts"}),
-            "steps": W.steps(10), "seed": W.seed(), "sampler_name": W.sampler(), "spacing": W.spacing(),
+                                   "tooltip": "how far into the refiner's trained noise range it "
+                                              "starts"}),
+            "steps": W.steps(10), "seed": W.seed(), "sampler_name": W.sampler(),
+            "spacing": W.spacing(),
             "class_name": W.classes("unconditional"), "guidance": W.guidance(),
             "s": ("FLOAT", {"default": 0.05, "min": 0.0, "max": 1.0, "step": 0.01,
                             "tooltip": "conditioning augmentation of the refiner's input"}),
             "dtype": W.dtype(),
         }}
 
-    # widget order (strength, steps, seed, ...) is frozen: UI workflows store widget values by position
-    def refine(self, stage, image, strength, steps, seed, sampler_name, spacing, class_name, guidance, s, dtype):
+    # widget order (strength, steps, seed, ...) is frozen: UI workflows store values by position
+    def refine(self, stage, image, strength, steps, seed, sampler_name, spacing, class_name,
+               guidance, s, dtype):
         st = stage.stage
         x = from_comfy(image)
         labels = _labels(st, class_name, x.shape[0], seed=seed)
         with bridge.on_compute_device(st):
-            out = core.refine(st, x, strength=strength, seed=seed, steps=steps, sampler=sampler_name,
+            out = core.refine(st, x, strength=strength, seed=seed, steps=steps,
+                              sampler=sampler_name,
                               spacing=spacing, labels=labels, guidance=guidance, s=s,
                               callback=bridge.Progress(steps), dtype=W.torch_dtype(dtype))
         return (to_comfy(out, bridge.intermediate_device()),)

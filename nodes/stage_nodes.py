@@ -16,7 +16,7 @@ _cache: dict = {}
 class LoadedStage:
     """What flows along a CDM_STAGE link: the stage (kept on the offload device) and its file."""
 
-    stage: "core.Stage"
+    stage: core.Stage
     path: str
 
     @property
@@ -32,7 +32,8 @@ def load(name: str) -> LoadedStage:
     path = bridge.stage_path(name)
     if path is None:
         raise core.CheckpointError(f"stage file {name!r} not found",
-                                   f"one of {bridge.stage_files()} in the 'cascade' model folder", name)
+                                   f"one of {bridge.stage_files()} in the 'cascade' model folder",
+                                   name)
     key = (str(path), path.stat().st_mtime_ns)
     if key not in _cache:
         _cache.clear()  # keep at most one generation of stages in memory
@@ -52,7 +53,8 @@ class CDMStageLoader:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {"stage_name": (bridge.stage_files(), {"tooltip": "a stage checkpoint"})}}
+        return {"required": {"stage_name": (bridge.stage_files(),
+                                            {"tooltip": "a stage checkpoint"})}}
 
     def load(self, stage_name):
         return (load(stage_name),)
@@ -61,16 +63,21 @@ class CDMStageLoader:
 def describe(loaded: LoadedStage) -> str:
     cfg = loaded.config
     u, a, t = cfg.unet, cfg.augmentation, cfg.training
+    classes = ", ".join(cfg.class_names) if cfg.class_names else cfg.num_classes or "unconditional"
     lines = [
         f"{loaded.name}: {cfg.describe()} ({loaded.stage.num_parameters() / 1e6:.2f}M parameters)",
-        f"classes: {', '.join(cfg.class_names) if cfg.class_names else cfg.num_classes or 'unconditional'}",
-        f"schedule: {cfg.schedule.kind}, T={cfg.schedule.timesteps}, {cfg.parameterization}-prediction, "
-        f"{'learned' if cfg.learn_sigma else 'fixed'} variance, {cfg.noise_conditioning} conditioning",
-        f"U-Net: {u.base_channels} channels x {list(u.channel_mult)}, {u.num_res_blocks} blocks/level, "
+        f"classes: {classes}",
+        f"schedule: {cfg.schedule.kind}, T={cfg.schedule.timesteps}, "
+        f"{cfg.parameterization}-prediction, "
+        f"{'learned' if cfg.learn_sigma else 'fixed'} variance, {cfg.noise_conditioning} "
+        "conditioning",
+        f"U-Net: {u.base_channels} channels x {list(u.channel_mult)}, {u.num_res_blocks} "
+        "blocks/level, "
         f"attention at {list(u.attention_resolutions) or 'none'}",
     ]
     if cfg.conditioned:
-        lines.append(f"augmentation: s ~ U(0, {a.s_max}) on the {a.schedule} schedule, blur {a.blur_prob:.0%} "
+        lines.append(f"augmentation: s ~ U(0, {a.s_max}) on the {a.schedule} schedule, blur "
+                     f"{a.blur_prob:.0%} "
                      f"with sigma {list(a.blur_sigma)}, default s {a.default_s}")
     if t:
         lines.append("training: " + json.dumps({k: v for k, v in t.items() if v not in ("", None)}))

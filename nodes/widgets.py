@@ -7,8 +7,8 @@ from . import comfy_bridge as bridge
 from ._core import core
 
 LOWRES_TYPE = "CDM_LOWRES"
-# widgets renamed since 0.1.0: old name -> new name. UI workflows store values by position and keep loading;
-# the headless runner maps old names in API prompts, dict-valued widgets and --set.
+# widgets renamed in 0.2.0: old name -> new name. UI workflows store values by position and keep
+# loading; the headless runner maps old names in dict-valued widgets and --set.
 RENAMED = {"sampler": "sampler_name", "schedule": "spacing"}
 MAX_SEED = 0xFFFFFFFFFFFFFFFF
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -28,24 +28,30 @@ def sampler(default="dpmpp_2m"):
 
 
 def spacing(default="karras"):
-    """How the sampler's noise levels are spaced (the core's ``spacing``; ComfyUI calls its own, different
-    set of values ``scheduler``)."""
-    return (list(core.SPACINGS), {"default": default, "tooltip": "spacing of the noise levels: karras (rho=7), "
-                                                                 "uniform, trailing or ddim over the stage's steps"})
+    """How the sampler's noise levels are spaced: the core's ``spacing``. ComfyUI's ``scheduler``
+    widget offers a different set of values, so the name is not shared."""
+    tip = "spacing of the noise levels: karras (rho=7), uniform, trailing or ddim over the steps"
+    return (list(core.SPACINGS), {"default": default, "tooltip": tip})
 
 
 def classes(default="random"):
-    return ("STRING", {"default": default, "tooltip": "a class name or index, one per image separated by commas, "
-                                                      "'random', 'all classes' (grouped) or 'unconditional'"})
+    return ("STRING",
+            {"default": default,
+             "tooltip": "a class name or index, one per image separated by commas, "
+                                                      "'random', 'all classes' (grouped) or "
+                                                      "'unconditional'"})
 
 
 def guidance():
     return ("FLOAT", {"default": 1.0, "min": 0.0, "max": 20.0, "step": 0.1,
-                      "tooltip": "classifier-free guidance scale; 1 = the paper's guidance-free sampling"})
+                      "tooltip": "classifier-free guidance scale; 1 = the paper's guidance-free "
+                                 "sampling"})
 
 
 def dtype():
-    return (list(DTYPES), {"default": "fp32", "tooltip": "inference precision (bf16/fp16 where the device has it)"})
+    return (list(DTYPES),
+            {"default": "fp32",
+             "tooltip": "inference precision (bf16/fp16 where the device has it)"})
 
 
 def torch_dtype(name: str) -> torch.dtype:

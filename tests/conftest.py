@@ -16,10 +16,10 @@ CIFAR_CLASSES = tuple("airplane automobile bird cat deer dog frog horse ship tru
 @pytest.fixture(scope="session")
 def tiny_cascade(tmp_path_factory):
     """Random-weight stages saved under the shipped file names, plus an example input image."""
+    from helpers import tiny_stage
     from PIL import Image
 
     import cascade_core as cc
-    from helpers import tiny_stage
 
     d = tmp_path_factory.mktemp("stages")
     cc.save_stage(tiny_stage(resolution=16, num_classes=10, class_names=CIFAR_CLASSES),

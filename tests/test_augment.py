@@ -2,8 +2,8 @@ import pytest
 import torch
 
 import cascade_core as cc
-from cascade_core.process.augment import draw_training_augmentation
 from cascade_core.pipeline import convert_level
+from cascade_core.process.augment import draw_training_augmentation
 
 
 def _img(n=8, size=16, seed=0):
@@ -87,4 +87,5 @@ def test_training_draws_match_algorithm_1():
 def test_convert_level_preserves_noise():
     s = torch.tensor([0.0, 0.1, 0.5, 0.9])
     s_lin = convert_level(s, "cosine", "linear")
-    assert torch.allclose(cc.aug_alpha_bar(s_lin, "linear"), cc.aug_alpha_bar(s, "cosine"), atol=1e-6)
+    assert torch.allclose(cc.aug_alpha_bar(s_lin, "linear"), cc.aug_alpha_bar(s, "cosine"),
+                          atol=1e-6)

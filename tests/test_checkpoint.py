@@ -2,11 +2,11 @@ import json
 
 import pytest
 import torch
+from helpers import tiny_stage
 from safetensors.torch import save_file
 
 import cascade_core as cc
 from cascade_core.formats.atomic import atomic_write
-from helpers import tiny_stage
 
 
 def _out(stage, dtype=torch.float32):
@@ -39,7 +39,8 @@ def test_metadata_describes_stage(tmp_path):
     path = cc.save_stage(stage, tmp_path / "sr.safetensors")
     cfg, meta = cc.read_config(path)
     assert cfg.role == "sr" and cfg.low_res == 8 and cfg.training == {"steps": 5}
-    assert meta["cdm_version"] == cc.__version__ and json.loads(meta["cdm_stage"])["resolution"] == 16
+    assert meta["cdm_version"] == cc.__version__
+    assert json.loads(meta["cdm_stage"])["resolution"] == 16
 
 
 def test_missing_and_wrong_suffix(tmp_path):
@@ -63,11 +64,12 @@ def test_no_or_wrong_metadata(tmp_path):
     save_file({"w": torch.zeros(2)}, str(p))
     with pytest.raises(cc.CheckpointError, match="not a cascade stage"):
         cc.load_stage(p)
-    save_file({"w": torch.zeros(2)}, str(p), metadata={"cdm_format": "cascade-stage", "cdm_stage": "{oops"})
+    save_file({"w": torch.zeros(2)}, str(p),
+              metadata={"cdm_format": "cascade-stage", "cdm_stage": "{oops"})
     with pytest.raises(cc.CheckpointError, match="unreadable stage metadata"):
         cc.load_stage(p)
-    save_file({"w": torch.zeros(2)}, str(p), metadata={"cdm_format": "cascade-stage",
-                                                       "cdm_stage": json.dumps({"role": "upscaler"})})
+    meta = {"cdm_format": "cascade-stage", "cdm_stage": json.dumps({"role": "upscaler"})}
+    save_file({"w": torch.zeros(2)}, str(p), metadata=meta)
     with pytest.raises(cc.CheckpointError, match="invalid stage metadata"):
         cc.load_stage(p)
 

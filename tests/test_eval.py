@@ -3,13 +3,13 @@ import json
 import numpy as np
 import pytest
 import torch
+from test_train import make_folder
 
 import cascade_core as cc
 from train import eval as E
 from train.metrics import classifier as C
 from train.metrics import inception
 from train.metrics.sample_cascade import sample_cascade
-from test_train import make_folder
 
 
 @pytest.fixture(scope="module")
@@ -33,14 +33,16 @@ def test_inception_features_when_installed():
     f = net(imgs)
     assert f.shape == (2, 2048) and np.isfinite(f).all() and (f >= 0).all()
     assert np.array_equal(f, net(imgs))
-    pre = inception.InceptionFeatures.preprocess(torch.tensor([[[[0, 255]]]], dtype=torch.uint8).expand(1, 3, 1, 2))
+    pre = inception.InceptionFeatures.preprocess(torch.tensor([[[[0, 255]]]],
+                                                              dtype=torch.uint8).expand(1, 3, 1, 2))
     assert pre.shape == (1, 3, 299, 299) and float(pre.min()) == -1.0
     assert float(pre.max()) == pytest.approx(0.9921875, abs=1e-6)
 
 
 def test_eval_images_cli_swd(folder, tmp_path, capsys):
     out = tmp_path / "r.jsonl"
-    assert E.main(["--images", str(folder), "--ref", str(folder), "--metrics", "swd", "--json", str(out)]) == 0
+    assert E.main(["--images", str(folder), "--ref", str(folder), "--metrics", "swd", "--json",
+                   str(out)]) == 0
     result = json.loads(out.read_text())
     assert result["num_samples"] == 18 and max(result["swd"]) < 1e-6  # identical sets
 
@@ -51,11 +53,13 @@ def test_sample_cascade_and_accuracy(folder, tmp_path):
     base = tiny_stage(resolution=16, num_classes=3, class_names=names)
     sr = tiny_stage("sr", 32, 16, num_classes=3, class_names=names)
     images, labels = sample_cascade(base, sr, None, n=6, batch=4, steps=2, sr_steps=2, log=None)
-    assert images.shape == (6, 32, 32, 3) and images.dtype == np.uint8 and labels.tolist() == [0, 1, 2, 0, 1, 2]
+    assert images.shape == (6, 32, 32, 3) and images.dtype == np.uint8
+    assert labels.tolist() == [0, 1, 2, 0, 1, 2]
     imgs, labs, _ = C.load_split(folder)
     model = C.fit(imgs, labs, 3, epochs=1, batch=6, log=lambda *a: None)
     C.save(model, tmp_path / "clf.safetensors", {"class_names": list(names)})
-    result = E.evaluate(images, labels, str(folder), metrics=["acc", "swd"], classifier=tmp_path / "clf.safetensors")
+    result = E.evaluate(images, labels, str(folder), metrics=["acc", "swd"],
+                        classifier=tmp_path / "clf.safetensors")
     assert 0.0 <= result["class_accuracy"] <= 1.0 and len(result["swd"]) == 3
 
 

@@ -1,10 +1,10 @@
 import pytest
 import torch
+from helpers import tiny_stage
 
 import cascade_core as cc
-from cascade_core.process.diffusion import q_posterior
 from cascade_core.losses import min_snr_weight, normal_kl
-from helpers import tiny_stage
+from cascade_core.process.diffusion import q_posterior
 
 
 def test_simple_loss_shapes_and_grad():
@@ -36,7 +36,8 @@ def test_vb_is_zero_for_the_true_posterior():
     # x0-prediction equal to the data and variance equal to the posterior's: KL is 0
     _, var, log_var = q_posterior(sched, x0, x0, t=t)
     beta_log = sched.betas.log()[t].float().view(-1, 1, 1, 1)
-    frac = (log_var.float() - log_var.float()) / (beta_log - log_var.float())  # 0 -> min log-variance
+    # 0 -> the min log-variance
+    frac = (log_var.float() - log_var.float()) / (beta_log - log_var.float())
     out = torch.cat([x0, frac.expand_as(x0) * 2 - 1], 1)
     s.forward = lambda *a, **k: out
     terms = cc.training_loss(s, x0, t, noise=torch.randn_like(x0))
@@ -61,4 +62,5 @@ def test_min_snr_downweights_low_noise_steps():
     t, noise = torch.tensor([0, 99]), torch.randn(2, 3, 8, 8)
     plain = cc.training_loss(s, x0, t, noise=noise)["loss"].detach()
     weighted = cc.training_loss(s, x0, t, noise=noise, min_snr_gamma=5.0)["loss"].detach()
-    assert float(weighted[0]) < float(plain[0]) and float(weighted[1]) == pytest.approx(float(plain[1]))
+    assert float(weighted[0]) < float(plain[0])
+    assert float(weighted[1]) == pytest.approx(float(plain[1]))

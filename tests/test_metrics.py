@@ -19,7 +19,8 @@ def test_fid_matches_closed_form_for_gaussians():
     assert fid_from_stats(mu1, np.diag(a), mu2, sigma2=np.diag(b)) == pytest.approx(want, rel=1e-9)
     # non-diagonal, rotated: FID is invariant to a shared rotation
     q, _ = np.linalg.qr(np.random.default_rng(1).normal(size=(4, 4)))
-    assert fid_from_stats(q @ mu1, q @ np.diag(a) @ q.T, q @ mu2, sigma2=q @ np.diag(b) @ q.T) == pytest.approx(want, rel=1e-7)
+    assert fid_from_stats(q @ mu1, q @ np.diag(a) @ q.T, q @ mu2,
+                          sigma2=q @ np.diag(b) @ q.T) == pytest.approx(want, rel=1e-7)
 
 
 def test_fid_of_sampled_shifted_gaussians():

@@ -41,7 +41,8 @@ def _stage(name):
 
 def _sample(seed=3, batch=3, classes="cat, dog, ship", **kw):
     node = NODE_CLASS_MAPPINGS["CDMBaseSampler"]()
-    args = dict(stage=_stage("cifar10-base16.safetensors"), seed=seed, steps=3, sampler_name="ddpm", spacing="karras",
+    args = dict(stage=_stage("cifar10-base16.safetensors"), seed=seed, steps=3,
+                sampler_name="ddpm", spacing="karras",
                 class_name=classes, guidance=1.0, batch_size=batch, truncate_s=0.0, dtype="fp32")
     args.update(kw)
     return node.sample(**args)
@@ -72,13 +73,15 @@ def test_chain_sr_twice_on_a_batch(tiny_cascade):
     aug = NODE_CLASS_MAPPINGS["CDMCondAugment"]()
     sr = NODE_CLASS_MAPPINGS["CDMSuperResStage"]()
     stage = _stage("cifar10-sr16to32.safetensors")
-    args = dict(seed=1, steps=2, sampler_name="euler", spacing="karras", class_name="from input", guidance=1.0,
+    args = dict(seed=1, steps=2, sampler_name="euler", spacing="karras", class_name="from input",
+                guidance=1.0,
                 size_mismatch="error", dtype="fp32")
     (x32,) = sr.upscale(stage, aug.augment(image, 0.1, 0.0, seed=0)[0], **args)
     (x64,) = sr.upscale(stage, aug.augment(x32, 0.1, 0.0, seed=0)[0], **args)
     assert x32.shape == (2, 32, 32, 3) and x64.shape == (2, 64, 64, 3)
     (ref,) = NODE_CLASS_MAPPINGS["CDMRefiner"]().refine(
-        _stage("cifar10-refiner32.safetensors"), x32, strength=0.4, steps=2, seed=0, sampler_name="dpmpp_2m",
+        _stage("cifar10-refiner32.safetensors"), x32, strength=0.4, steps=2, seed=0,
+        sampler_name="dpmpp_2m",
         spacing="karras", class_name="unconditional", guidance=1.0, s=0.05, dtype="fp32")
     assert ref.shape == x32.shape
 
@@ -113,15 +116,18 @@ def test_unknown_class_lists_valid_names(tiny_cascade):
 
 
 def test_size_mismatch_error_and_resize(tmp_path):
-    st = cc.Stage(cc.StageConfig(role="sr", resolution=32, low_res=16, unet=cc.UNetConfig(8, (1, 2, 2, 2), 1, attention_resolutions=())))
+    st = cc.Stage(cc.StageConfig(role="sr", resolution=32, low_res=16,
+                                 unet=cc.UNetConfig(8, (1, 2, 2, 2), 1, attention_resolutions=())))
     cc.save_stage(st, tmp_path / "deep-sr.safetensors")
     bridge.add_stage_dir(tmp_path)
     stage = load("deep-sr.safetensors")
     lowres = cc.make_condition(torch.zeros(1, 3, 10, 10), 0.1, 0)
     sr = NODE_CLASS_MAPPINGS["CDMSuperResStage"]()
-    args = dict(seed=0, steps=2, sampler_name="euler", spacing="karras", class_name="unconditional", guidance=1.0,
+    args = dict(seed=0, steps=2, sampler_name="euler", spacing="karras",
+                class_name="unconditional", guidance=1.0,
                 dtype="fp32")
-    with pytest.raises(cc.CascadeError, match=r"20x20 does not fit.*multiples of 8 \(e\.g\. \[8, 16, 24\]\)"):
+    with pytest.raises(cc.CascadeError,
+                       match=r"20x20 does not fit.*multiples of 8 \(e\.g\. \[8, 16, 24\]\)"):
         sr.upscale(stage, lowres, size_mismatch="error", **args)
     (out,) = sr.upscale(stage, lowres, size_mismatch="resize to fit", **args)
     assert out.shape == (1, 24, 24, 3)
@@ -144,7 +150,8 @@ def test_bad_values_raise(tiny_cascade):
 def test_stage_info_describes(tiny_cascade):
     out = NODE_CLASS_MAPPINGS["CDMStageInfo"]().info(_stage("cifar10-sr16to32.safetensors"))
     text = out["result"][0]
-    assert "sr 16->32px" in text and "airplane" in text and "augmentation" in text and out["ui"]["text"] == [text]
+    assert "sr 16->32px" in text and "airplane" in text and "augmentation" in text
+    assert out["ui"]["text"] == [text]
 
 
 def test_image_conversion_round_trip():
@@ -159,9 +166,11 @@ def test_pack_imports_as_any_package_without_shadowing_comfy_nodes(tmp_path):
         import importlib.util, sys, types
         sys.path = [p for p in sys.path if p not in ("", {str(ROOT)!r})]
         fake = types.ModuleType("nodes"); fake.COMFY = True; sys.modules["nodes"] = fake
-        spec = importlib.util.spec_from_file_location("Some-Pack_Folder", {str(ROOT / "__init__.py")!r},
-                                                      submodule_search_locations=[{str(ROOT)!r}])
-        pack = importlib.util.module_from_spec(spec); sys.modules[spec.name] = pack; spec.loader.exec_module(pack)
+        spec = importlib.util.spec_from_file_location(
+            "Some-Pack_Folder", {str(ROOT / "__init__.py")!r},
+            submodule_search_locations=[{str(ROOT)!r}])
+        pack = importlib.util.module_from_spec(spec); sys.modules[spec.name] = pack
+        spec.loader.exec_module(pack)
         assert sys.modules["nodes"] is fake, "the pack replaced ComfyUI's nodes module"
         assert "cascade_core" not in sys.modules and "Some-Pack_Folder.cascade_core" in sys.modules
         print(sorted(pack.NODE_CLASS_MAPPINGS))

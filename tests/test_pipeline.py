@@ -1,9 +1,9 @@
 import pytest
 import torch
+from helpers import tiny_stage
 
 import cascade_core as cc
 from cascade_core.pipeline import convert_level
-from helpers import tiny_stage
 
 
 @pytest.fixture(scope="module")
@@ -40,9 +40,12 @@ def test_truncated_handover_carries_level(stages):
 
 def test_guidance_scale_zero_is_unconditional(stages):
     base = stages["base"]
-    uncond, _ = cc.generate(base, 2, seed=1, steps=3, sampler="euler", labels=torch.tensor([-1, -1]))
-    g0, _ = cc.generate(base, 2, seed=1, steps=3, sampler="euler", labels=torch.tensor([0, 1]), guidance=0.0)
-    g1, _ = cc.generate(base, 2, seed=1, steps=3, sampler="euler", labels=torch.tensor([0, 1]), guidance=1.0)
+    uncond, _ = cc.generate(base, 2, seed=1, steps=3, sampler="euler",
+                            labels=torch.tensor([-1, -1]))
+    g0, _ = cc.generate(base, 2, seed=1, steps=3, sampler="euler", labels=torch.tensor([0, 1]),
+                        guidance=0.0)
+    g1, _ = cc.generate(base, 2, seed=1, steps=3, sampler="euler", labels=torch.tensor([0, 1]),
+                        guidance=1.0)
     assert torch.allclose(uncond, g0, atol=1e-5) and not torch.allclose(g0, g1)
 
 
@@ -80,7 +83,8 @@ def test_parse_classes(stages):
     assert cc.parse_classes(cfg, "cat, 1, unconditional", 3).tolist() == [0, 1, -1]
     assert cc.parse_classes(cfg, "all classes", 6).tolist() == [0, 0, 1, 1, 2, 2]
     r = cc.parse_classes(cfg, "random", 50, seed=3)
-    assert r.min() >= 0 and r.max() <= 2 and torch.equal(r, cc.parse_classes(cfg, "random", 50, seed=3))
+    assert r.min() >= 0 and r.max() <= 2
+    assert torch.equal(r, cc.parse_classes(cfg, "random", 50, seed=3))
     with pytest.raises(cc.CascadeError, match="unknown class 'horse'.*cat"):
         cc.parse_classes(cfg, "horse", 1)
     with pytest.raises(cc.CascadeError, match="one per image"):
@@ -103,7 +107,8 @@ def test_level_conversion_between_schedules_round_trips():
 def test_ddpm_uses_the_learned_variance_when_there_is_one():
     learned = tiny_stage(learn_sigma=True)
     a, _ = cc.generate(learned, 2, seed=0, steps=5, sampler="ddpm", spacing="uniform")
-    b, _ = cc.generate(learned, 2, seed=0, steps=5, sampler="ddpm", spacing="uniform", variance="small")
+    b, _ = cc.generate(learned, 2, seed=0, steps=5, sampler="ddpm", spacing="uniform",
+                       variance="small")
     assert a.shape == b.shape and not torch.equal(a, b)
     with pytest.raises(cc.CascadeError, match="does not learn it"):
         cc.generate(tiny_stage(), 1, seed=0, steps=3, sampler="ddpm", variance="learned")

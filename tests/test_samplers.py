@@ -2,11 +2,11 @@ import math
 
 import pytest
 import torch
+from helpers import GaussianDenoiser
 
 import cascade_core as cc
 from cascade_core.process.noise import as_noise_source
 from cascade_core.process.schedules import karras_sigmas
-from helpers import GaussianDenoiser
 
 MU, S = 0.3, 0.5
 SCHED = cc.DiscreteSchedule.from_config(cc.ScheduleConfig("cosine", 1000))
@@ -17,12 +17,15 @@ def run(name, steps, n=4000, seed=0, **opts):
     sig = karras_sigmas(steps, 0.006, 80.0)
     sigmas = torch.cat([sig, sig.new_zeros(1)])
     g = torch.Generator().manual_seed(seed)
-    x = MU + torch.randn((n, 1, 2, 2), generator=g) * math.sqrt(S ** 2 + 80.0 ** 2)  # the exact marginal
+    x = MU + torch.randn((n, 1, 2, 2),
+                         generator=g) * math.sqrt(S ** 2 + 80.0 ** 2)  # the exact marginal
     return cc.get_sampler(name)(model, x, sigmas, noise=as_noise_source(g, n), **opts)
 
 
-@pytest.mark.parametrize("name,opts", [("ddpm", {"variance": "small"}), ("ddpm", {"variance": "large"}),
-                                       ("ddim", {"eta": 0.0}), ("ddim", {"eta": 1.0}), ("euler", {}),
+@pytest.mark.parametrize("name,opts",
+                         [("ddpm", {"variance": "small"}), ("ddpm", {"variance": "large"}),
+                                       ("ddim", {"eta": 0.0}), ("ddim", {"eta": 1.0}),
+                                       ("euler", {}),
                                        ("heun", {}), ("dpmpp_2m", {})])
 def test_sampler_reproduces_gaussian_data(name, opts):
     stochastic = name == "ddpm" or opts.get("eta")
@@ -50,7 +53,8 @@ def test_convergence_order(name, order):
 def test_ddim_eta0_is_deterministic_and_invertible():
     model = GaussianDenoiser(MU, S)
     sigmas = karras_sigmas(200, 0.01, 20.0)
-    x = torch.randn(256, 1, 2, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(1)) * 20.0
+    x = torch.randn(256, 1, 2, 2, dtype=torch.float64,
+                    generator=torch.Generator().manual_seed(1)) * 20.0
     a = cc.get_sampler("ddim")(model, x.clone(), sigmas)
     b = cc.get_sampler("ddim")(model, x.clone(), sigmas)
     assert torch.equal(a, b)
@@ -62,7 +66,8 @@ def test_callback_sees_every_step_and_can_interrupt():
     model = GaussianDenoiser(MU, S)
     sigmas = cc.sampling_sigmas(SCHED, 10, "karras")
     seen = []
-    cc.get_sampler("heun")(model, torch.randn(2, 1, 2, 2), sigmas, callback=lambda d: seen.append(d["i"]))
+    cc.get_sampler("heun")(model, torch.randn(2, 1, 2, 2), sigmas,
+                           callback=lambda d: seen.append(d["i"]))
     assert seen == list(range(10))
 
     def stop(info):

@@ -59,7 +59,8 @@ def test_trailing_starts_at_last_step_and_uniform_at_both_ends():
     sched = cc.DiscreteSchedule.from_config(cc.ScheduleConfig("linear", 1000))
     assert float(cc.sampling_sigmas(sched, 10, "trailing")[0]) == pytest.approx(sched.sigma_max)
     u = cc.sampling_sigmas(sched, 10, "uniform")
-    assert float(u[0]) == pytest.approx(sched.sigma_max) and float(u[-2]) == pytest.approx(sched.sigma_min)
+    assert float(u[0]) == pytest.approx(sched.sigma_max)
+    assert float(u[-2]) == pytest.approx(sched.sigma_min)
 
 
 def test_spec_string_overrides_spacing():

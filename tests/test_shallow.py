@@ -9,7 +9,8 @@ SMALL = cc.ShallowConfig(hidden=16, blocks=1, patch=4, depth=1, heads=2, dae_ste
 
 def stage(kind, role, res, low=0, **kw):
     torch.manual_seed(0)
-    st = cc.Stage(cc.StageConfig(role=role, resolution=res, low_res=low, kind=kind, shallow=SMALL, **kw)).eval()
+    st = cc.Stage(cc.StageConfig(role=role, resolution=res, low_res=low, kind=kind, shallow=SMALL,
+                                 **kw)).eval()
     with torch.no_grad():
         for p in st.parameters():
             p.add_(torch.randn_like(p) * 0.02)
@@ -20,7 +21,8 @@ def stage(kind, role, res, low=0, **kw):
 @pytest.mark.parametrize("low,high", [(8, 16), (8, 32)])
 def test_one_pass_upsamplers(kind, low, high):
     st = stage(kind, "sr", high, low=low)
-    out = cc.super_resolve(st, cc.make_condition(torch.rand(2, 3, low, low) * 2 - 1, 0.2, 0), seed=0)
+    out = cc.super_resolve(st, cc.make_condition(torch.rand(2, 3, low, low) * 2 - 1, 0.2, 0),
+                           seed=0)
     assert out.shape == (2, 3, high, high) and float(out.abs().max()) <= 1
 
 
@@ -65,14 +67,16 @@ def test_dae_generates_by_seed_with_classes():
 def test_dae_loss_trains_towards_clean():
     st = stage("dae", "base", 8, num_classes=2)
     x0 = torch.rand(4, 3, 8, 8) * 2 - 1
-    loss = cc.dae_loss(st, x0, torch.full((4,), 0.5), noise=torch.randn_like(x0), labels=torch.tensor([0, 1, -1, 0]))
+    loss = cc.dae_loss(st, x0, torch.full((4,), 0.5), noise=torch.randn_like(x0),
+                       labels=torch.tensor([0, 1, -1, 0]))
     assert loss.shape == (4,)
     loss.mean().backward()
     assert all(p.grad is not None for p in st.parameters())
 
 
 @pytest.mark.parametrize("kind,role,res,low", [("dae", "base", 8, 0), ("pixelshuffle", "sr", 16, 8),
-                                                ("resnet", "sr", 16, 8), ("conv", "refiner", 16, 16),
+                                                ("resnet", "sr", 16, 8),
+                                                ("conv", "refiner", 16, 16),
                                                 ("vit", "refiner", 16, 16)])
 def test_checkpoint_round_trip(tmp_path, kind, role, res, low):
     st = stage(kind, role, res, low=low)
@@ -96,11 +100,13 @@ def test_nodes_run_one_pass_stages(tmp_path):
     cc.save_stage(stage("pixelshuffle", "sr", 16, low=8), tmp_path / "ps.safetensors")
     cc.save_stage(stage("vit", "refiner", 16, low=16), tmp_path / "vit.safetensors")
     bridge.add_stage_dir(tmp_path)
-    low = NODE_CLASS_MAPPINGS["CDMCondAugment"]().augment(torch.rand(2, 8, 8, 3), 0.1, 0.0, seed=0)[0]
+    low = NODE_CLASS_MAPPINGS["CDMCondAugment"]().augment(torch.rand(2, 8, 8, 3), 0.1, 0.0,
+                                                          seed=0)[0]
     (up,) = NODE_CLASS_MAPPINGS["CDMSuperResStage"]().upscale(
         load("ps.safetensors"), low, seed=0, steps=30, sampler_name="dpmpp_2m", spacing="karras",
         class_name="unconditional", guidance=1.0, size_mismatch="error", dtype="fp32")
     (ref,) = NODE_CLASS_MAPPINGS["CDMRefiner"]().refine(
-        load("vit.safetensors"), up, strength=1.0, steps=10, seed=0, sampler_name="dpmpp_2m", spacing="karras",
+        load("vit.safetensors"), up, strength=1.0, steps=10, seed=0, sampler_name="dpmpp_2m",
+        spacing="karras",
         class_name="unconditional", guidance=1.0, s=0.05, dtype="fp32")
     assert up.shape == ref.shape == (2, 16, 16, 3)

@@ -35,7 +35,8 @@ def test_shipped_stage_metadata(name):
 @pytest.mark.parametrize("workflow,prefix,size", [("01_base_then_sr.json", "base_sr", 32),
                                                   ("03_upscale_your_image.json", "upscaled", 32)])
 def test_shipped_workflows_run_on_shipped_weights(tmp_path, workflow, prefix, size):
-    saved = run(ROOT / "workflows" / workflow, tmp_path, ["steps=3", "batch_size=2"] if workflow.startswith("01")
+    saved = run(ROOT / "workflows" / workflow, tmp_path,
+                ["steps=3", "batch_size=2"] if workflow.startswith("01")
                 else ["steps=3"])
     mine = [p for p in saved if p.name.startswith(prefix)]
     assert mine and all(Image.open(p).size == (size, size) for p in mine)

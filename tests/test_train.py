@@ -12,14 +12,15 @@ from PIL import Image
 from safetensors.torch import load_file
 
 import cascade_core as cc
+from train import loop
 from train.cli import main, parse
 from train.data import KeyedBatchSampler
-from train import loop
 from train.loop import TrainingStopped
 from train.stage_recipe import lr_factor
 
 ROOT = Path(__file__).resolve().parents[1]
-FAST = ["--preset", "tiny", "--base-channels", "8", "--batch-size", "4", "--no-progress", "--log-every", "1",
+FAST = ["--preset", "tiny", "--base-channels", "8", "--batch-size", "4", "--no-progress",
+        "--log-every", "1",
         "--no-tensorboard"]
 
 
@@ -51,16 +52,20 @@ def run(role, data, out, *extra):
     ("refiner", ["--resolution", "16"], 16),
 ])
 def test_entry_point_trains_and_its_checkpoint_samples(data, tmp_path, role, args, size):
-    assert run(role, data, tmp_path, "--steps", "4", "--sample-every", "2", "--checkpoint-every", "2", *args) == 0
-    assert sorted(p.name for p in (tmp_path / "samples").iterdir()) == ["0000002.png", "0000004.png"]
-    assert len(list(tmp_path.glob("state-*.pt"))) == 2 and (tmp_path / "metrics.jsonl").read_text().count("\n") == 4
+    assert run(role, data, tmp_path, "--steps", "4", "--sample-every", "2", "--checkpoint-every",
+               "2", *args) == 0
+    samples = sorted(p.name for p in (tmp_path / "samples").iterdir())
+    assert samples == ["0000002.png", "0000004.png"]
+    assert len(list(tmp_path.glob("state-*.pt"))) == 2
+    assert (tmp_path / "metrics.jsonl").read_text().count("\n") == 4
     stage = cc.load_stage(tmp_path / "latest.safetensors")
     assert stage.config.role == role and stage.config.class_names == ("blue", "green", "red")
     assert stage.config.training["steps"] == 4 and stage.config.training["images_seen"] == 16
     if role == "base":
         img, _ = cc.generate(stage, 2, seed=0, steps=3, labels=torch.tensor([0, 2]))
     elif role == "sr":
-        img = cc.super_resolve(stage, cc.make_condition(torch.zeros(2, 3, 8, 8), 0.1, 0), seed=0, steps=3)
+        img = cc.super_resolve(stage, cc.make_condition(torch.zeros(2, 3, 8, 8), 0.1, 0), seed=0,
+                               steps=3)
     else:
         img = cc.refine(stage, torch.zeros(2, 3, 16, 16), strength=0.5, seed=0, steps=3)
     assert img.shape == (2, 3, size, size)
@@ -71,13 +76,15 @@ def _weights(path):
 
 
 def test_resume_gives_bit_identical_weights(data, tmp_path):
-    common = ["--resolution", "8", "--steps", "6", "--checkpoint-every", "100", "--label-dropout", "0.3",
+    common = ["--resolution", "8", "--steps", "6", "--checkpoint-every", "100", "--label-dropout",
+              "0.3",
               "--dropout", "0.1"]
     assert run("base", data, tmp_path / "a", *common) == 0
     assert run("base", data, tmp_path / "b", *common, "--stop-after", "3") == 0
     assert [p.name for p in (tmp_path / "b").glob("state-*.pt")] == ["state-0000003.pt"]
     assert run("base", data, tmp_path / "b", *common, "--resume") == 0
-    a, b = _weights(tmp_path / "a" / "latest.safetensors"), _weights(tmp_path / "b" / "latest.safetensors")
+    a = _weights(tmp_path / "a" / "latest.safetensors")
+    b = _weights(tmp_path / "b" / "latest.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     sa = torch.load(tmp_path / "a" / "state-0000006.pt", weights_only=True)
     sb = torch.load(tmp_path / "b" / "state-0000006.pt", weights_only=True)
@@ -92,7 +99,8 @@ def _env():
 def test_sigterm_saves_state_and_exits_cleanly(data, tmp_path):
     cmd = [sys.executable, "-m", "train.stage1", "--data", str(data), "--out", str(tmp_path), *FAST,
            "--resolution", "8", "--steps", "100000", "--checkpoint-every", "100000"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while not (tmp_path / "metrics.jsonl").exists() and time.time() < deadline:
         time.sleep(0.2)
@@ -116,7 +124,8 @@ def test_sigterm_also_stops_an_in_process_caller(data, tmp_path, monkeypatch):
 
     monkeypatch.setattr(loop, "optimizer_step", step_then_signal)
     with pytest.raises(TrainingStopped) as stopped:
-        run("base", data, tmp_path, "--resolution", "8", "--steps", "50", "--checkpoint-every", "1000")
+        run("base", data, tmp_path, "--resolution", "8", "--steps", "50", "--checkpoint-every",
+            "1000")
     assert stopped.value.code == 0 and len(calls) < 50
     assert [p.name for p in tmp_path.glob("state-*.pt")] == [f"state-{len(calls):07d}.pt"]
     assert signal.getsignal(signal.SIGTERM) is not None and not isinstance(
@@ -124,15 +133,20 @@ def test_sigterm_also_stops_an_in_process_caller(data, tmp_path, monkeypatch):
 
 
 def test_two_gloo_processes_match_one(data, tmp_path):
-    common = ["--resolution", "16", "--low-res", "8", "--crop", "8", "--steps", "4", "--batch-size", "8",
-              "--label-dropout", "0.5", "--workers", "1", "--checkpoint-every", "100", "--blur-prob", "0.5"]
+    common = ["--resolution", "16", "--low-res", "8", "--crop", "8", "--steps", "4",
+              "--batch-size", "8",
+              "--label-dropout", "0.5", "--workers", "1", "--checkpoint-every", "100",
+              "--blur-prob", "0.5"]
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-    res = subprocess.run([*torchrun, "-m", "train.stage2", "--data", str(data), "--out", str(tmp_path / "ddp"),
-                          *FAST, *common], cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)
+    res = subprocess.run([*torchrun, "-m", "train.stage2", "--data", str(data), "--out",
+                          str(tmp_path / "ddp"),
+                          *FAST, *common], cwd=ROOT, env=_env(), capture_output=True, text=True,
+                          timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     assert "2 process(es)" in res.stdout
     assert run("sr", data, tmp_path / "one", *common) == 0
-    a, b = _weights(tmp_path / "ddp" / "latest.safetensors"), _weights(tmp_path / "one" / "latest.safetensors")
+    a = _weights(tmp_path / "ddp" / "latest.safetensors")
+    b = _weights(tmp_path / "one" / "latest.safetensors")
     assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-5
 
 
@@ -167,7 +181,8 @@ def test_flat_folder_trains_unconditional(tmp_path):
 
 def test_init_from_fine_tunes(data, tmp_path):
     assert run("base", data, tmp_path / "a", "--resolution", "8", "--steps", "2") == 0
-    assert run("base", data, tmp_path / "b", "--resolution", "8", "--steps", "2", "--base-channels", "16",
+    assert run("base", data, tmp_path / "b", "--resolution", "8", "--steps", "2",
+               "--base-channels", "16",
                "--init-from", str(tmp_path / "a" / "latest.safetensors")) == 0
     assert cc.load_stage(tmp_path / "b" / "latest.safetensors").config.unet.base_channels == 8
 
@@ -196,7 +211,8 @@ def test_bad_input_is_a_clear_error(tmp_path, capsys, case, message):
         make_folder(data, per_class=1)
         assert run("base", data, tmp_path / "b", "--resolution", "8", "--steps", "1") == 0
         capsys.readouterr()
-        assert run("sr", data, tmp_path / "o", "--resolution", "16", "--low-res", "8", "--steps", "1",
+        assert run("sr", data, tmp_path / "o", "--resolution", "16", "--low-res", "8", "--steps",
+                   "1",
                    "--init-from", str(tmp_path / "b" / "latest.safetensors")) == 2
         assert message in capsys.readouterr().err
         return
@@ -214,14 +230,16 @@ def test_bad_input_is_a_clear_error(tmp_path, capsys, case, message):
 
 def test_config_precedence(tmp_path):
     (tmp_path / "c.toml").write_text('lr = 0.123\nsteps = 7\n')
-    cfg, resume, init = parse("sr", "t", ["--data", "x", "--config", str(tmp_path / "c.toml"), "--steps", "9",
+    cfg, resume, init = parse("sr", "t",
+                              ["--data", "x", "--config", str(tmp_path / "c.toml"), "--steps", "9",
                                           "--preset", "small"])
     assert (cfg.lr, cfg.steps, cfg.base_channels, cfg.crop, cfg.low_res) == (0.123, 9, 32, 16, 16)
     assert resume == "" and init == ""
 
 
 def test_lr_schedule():
-    cfg, _, _ = parse("base", "t", ["--data", "x", "--steps", "100", "--warmup", "10", "--lr-decay", "cosine",
+    cfg, _, _ = parse("base", "t",
+                      ["--data", "x", "--steps", "100", "--warmup", "10", "--lr-decay", "cosine",
                                     "--min-lr-ratio", "0.1"])
     assert lr_factor(cfg, 0) == pytest.approx(0.1) and lr_factor(cfg, 9) == pytest.approx(1.0)
     assert lr_factor(cfg, 10) == pytest.approx(1.0) and lr_factor(cfg, 100) == pytest.approx(0.1)
@@ -233,5 +251,6 @@ def test_gradient_accumulation_matches_one_big_batch(data, tmp_path):
               "--grad-clip", "0"]
     assert run("base", data, tmp_path / "one", *common) == 0
     assert run("base", data, tmp_path / "acc", *common, "--grad-accum", "4") == 0
-    a, b = _weights(tmp_path / "one" / "latest.safetensors"), _weights(tmp_path / "acc" / "latest.safetensors")
+    a = _weights(tmp_path / "one" / "latest.safetensors")
+    b = _weights(tmp_path / "acc" / "latest.safetensors")
     assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-5

@@ -1,15 +1,17 @@
 import pytest
 import torch
 from safetensors.torch import load_file
+from test_train import make_folder
 
 import cascade_core as cc
 from train.shallow import main, phase_of
 from train.shallow_config import ShallowTrainConfig, stage_configs, teacher_forcing
 from train.shallow_model import ShallowCascade
-from test_train import make_folder
 
-SMALL = ["--hidden", "16", "--blocks", "1", "--vit-depth", "1", "--vit-heads", "2", "--unet-channels", "8",
-         "--batch-size", "4", "--epoch-size", "8", "--no-progress", "--no-tensorboard", "--perceptual-weight", "0"]
+SMALL = ["--hidden", "16", "--blocks", "1", "--vit-depth", "1", "--vit-heads", "2",
+         "--unet-channels", "8",
+         "--batch-size", "4", "--epoch-size", "8", "--no-progress", "--no-tensorboard",
+         "--perceptual-weight", "0"]
 
 
 @pytest.fixture(scope="module")
@@ -19,22 +21,27 @@ def data(tmp_path_factory):
 
 def test_teacher_forcing_schedule_values():
     cfg = ShallowTrainConfig()
-    assert teacher_forcing(cfg, 2, 0.0) == pytest.approx(0.9) and teacher_forcing(cfg, 2, 1.0) == pytest.approx(0.1)
+    assert teacher_forcing(cfg, 2, 0.0) == pytest.approx(0.9)
+    assert teacher_forcing(cfg, 2, 1.0) == pytest.approx(0.1)
     assert teacher_forcing(cfg, 2, 0.5) == pytest.approx(0.5)
-    assert teacher_forcing(cfg, 3, 0.0) == pytest.approx(0.1) and teacher_forcing(cfg, 3, 1.0) == 0.0
+    assert teacher_forcing(cfg, 3, 0.0) == pytest.approx(0.1)
+    assert teacher_forcing(cfg, 3, 1.0) == 0.0
     assert teacher_forcing(cfg, 1, 0.3) == 1.0
 
 
 def test_phase_of_epochs():
     cfg = ShallowTrainConfig(phase1_epochs=2, phase2_epochs=1, phase3_epochs=3)
-    assert [phase_of(cfg, e)[:2] for e in range(6)] == [(1, 0), (1, 1), (2, 0), (3, 0), (3, 1), (3, 2)]
+    assert [phase_of(cfg, e)[:2] for e in range(6)] == [(1, 0), (1, 1), (2, 0), (3, 0), (3, 1),
+                                                        (3, 2)]
 
 
 def _cascade(coarse="diffusion", upsampler="pixelshuffle", refiner="conv"):
-    cfg = ShallowTrainConfig(coarse=coarse, upsampler=upsampler, refiner=refiner, hidden=16, blocks=1, vit_depth=1,
+    cfg = ShallowTrainConfig(coarse=coarse, upsampler=upsampler, refiner=refiner, hidden=16,
+                             blocks=1, vit_depth=1,
                              vit_heads=2, unet_channels=8, timesteps=50)
     stages = {k: cc.Stage(c) for k, c in stage_configs(cfg, 3, ("a", "b", "c")).items()}
-    return ShallowCascade(stages["coarse"], stages["upsampler"], stages["refiner"], perceptual=None, perceptual_weight=0.0)
+    return ShallowCascade(stages["coarse"], stages["upsampler"], stages["refiner"],
+                          perceptual=None, perceptual_weight=0.0)
 
 
 @pytest.mark.parametrize("coarse,upsampler,refiner", [("diffusion", "pixelshuffle", "conv"),
@@ -52,9 +59,11 @@ def test_gradients_reach_the_coarse_stage_only_in_phase_3(coarse, upsampler, ref
     for phase, reaches in ((2, False), (3, True)):
         model.zero_grad(set_to_none=True)
         model.set_phase(phase)
-        losses = model(x_high, x_low, labels, phase, teacher_p=0.0, seed=1)  # always the coarse output
+        losses = model(x_high, x_low, labels, phase, teacher_p=0.0,
+                       seed=1)  # always the coarse output
         assert set(losses) == ({"upsampler", "refiner"} | ({"coarse"} if phase == 3 else set()))
-        (losses["upsampler"].mean() + losses["refiner"].mean()).backward()  # not the coarse stage's own loss
+        # not the coarse stage's own loss
+        (losses["upsampler"].mean() + losses["refiner"].mean()).backward()
         grads = [p.grad for p in model.coarse.parameters()]
         got = any(g is not None and float(g.abs().max()) > 0 for g in grads)
         assert got == reaches, f"phase {phase}"
@@ -64,15 +73,18 @@ def test_gradients_reach_the_coarse_stage_only_in_phase_3(coarse, upsampler, ref
 def test_phase_1_trains_only_the_coarse_stage():
     model = _cascade()
     model.set_phase(1)
-    losses = model(torch.zeros(2, 3, 32, 32), torch.zeros(2, 3, 16, 16), torch.tensor([0, 1]), 1, 1.0, seed=0)
+    losses = model(torch.zeros(2, 3, 32, 32), torch.zeros(2, 3, 16, 16), torch.tensor([0, 1]), 1,
+                   1.0, seed=0)
     assert set(losses) == {"coarse"}
     assert not any(p.requires_grad for p in model.upsampler.parameters())
 
 
 @pytest.mark.parametrize("kinds", [("diffusion", "pixelshuffle", "vit"), ("dae", "resnet", "conv")])
 def test_three_phases_write_loadable_stages(data, tmp_path, kinds):
-    argv = ["--data", str(data), "--out", str(tmp_path), *SMALL, "--coarse", kinds[0], "--upsampler", kinds[1],
-            "--refiner", kinds[2], "--phase1-epochs", "1", "--phase2-epochs", "1", "--phase3-epochs", "1",
+    argv = ["--data", str(data), "--out", str(tmp_path), *SMALL, "--coarse", kinds[0],
+            "--upsampler", kinds[1],
+            "--refiner", kinds[2], "--phase1-epochs", "1", "--phase2-epochs", "1",
+            "--phase3-epochs", "1",
             "--timesteps", "50"]
     assert main(argv) == 0
     lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
@@ -80,50 +92,62 @@ def test_three_phases_write_loadable_stages(data, tmp_path, kinds):
     coarse = cc.load_stage(tmp_path / "coarse.safetensors")
     up = cc.load_stage(tmp_path / "upsampler.safetensors")
     ref = cc.load_stage(tmp_path / "refiner.safetensors")
-    assert (coarse.config.kind, up.config.kind, ref.config.kind) == kinds and coarse.config.training["epochs"] == 3
+    assert (coarse.config.kind, up.config.kind,
+            ref.config.kind) == kinds and coarse.config.training["epochs"] == 3
     img, cond = cc.generate(coarse, 2, seed=0, steps=3, labels=torch.tensor([0, 1]))
     x = cc.refine(ref, cc.super_resolve(up, cond, seed=0, steps=3), strength=0.5, seed=0, steps=3)
     assert img.shape == (2, 3, 16, 16) and x.shape == (2, 3, 32, 32)
 
 
 def test_resume_mid_phase_is_bit_identical(data, tmp_path):
-    common = ["--data", str(data), *SMALL, "--phase1-epochs", "1", "--phase2-epochs", "2", "--phase3-epochs", "1",
+    common = ["--data", str(data), *SMALL, "--phase1-epochs", "1", "--phase2-epochs", "2",
+              "--phase3-epochs", "1",
               "--timesteps", "50", "--coarse", "dae"]
     assert main([*common, "--out", str(tmp_path / "a")]) == 0
-    assert main([*common, "--out", str(tmp_path / "b"), "--stop-after-epochs", "2"]) == 0  # inside phase 2
+    assert main([*common, "--out", str(tmp_path / "b"), "--stop-after-epochs",
+                 "2"]) == 0  # inside phase 2
     assert main([*common, "--out", str(tmp_path / "b"), "--resume"]) == 0
     for name in ("coarse", "upsampler", "refiner"):
-        a, b = load_file(str(tmp_path / "a" / f"{name}.safetensors")), load_file(str(tmp_path / "b" / f"{name}.safetensors"))
+        a = load_file(str(tmp_path / "a" / f"{name}.safetensors"))
+        b = load_file(str(tmp_path / "b" / f"{name}.safetensors"))
         assert all(torch.equal(a[k], b[k]) for k in a), name
 
 
 def test_perceptual_term_uses_a_classifier_file(data, tmp_path):
     from train.metrics import classifier as C
     imgs, labs, _ = C.load_split(data)
-    C.save(C.fit(imgs, labs, 3, epochs=1, batch=4, log=lambda *a: None), tmp_path / "clf.safetensors", {})
-    argv = ["--data", str(data), "--out", str(tmp_path / "o"), *SMALL[:-2], "--perceptual", str(tmp_path / "clf.safetensors"),
-            "--perceptual-weight", "0.5", "--phase1-epochs", "0", "--phase2-epochs", "1", "--phase3-epochs", "0",
+    C.save(C.fit(imgs, labs, 3, epochs=1, batch=4, log=lambda *a: None),
+           tmp_path / "clf.safetensors", {})
+    argv = ["--data", str(data), "--out", str(tmp_path / "o"), *SMALL[:-2], "--perceptual",
+            str(tmp_path / "clf.safetensors"),
+            "--perceptual-weight", "0.5", "--phase1-epochs", "0", "--phase2-epochs", "1",
+            "--phase3-epochs", "0",
             "--timesteps", "50"]
     assert main(argv) == 0
     assert "loss_perceptual" in (tmp_path / "o" / "metrics.jsonl").read_text()
-    bad = [*argv[:-12], "--perceptual", str(tmp_path / "missing.safetensors"), "--perceptual-weight", "0.5"]
+    bad = [*argv[:-12], "--perceptual", str(tmp_path / "missing.safetensors"),
+           "--perceptual-weight", "0.5"]
     assert main(bad) == 2
 
 
 def _fake_lpips_files(tmp_path):
     from safetensors.torch import save_file
+
     from train.lpips import VGG16, WIDTHS
     g, backbone, idx, cin = torch.Generator().manual_seed(0), {}, 0, 3
     for v in VGG16:
         if v == "M":
             idx += 1
             continue
-        backbone[f"features.{idx}.weight"] = torch.randn(v, cin, 3, 3, generator=g) * (2 / (9 * cin)) ** 0.5
+        backbone[f"features.{idx}.weight"] = torch.randn(v, cin, 3, 3,
+                                                         generator=g) * (2 / (9 * cin)) ** 0.5
         backbone[f"features.{idx}.bias"] = torch.zeros(v)
-        backbone["classifier.0.weight"] = torch.zeros(2, 2)  # ignored, as in a full torchvision file
+        backbone["classifier.0.weight"] = torch.zeros(2,
+                                                      2)  # ignored, as in a full torchvision file
         idx, cin = idx + 2, v
     save_file(backbone, str(tmp_path / "vgg16.safetensors"))
-    torch.save({f"lin{i}.model.1.weight": torch.rand(1, w, 1, 1, generator=g) for i, w in enumerate(WIDTHS)},
+    torch.save({f"lin{i}.model.1.weight": torch.rand(1, w, 1, 1, generator=g) for i,
+                w in enumerate(WIDTHS)},
                tmp_path / "vgg.pth")
     return tmp_path / "vgg16.safetensors", tmp_path / "vgg.pth"
 
@@ -140,8 +164,10 @@ def test_lpips_from_local_files(tmp_path):
 
 def test_shallow_training_with_lpips(data, tmp_path):
     backbone, linear = _fake_lpips_files(tmp_path)
-    argv = ["--data", str(data), "--out", str(tmp_path / "o"), *SMALL[:-2], "--perceptual-weight", "0.5",
-            "--lpips-backbone", str(backbone), "--lpips-linear", str(linear), "--phase1-epochs", "0",
+    argv = ["--data", str(data), "--out", str(tmp_path / "o"), *SMALL[:-2], "--perceptual-weight",
+            "0.5",
+            "--lpips-backbone", str(backbone), "--lpips-linear", str(linear), "--phase1-epochs",
+            "0",
             "--phase2-epochs", "1", "--phase3-epochs", "0", "--timesteps", "50"]
     assert main(argv) == 0
     assert "loss_perceptual" in (tmp_path / "o" / "metrics.jsonl").read_text()

@@ -5,10 +5,10 @@ import pytest
 from PIL import Image
 
 from nodes import NODE_CLASS_MAPPINGS
-from nodes.headless.executor import CLASSES, run
-from nodes.run_workflow import main
-from nodes.headless.graph import WorkflowError, declared_inputs, has_control, is_widget, to_prompt
 from nodes.headless.builder import SHIPPED
+from nodes.headless.executor import CLASSES, run
+from nodes.headless.graph import WorkflowError, declared_inputs, has_control, is_widget, to_prompt
+from nodes.run_workflow import main
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = sorted((ROOT / "workflows").glob("*.json"))
@@ -16,7 +16,8 @@ EXPECTED = {  # workflow -> {filename prefix: (count, size)}
     "01_base_then_sr.json": {"base_sr": (8, 32), "preview": (8, 16)},
     "02_full_cascade.json": {"cascade64": (4, 64), "preview": (4, 32)},
     "03_upscale_your_image.json": {"upscaled": (1, 32), "preview": (1, 32)},
-    "04_augmentation_sweep.json": {"sweep_s0.00": (4, 32), "sweep_s0.15": (4, 32), "sweep_s0.40": (4, 32),
+    "04_augmentation_sweep.json": {"sweep_s0.00": (4, 32), "sweep_s0.15": (4, 32),
+                                   "sweep_s0.40": (4, 32),
                                    "preview": (4, 16)},
 }
 
@@ -24,7 +25,8 @@ EXPECTED = {  # workflow -> {filename prefix: (count, size)}
 def test_four_workflows_are_shipped_and_match_the_builder():
     assert [p.name for p in WORKFLOWS] == sorted(SHIPPED)
     for p in WORKFLOWS:
-        assert json.loads(p.read_text()) == SHIPPED[p.name](), f"{p.name} is stale: python -m nodes.headless.builder"
+        stale = f"{p.name} is stale: python -m nodes.headless.builder"
+        assert json.loads(p.read_text()) == SHIPPED[p.name](), stale
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
@@ -35,8 +37,10 @@ def test_workflow_is_well_formed(path):
     for node in wf["nodes"]:
         if node["type"] not in NODE_CLASS_MAPPINGS:
             continue
-        widgets = [(n, o) for n, t, o, _ in declared_inputs(NODE_CLASS_MAPPINGS[node["type"]]) if is_widget(t)]
-        assert len(node["widgets_values"]) == len(widgets) + sum(has_control(n, o) for n, o in widgets), node["id"]
+        widgets = [(n, o) for n, t, o,
+                   _ in declared_inputs(NODE_CLASS_MAPPINGS[node["type"]]) if is_widget(t)]
+        controls = sum(has_control(n, o) for n, o in widgets)
+        assert len(node["widgets_values"]) == len(widgets) + controls, node["id"]
         for inp in node["inputs"]:
             assert inp["link"] in link_ids, (node["id"], inp["name"])
 
@@ -48,7 +52,8 @@ def test_workflow_runs_headless_with_tiny_stages(path, tiny_cascade, tmp_path):
     for p in saved:
         prefix = p.name.rsplit("_", 2)[0]
         counts.setdefault(prefix, []).append(Image.open(p).size)
-    assert {k: len(v) for k, v in counts.items()} == {k: n for k, (n, _) in EXPECTED[path.name].items()}
+    assert {k: len(v) for k, v in counts.items()} == {k: n for k,
+                                                      (n, _) in EXPECTED[path.name].items()}
     for prefix, sizes in counts.items():
         assert set(sizes) == {(EXPECTED[path.name][prefix][1],) * 2}
 
@@ -82,13 +87,15 @@ def test_bad_overrides_and_main_exit_code(tiny_cascade, tmp_path, capsys):
         run(WORKFLOWS[0], tmp_path, ["cfg_scale=3"], [tiny_cascade])
     with pytest.raises(WorkflowError, match="bad value for sampler"):
         run(WORKFLOWS[0], tmp_path, ["sampler=plms"], [tiny_cascade])
-    assert main([str(WORKFLOWS[0]), "--out", str(tmp_path), "--set", "steps=x", "--stages", str(tiny_cascade)]) == 2
+    assert main([str(WORKFLOWS[0]), "--out", str(tmp_path), "--set", "steps=x", "--stages",
+                 str(tiny_cascade)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "steps" in err
 
 
 def test_grid_output(tiny_cascade, tmp_path):
     grid = tmp_path / "grid.png"
-    assert main([str(WORKFLOWS[0]), "--out", str(tmp_path / "o"), "--set", "steps=2", "--stages", str(tiny_cascade),
+    assert main([str(WORKFLOWS[0]), "--out", str(tmp_path / "o"), "--set", "steps=2", "--stages",
+                 str(tiny_cascade),
                  "--grid", str(grid), "--grid-cols", "4"]) == 0
     assert Image.open(grid).size == (4 * 34, 2 * 34)

@@ -14,13 +14,14 @@ from cascade_core import AugmentConfig, CascadeError, ScheduleConfig, StageConfi
 from .options import RunConfig, option
 
 
-
 @dataclass
 class TrainConfig(RunConfig):
     """Everything a stage1/2/3 run needs; the shared fields come from RunConfig."""
 
     # what and where
-    preset: str = option("tiny", "model/optimizer size: tiny (CPU minute), small (shipped cascade), base (paper, GPU)",
+    preset: str = option("tiny",
+                         "model/optimizer size: tiny (CPU minute), small (shipped cascade), base "
+                         "(paper, GPU)",
                      choices=("tiny", "small", "base"))
     role: str = option("base", "base | sr | refiner (set by the entry point)")
     name: str = option("", "stage name stored in the checkpoint")
@@ -36,7 +37,8 @@ class TrainConfig(RunConfig):
     lr_decay: str = option("cosine", "cosine | linear | constant decay after warmup")
     min_lr_ratio: float = option(0.1, "final learning rate as a fraction of the peak")
     grad_clip: float = option(1.0, "max gradient norm (0 = off)")
-    ema_decay: float = option(0.999, "EMA decay (0.9999 is for runs of hundreds of thousands of steps)")
+    ema_decay: float = option(0.999,
+                              "EMA decay (0.9999 is for runs of hundreds of thousands of steps)")
     ema_warmup: float = option(10.0, "EMA warmup: decay_t = min(decay, (1+n)/(warmup+n))")
     # data augmentation
     flip: bool = option(True, "random horizontal flips")
@@ -44,14 +46,18 @@ class TrainConfig(RunConfig):
     base_channels: int = option(32, "U-Net base channels")
     channel_mult: str = option("1,2,2", "U-Net channel multipliers per level")
     num_res_blocks: int = option(2, "residual blocks per level")
-    attention_resolutions: str = option("8", "feature-map sizes with attention (comma-separated, '' for none)")
+    attention_resolutions: str = option("8",
+                                        "feature-map sizes with attention (comma-separated, '' for "
+                                        "none)")
     num_heads: int = option(4, "attention heads")
     dropout: float = option(0.0, "dropout in residual blocks")
     schedule: str = option("cosine", "linear | cosine beta schedule")
     timesteps: int = option(1000, "training timesteps T")
     parameterization: str = option("eps", "eps | v | x0")
     learn_sigma: bool = option(False, "learn variances with the hybrid loss")
-    noise_conditioning: str = option("timestep", "timestep | logsnr (continuous: retune inference schedules freely)")
+    noise_conditioning: str = option("timestep",
+                                     "timestep | logsnr (continuous: retune inference schedules "
+                                     "freely)")
     min_snr_gamma: float = option(0.0, "min-SNR-gamma loss weighting (0 = off)")
     upsample: str = option("bilinear", "how sr stages upsample their input: bilinear | bicubic")
     # conditioning augmentation (sr and refiner)
@@ -69,33 +75,43 @@ class TrainConfig(RunConfig):
     sample_steps: int = option(20, "sampler steps for sample grids")
     checkpoint_every: int = option(500, "steps between checkpoints")
     max_seconds: float = option(0.0, "stop (with a checkpoint) after this wall time (0 = no limit)")
-    stop_after: int = option(0, "stop (with a checkpoint) after this many steps in this invocation (0 = run to --steps)")
+    stop_after: int = option(0,
+                             "stop (with a checkpoint) after this many steps in this invocation (0 "
+                             "= run to --steps)")
 
 
 PRESETS = {
-    "tiny": dict(base_channels=16, channel_mult="1,2", num_res_blocks=1, attention_resolutions="", parameterization="v",
+    "tiny": dict(base_channels=16, channel_mult="1,2", num_res_blocks=1, attention_resolutions="",
+                 parameterization="v",
                  num_heads=2, batch_size=16, lr=5e-4, warmup=20, ema_decay=0.99, sample_every=0,
                  checkpoint_every=100, timesteps=1000),
-    # v-prediction: x0 = alpha z - sigma v stays well conditioned at high noise, where eps-prediction
-    # amplifies its error by 1/alpha and few-step ODE samplers drift in colour or saturate
-    "small": dict(base_channels=32, channel_mult="1,2,2", num_res_blocks=2, attention_resolutions="8", parameterization="v",
+    # v-prediction: x0 = alpha z - sigma v stays well conditioned at high noise, where
+    # eps-prediction amplifies its error by 1/alpha and few-step ODE samplers drift in colour or
+    # saturate
+    "small": dict(base_channels=32, channel_mult="1,2,2", num_res_blocks=2,
+                  attention_resolutions="8", parameterization="v",
                   num_heads=4, batch_size=64, lr=4e-4, warmup=500, ema_decay=0.999, ema_warmup=10,
                   timesteps=1000, sample_every=1000, checkpoint_every=500),
     # CDM appendix B (ImageNet 32x32 base, 32->64 SR), for GPU rigs
-    "base": dict(base_channels=256, channel_mult="1,2,3,4", num_res_blocks=6, attention_resolutions="8,16",
-                 num_heads=4, dropout=0.1, batch_size=2048, lr=1e-4, warmup=1000, lr_decay="constant",
-                 ema_decay=0.9999, timesteps=4000, schedule="cosine", learn_sigma=True, steps=700000,
+    "base": dict(base_channels=256, channel_mult="1,2,3,4", num_res_blocks=6,
+                 attention_resolutions="8,16",
+                 num_heads=4, dropout=0.1, batch_size=2048, lr=1e-4, warmup=1000,
+                 lr_decay="constant",
+                 ema_decay=0.9999, timesteps=4000, schedule="cosine", learn_sigma=True,
+                 steps=700000,
                  sample_every=5000, checkpoint_every=5000),
 }
 ROLE_PRESETS = {
     ("sr", "base"): dict(num_res_blocks=5, steps=400000),
     ("refiner", "base"): dict(num_res_blocks=3, learn_sigma=False, steps=200000),
     ("sr", "small"): dict(attention_resolutions="", crop=16, noise_conditioning="logsnr"),
-    ("refiner", "small"): dict(attention_resolutions="", crop=16, noise_conditioning="logsnr", s_max=0.3,
+    ("refiner", "small"): dict(attention_resolutions="", crop=16, noise_conditioning="logsnr",
+                               s_max=0.3,
                                default_s=0.05),
     ("sr", "tiny"): dict(crop=0),
 }
-ROLE_DEFAULTS = {"base": dict(resolution=16), "sr": dict(resolution=32, low_res=16), "refiner": dict(resolution=32)}
+ROLE_DEFAULTS = {"base": dict(resolution=16), "sr": dict(resolution=32, low_res=16),
+                 "refiner": dict(resolution=32)}
 
 
 def load_file(path, cls=None) -> dict:
@@ -110,21 +126,24 @@ def load_file(path, cls=None) -> dict:
         else:
             data = json.loads(text)
     except ImportError:
-        raise CascadeError("TOML config files need Python 3.11 or newer", "a .json config", p.name) from None
+        raise CascadeError("TOML config files need Python 3.11 or newer", "a .json config",
+                           p.name) from None
     except (json.JSONDecodeError, ValueError) as e:
         raise CascadeError(f"config file {p.name} does not parse ({e})") from None
     cls = cls or TrainConfig
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(data) - known)
     if unknown:
-        raise CascadeError(f"unknown keys in {p.name}", f"keys of {cls.__name__} (see --help)", unknown)
+        raise CascadeError(f"unknown keys in {p.name}", f"keys of {cls.__name__} (see --help)",
+                           unknown)
     return data
 
 
 def resolve(role: str, preset: str, file_values: dict, cli_values: dict) -> TrainConfig:
     if preset not in PRESETS:
         raise CascadeError("unknown preset", f"one of {sorted(PRESETS)}", repr(preset))
-    values = {"role": role, **ROLE_DEFAULTS[role], **PRESETS[preset], **ROLE_PRESETS.get((role, preset), {}),
+    values = {"role": role, **ROLE_DEFAULTS[role], **PRESETS[preset],
+              **ROLE_PRESETS.get((role, preset), {}),
               **file_values, **cli_values, "preset": preset}
     cfg = TrainConfig(**values)
     if cfg.role == "refiner":
@@ -141,8 +160,10 @@ def validate(cfg: TrainConfig):
         raise CascadeError("batch size must split evenly into accumulation micro-batches",
                            f"a multiple of {cfg.grad_accum}", cfg.batch_size)
     if cfg.crop and cfg.role == "base":
-        raise CascadeError("random crops are for sr and refiner stages", "crop 0 for a base stage", cfg.crop)
-    if cfg.crop and (cfg.crop > cfg.resolution or (cfg.low_res and cfg.crop % (cfg.resolution // cfg.low_res))):
+        raise CascadeError("random crops are for sr and refiner stages", "crop 0 for a base stage",
+                           cfg.crop)
+    factor = cfg.resolution // cfg.low_res if cfg.low_res else 1
+    if cfg.crop and (cfg.crop > cfg.resolution or cfg.crop % factor):
         raise CascadeError("crop must fit the resolution and the upsampling factor",
                            f"<= {cfg.resolution} and a multiple of the factor", cfg.crop)
     if cfg.precision not in ("auto", "fp32", "bf16", "fp16"):
@@ -162,12 +183,15 @@ def stage_config(cfg: TrainConfig, num_classes: int, class_names: tuple) -> Stag
     return StageConfig(
         role=cfg.role, resolution=cfg.resolution, low_res=cfg.low_res if cfg.role != "base" else 0,
         unet=UNetConfig(cfg.base_channels, _ints(cfg.channel_mult), cfg.num_res_blocks,
-                        attention_resolutions=_ints(cfg.attention_resolutions), num_heads=cfg.num_heads, dropout=cfg.dropout),
+                        attention_resolutions=_ints(cfg.attention_resolutions),
+                        num_heads=cfg.num_heads, dropout=cfg.dropout),
         schedule=ScheduleConfig(cfg.schedule, cfg.timesteps), parameterization=cfg.parameterization,
-        learn_sigma=cfg.learn_sigma, noise_conditioning=cfg.noise_conditioning, num_classes=num_classes,
+        learn_sigma=cfg.learn_sigma, noise_conditioning=cfg.noise_conditioning,
+        num_classes=num_classes,
         class_names=class_names, upsample=cfg.upsample,
         augmentation=AugmentConfig(cfg.aug_schedule, cfg.s_max, cfg.blur_prob,
-                                   blur_sigma=(cfg.blur_sigma_min, cfg.blur_sigma_max), default_s=cfg.default_s),
+                                   blur_sigma=(cfg.blur_sigma_min, cfg.blur_sigma_max),
+                                   default_s=cfg.default_s),
         refiner_max_t=cfg.refiner_max_t,
         training={"name": cfg.name, "data": cfg.data, "preset": cfg.preset, "seed": cfg.seed,
                   "batch_size": cfg.batch_size, "lr": cfg.lr},

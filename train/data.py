@@ -19,6 +19,11 @@ from PIL import Image, UnidentifiedImageError
 from cascade_core import CascadeError, NoiseSource, condition_augment, downsample, from_uint8
 from cascade_core.process.augment import draw_training_augmentation
 
+# every random choice of an example is drawn from a generator keyed seed * EXAMPLE_KEY_STRIDE + n,
+# n its global index in the run; the data order of epoch e is a permutation seeded
+# seed * EPOCH_SEED_MIX + e
+EXAMPLE_KEY_STRIDE = 2 ** 40
+EPOCH_SEED_MIX = 7919
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
 
 
@@ -30,20 +35,24 @@ class ImageSource:
         self.files: list[Path] = []
         self.array = None
         if not self.path.exists():
-            raise CascadeError("training data not found", "an image folder or an .npz file", str(self.path))
+            raise CascadeError("training data not found", "an image folder or an .npz file",
+                               str(self.path))
         if self.path.is_file():
             self._open_npz()
         else:
             self._open_folder()
 
     def _open_folder(self):
-        subdirs = sorted(d for d in self.path.iterdir() if d.is_dir() and not d.name.startswith("."))
+        subdirs = sorted(d for d in self.path.iterdir()
+                         if d.is_dir() and not d.name.startswith("."))
         if subdirs:
             self.class_names = tuple(d.name for d in subdirs)
-            per_class = [sorted(f for f in d.iterdir() if f.suffix.lower() in IMAGE_EXTS) for d in subdirs]
+            per_class = [sorted(f for f in d.iterdir() if f.suffix.lower() in IMAGE_EXTS)
+                         for d in subdirs]
             empty = [d.name for d, fs in zip(subdirs, per_class) if not fs]
             if empty:
-                raise CascadeError(f"class folders without images in {self.path}", "images in every class folder",
+                raise CascadeError(f"class folders without images in {self.path}",
+                                   "images in every class folder",
                                    empty[:5])
             self.files = [f for fs in per_class for f in fs]
             self.labels = np.concatenate([np.full(len(fs), i) for i, fs in enumerate(per_class)])
@@ -52,29 +61,38 @@ class ImageSource:
             self.files = sorted(f for f in self.path.iterdir() if f.suffix.lower() in IMAGE_EXTS)
             self.labels = np.full(len(self.files), -1)
         if not self.files:
-            raise CascadeError(f"no images in {self.path}", f"files ending in {sorted(IMAGE_EXTS)}", "none")
+            raise CascadeError(f"no images in {self.path}",
+                               f"files ending in {sorted(IMAGE_EXTS)}", "none")
 
     def _open_npz(self):
         if self.path.suffix != ".npz":
-            raise CascadeError("training data file must be an .npz archive", "*.npz", self.path.name)
+            raise CascadeError("training data file must be an .npz archive", "*.npz",
+                               self.path.name)
         try:
             z = np.load(self.path, allow_pickle=False)
             images = z["images"]
         except KeyError:
-            raise CascadeError(f"{self.path.name} has no 'images' array", "keys 'images' [, 'labels']",
+            raise CascadeError(f"{self.path.name} has no 'images' array",
+                               "keys 'images' [, 'labels']",
                                sorted(z.files)) from None
         except (OSError, ValueError) as e:
             raise CascadeError(f"cannot read {self.path.name} ({e})") from None
-        if images.ndim != 4 or images.dtype != np.uint8 or 3 not in (images.shape[1], images.shape[3]):
+        rgb = images.ndim == 4 and 3 in (images.shape[1], images.shape[3])
+        if not rgb or images.dtype != np.uint8:
             raise CascadeError(f"{self.path.name}: 'images' must be uint8 NHWC or NCHW RGB",
                                "(N, H, W, 3) uint8", f"{images.shape} {images.dtype}")
         self.array = images if images.shape[3] == 3 else images.transpose(0, 2, 3, 1)
         if len(self.array) == 0:
             raise CascadeError(f"{self.path.name} holds no images", ">= 1 image", 0)
-        self.labels = z["labels"].astype(np.int64) if "labels" in z.files else np.full(len(self.array), -1)
-        self.class_names = tuple(str(c) for c in z["class_names"]) if "class_names" in z.files else ()
+        self.labels = np.full(len(self.array), -1)
+        if "labels" in z.files:
+            self.labels = z["labels"].astype(np.int64)
+        self.class_names = ()
+        if "class_names" in z.files:
+            self.class_names = tuple(str(c) for c in z["class_names"])
         if len(self.labels) != len(self.array):
-            raise CascadeError(f"{self.path.name}: one label per image", len(self.array), len(self.labels))
+            raise CascadeError(f"{self.path.name}: one label per image", len(self.array),
+                               len(self.labels))
         if not self.class_names and (self.labels >= 0).any():
             self.class_names = tuple(str(i) for i in range(int(self.labels.max()) + 1))
 
@@ -93,7 +111,8 @@ class ImageSource:
             return min(f.size)
 
     def load(self, i: int, size: int) -> np.ndarray:
-        """Image ``i`` as uint8 (size, size, 3): shorter side resized with anti-aliasing, centre-cropped."""
+        """Image ``i`` as uint8 (size, size, 3): shorter side resized with anti-aliasing,
+        centre-cropped."""
         if self.array is not None:
             img = Image.fromarray(self.array[i])
         else:
@@ -101,11 +120,13 @@ class ImageSource:
                 with Image.open(self.files[i]) as f:
                     img = f.convert("RGB")
             except (UnidentifiedImageError, OSError) as e:
-                raise CascadeError(f"cannot read image {self.files[i]} ({type(e).__name__})") from None
+                raise CascadeError(
+                    f"cannot read image {self.files[i]} ({type(e).__name__})") from None
         w, h = img.size
         if (w, h) != (size, size):
             scale = size / min(w, h)
-            img = img.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.BICUBIC,
+            img = img.resize((max(size, round(w * scale)), max(size, round(h * scale))),
+                             Image.BICUBIC,
                              reducing_gap=None)
             w, h = img.size
             left, top = (w - size) // 2, (h - size) // 2
@@ -145,12 +166,16 @@ class ExampleMaker:
         if self.crop and low is not None:
             x, low = self._crop(x, low, g)
         example = {"x0": x, "label": torch.tensor(-1 if u[1] < self.label_dropout else int(label))}
-        t_max = self.timesteps if self.role != "refiner" else max(1, int(self.refiner_max_t * self.timesteps))
+        t_max = self.timesteps
+        if self.role == "refiner":
+            t_max = max(1, int(self.refiner_max_t * self.timesteps))
         example["t"] = torch.randint(t_max, (), generator=g)
         example["noise"] = torch.randn(x.shape, generator=g)
         if low is not None:
-            s, sigma = draw_training_augmentation(1, self.s_max, self.blur_prob, blur_range=self.blur_range, generator=g)
-            example["cond"] = condition_augment(low[None], s, NoiseSource([g]), schedule=self.aug_schedule, blur_sigma=sigma)[0]
+            s, sigma = draw_training_augmentation(1, self.s_max, self.blur_prob,
+                                                  blur_range=self.blur_range, generator=g)
+            example["cond"] = condition_augment(low[None], s, NoiseSource([g]),
+                                                schedule=self.aug_schedule, blur_sigma=sigma)[0]
             example["s"] = s[0]
         return example
 
@@ -192,7 +217,8 @@ class KeyedDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, item):
         idx, key = item
-        return self.maker(self.source.load(idx, self.maker.resolution), int(self.source.labels[idx]), key)
+        return self.maker(self.source.load(idx, self.maker.resolution),
+                          int(self.source.labels[idx]), key)
 
 
 class KeyedBatchSampler(torch.utils.data.Sampler):
@@ -216,7 +242,8 @@ class KeyedBatchSampler(torch.utils.data.Sampler):
     def _item(self, n):
         epoch = n // self.n
         if epoch != self._perm_epoch:
-            self._perm = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 7919 + epoch))
+            g = torch.Generator().manual_seed(self.seed * EPOCH_SEED_MIX + epoch)
+            self._perm = torch.randperm(self.n, generator=g)
             self._perm_epoch = epoch
         return int(self._perm[n % self.n])
 
@@ -224,18 +251,23 @@ class KeyedBatchSampler(torch.utils.data.Sampler):
         for step in range(self.start, self.steps):
             for m in range(self.accum):
                 first = step * self.batch + m * self.micro + self.rank * self.share
-                yield [(self._item(n), self.seed * 2 ** 40 + n) for n in range(first, first + self.share)]
+                yield [(self._item(n), self.seed * EXAMPLE_KEY_STRIDE + n)
+                       for n in range(first, first + self.share)]
 
     def __len__(self):
         return (self.steps - self.start) * self.accum
 
 
-def loader(source, maker, *, batch_size: int, steps: int, seed: int, workers: int, rank: int, world: int,
+def loader(source, maker, *, batch_size: int, steps: int, seed: int, workers: int, rank: int,
+           world: int,
            start_step: int, grad_accum: int = 1):
     """Batches of keyed examples for optimizer steps ``start_step + 1 .. steps`` of this rank."""
-    sampler = KeyedBatchSampler(len(source), batch_size, grad_accum, rank=rank, world=world, seed=seed, start_step=start_step, steps=steps)
+    sampler = KeyedBatchSampler(len(source), batch_size, grad_accum, rank=rank, world=world,
+                                seed=seed, start_step=start_step, steps=steps)
+    context = "spawn" if workers and os.name != "nt" else None
     # a private generator: creating the iterator must not draw from the global RNG (dropout's),
     # or a resumed run would see different dropout masks than an uninterrupted one
     return torch.utils.data.DataLoader(KeyedDataset(source, maker), batch_sampler=sampler,
-                                       num_workers=workers, generator=torch.Generator().manual_seed(seed),
-                                       multiprocessing_context="spawn" if workers and os.name != "nt" else None)
+                                       num_workers=workers,
+                                       generator=torch.Generator().manual_seed(seed),
+                                       multiprocessing_context=context)

@@ -1,7 +1,8 @@
 """Score a cascade (or a folder of images) against a dataset: KID, FID, SWD, class accuracy, CAS.
 
-    python -m train.eval --base weights/cifar10-base16.safetensors --sr weights/cifar10-sr16to32.safetensors \\
-        --num 1000 --ref ../shared/data/cifar10/test --metrics kid,fid,acc
+    python -m train.eval --base weights/cifar10-base16.safetensors \\
+        --sr weights/cifar10-sr16to32.safetensors --num 1000 --ref ../shared/data/cifar10/test \\
+        --metrics kid,fid,acc
     python -m train.eval --images output/cdm --ref ../shared/data/cifar10/test --metrics kid,swd
 
 Say which sample count and which reference split a figure used: both are
@@ -19,18 +20,17 @@ from pathlib import Path
 
 import numpy as np
 
-from cascade_core import CascadeError, load_stage
+from cascade_core import CascadeError, from_uint8, load_stage
 
 from .data import ImageSource
 from .metrics import classifier as C
 from .metrics.inception import InceptionFeatures
-from cascade_core.images import from_uint8
-
 from .metrics.sample_cascade import sample_cascade
 from .metrics.scores import fid, kid, sliced_wasserstein
+from .perceptual import DEFAULT
 
 METRICS = ("kid", "fid", "swd", "acc", "cas")
-DEFAULT_CLASSIFIER = Path(__file__).resolve().parent.parent / "bench" / "models" / "cifar10-classifier.safetensors"
+DEFAULT_CLASSIFIER = DEFAULT
 PREPROCESSING = "uint8 -> bilinear 299 (align_corners=False) -> x/128-1"
 
 
@@ -49,7 +49,8 @@ def reference_features(net, ref, size, limit, cache_dir: Path | None, log):
     """Inception features of the reference split, cached per dataset, split, size and count."""
     key = hashlib.sha1(json.dumps([str(Path(ref).resolve()), size, limit, PREPROCESSING,
                                    str(net.path.name)]).encode()).hexdigest()[:16]
-    cache = cache_dir / f"ref-{Path(ref).name}-{size}px-{limit or 'all'}-{key}.npz" if cache_dir else None
+    name = f"ref-{Path(ref).name}-{size}px-{limit or 'all'}-{key}.npz"
+    cache = cache_dir / name if cache_dir else None
     if cache is not None and cache.is_file():
         z = np.load(cache)
         return z["features"], z["images"]
@@ -62,7 +63,8 @@ def reference_features(net, ref, size, limit, cache_dir: Path | None, log):
     return feats, images
 
 
-def evaluate(images: np.ndarray, labels, ref: str, metrics, ref_num=0, inception=None, classifier=None,
+def evaluate(images: np.ndarray, labels, ref: str, metrics, ref_num=0, inception=None,
+             classifier=None,
              cache_dir=None, log=print) -> dict:
     size = images.shape[1]
     result = {"num_samples": len(images), "reference": str(ref), "resolution": size}
@@ -71,7 +73,8 @@ def evaluate(images: np.ndarray, labels, ref: str, metrics, ref_num=0, inception
         raise CascadeError("unknown metrics", f"some of {METRICS}", sorted(unknown))
     if {"kid", "fid"} & set(metrics):
         net = InceptionFeatures(inception)
-        ref_feats, ref_images = reference_features(net, ref, size, limit=ref_num, cache_dir=cache_dir, log=log)
+        ref_feats, ref_images = reference_features(net, ref, size, limit=ref_num,
+                                                   cache_dir=cache_dir, log=log)
         t0 = time.time()
         feats = net(images)
         result["inception_seconds"] = round(time.time() - t0, 1)
@@ -101,7 +104,7 @@ def evaluate(images: np.ndarray, labels, ref: str, metrics, ref_num=0, inception
     return result
 
 
-def main(argv=None) -> int:
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m train.eval", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     src = p.add_mutually_exclusive_group(required=True)
@@ -109,52 +112,69 @@ def main(argv=None) -> int:
     src.add_argument("--images", help="score a folder (or .npz) of images instead")
     p.add_argument("--sr", default="")
     p.add_argument("--refiner", default="")
-    p.add_argument("--ref", required=True, help="reference images, e.g. ../shared/data/cifar10/test")
+    p.add_argument("--ref", required=True,
+                   help="reference images, e.g. ../shared/data/cifar10/test")
     p.add_argument("--ref-num", type=int, default=0, help="reference images used (0 = all)")
-    p.add_argument("--num", type=int, default=1000, help="samples to draw (1k quick ... 50k paper protocol)")
+    p.add_argument("--num", type=int, default=1000,
+                   help="samples to draw (1k quick ... 50k paper protocol)")
     p.add_argument("--metrics", default="kid,fid", help=f"comma-separated, of {','.join(METRICS)}")
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--sr-steps", type=int, default=30)
     p.add_argument("--sampler", default="dpmpp_2m")
-    p.add_argument("--s", type=float, default=0.1, help="conditioning augmentation level for the SR stage")
-    p.add_argument("--truncated", action="store_true", help="truncated (not re-noised) augmentation")
+    p.add_argument("--s", type=float, default=0.1,
+                   help="conditioning augmentation level for the SR stage")
+    p.add_argument("--truncated", action="store_true",
+                   help="truncated (not re-noised) augmentation")
     p.add_argument("--guidance", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch", type=int, default=100)
     p.add_argument("--inception", default=None, help="path to the FID Inception TorchScript file")
-    p.add_argument("--classifier", default=None, help=f"classifier for 'acc' (default {DEFAULT_CLASSIFIER.name})")
+    p.add_argument("--classifier", default=None,
+                   help=f"classifier for 'acc' (default {DEFAULT_CLASSIFIER.name})")
     p.add_argument("--cache", default=str(CACHE_DIR), help="reference feature cache")
     p.add_argument("--save-samples", default="", help="also write the samples to this .npz")
     p.add_argument("--json", default="", help="append the result as one JSON line to this file")
-    args = p.parse_args(argv)
+    return p
+
+
+def _images(args) -> tuple:
+    """(uint8 images, labels or None, the setting that made them) of a folder or a cascade."""
+    if args.images:
+        size = ImageSource(args.images).native_size()
+        images, labels = load_images(args.images, size)
+        return images, None if (labels < 0).all() else labels, {"images": args.images}
+    base = load_stage(args.base, dtype="fp32")
+    sr = load_stage(args.sr, dtype="fp32") if args.sr else None
+    ref = load_stage(args.refiner, dtype="fp32") if args.refiner else None
+    images, labels = sample_cascade(base, sr, ref, n=args.num, batch=args.batch, seed=args.seed,
+                                    steps=args.steps, sr_steps=args.sr_steps, sampler=args.sampler,
+                                    spacing="karras", s=args.s, truncated=args.truncated,
+                                    guidance=args.guidance)
+    keys = ("base", "sr", "refiner", "steps", "sr_steps", "sampler", "s", "truncated", "guidance",
+            "seed")
+    return images, labels, {k: getattr(args, k) for k in keys}
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
     try:
-        if args.images:
-            size = ImageSource(args.images).native_size()
-            images, labels = load_images(args.images, size)
-            labels = None if (labels < 0).all() else labels
-            setting = {"images": args.images}
-        else:
-            base = load_stage(args.base, dtype="fp32")
-            sr = load_stage(args.sr, dtype="fp32") if args.sr else None
-            ref = load_stage(args.refiner, dtype="fp32") if args.refiner else None
-            images, labels = sample_cascade(base, sr, ref, n=args.num, batch=args.batch, seed=args.seed, steps=args.steps, sr_steps=args.sr_steps,
-                                            sampler=args.sampler, spacing="karras", s=args.s, truncated=args.truncated, guidance=args.guidance)
-            setting = {k: getattr(args, k) for k in ("base", "sr", "refiner", "steps", "sr_steps", "sampler", "s",
-                                                      "truncated", "guidance", "seed")}
+        images, labels, setting = _images(args)
         if args.save_samples:
-            np.savez(args.save_samples, images=images, labels=labels if labels is not None else np.full(len(images), -1))
-        result = {**setting, **evaluate(images, labels, args.ref, metrics=metrics, ref_num=args.ref_num, inception=args.inception,
-                                        classifier=args.classifier, cache_dir=Path(args.cache) if args.cache else None)}
+            np.savez(args.save_samples, images=images,
+                     labels=labels if labels is not None else np.full(len(images), -1))
+        scores = evaluate(images, labels, args.ref, metrics=metrics, ref_num=args.ref_num,
+                          inception=args.inception, classifier=args.classifier,
+                          cache_dir=Path(args.cache) if args.cache else None)
     except CascadeError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    result = {**setting, **scores}
     print(json.dumps(result, indent=1))
     if args.json:
         with open(args.json, "a") as f:
             f.write(json.dumps(result) + "\n")
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

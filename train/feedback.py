@@ -1,4 +1,4 @@
-"""What a training run tells its operator: a progress line, a JSONL log, TensorBoard, sample grids."""
+"""What a training run tells its operator: progress line, JSONL log, TensorBoard, sample grids."""
 from __future__ import annotations
 
 import json
@@ -6,7 +6,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from PIL import Image
 
@@ -31,7 +30,8 @@ class Progress:
         eta = (now - self.t0) / max(done, 1) * (self.total - step)
         frac = step / self.total
         bar = "#" * int(frac * 24)
-        self.stream.write(f"\r[{bar:<24}] {step}/{self.total} loss {loss:.4f} {images_per_s:.1f} img/s "
+        self.stream.write(f"\r[{bar:<24}] {step}/{self.total} loss {loss:.4f} {images_per_s:.1f} "
+                          "img/s "
                           f"lr {lr:.2e} eta {_hms(eta)} ")
         self.stream.flush()
 
@@ -46,7 +46,8 @@ def _hms(seconds: float) -> str:
 
 
 class MetricLog:
-    """Appends one JSON object per logged step to ``metrics.jsonl`` (and TensorBoard if installed)."""
+    """Appends one JSON object per logged step to ``metrics.jsonl`` (and to TensorBoard when
+    installed)."""
 
     def __init__(self, out: Path, tensorboard: bool):
         self.path = out / "metrics.jsonl"

@@ -25,7 +25,7 @@ from .feedback import MetricLog, Progress
 
 @dataclass
 class Phase:
-    """Optimizer steps ``first .. last`` (global, 1-based) trained with one optimizer and schedule."""
+    """Optimizer steps ``first .. last`` (global, 1-based) with one optimizer and schedule."""
 
     first: int
     last: int
@@ -33,7 +33,7 @@ class Phase:
     lr_schedule: object
     params: list                 # what the optimizer trains (and what is clipped)
     net: torch.nn.Module         # what runs the forward pass: the model or its DDP wrapper
-    lr_every: int = 1            # steps between LR-schedule steps (an epoch for per-epoch schedules)
+    lr_every: int = 1            # steps between LR-schedule steps (an epoch for StepLR per epoch)
     grad_clip: float = 1.0       # max gradient norm (0 = off)
     number: int = 1
 
@@ -75,8 +75,9 @@ class Recipe:
 
 
 class TrainingStopped(SystemExit):
-    """Raised once a stop signal's state is saved: the CLI exits 0, and a program that calls ``train``
-    in-process (a benchmark chaining several runs) stops too instead of starting its next step."""
+    """Raised once a stop signal's state is saved: the CLI exits 0, and a program that calls
+    ``train`` in-process (a benchmark chaining several runs) stops too instead of starting its
+    next step."""
 
     def __init__(self):
         super().__init__(0)
@@ -120,12 +121,14 @@ def run_feedback(rt, out: Path, tensorboard: bool, show_progress: bool, total: i
 
 
 def run_phases(recipe: Recipe, rt, batches, start: int, feedback: dict):
-    """Train from step ``start`` to ``recipe.total_steps``, phase by phase; returns the last step run.
+    """Train from step ``start`` to ``recipe.total_steps``, phase by phase; returns the last
+    step run.
 
     ``feedback`` holds ``out``, ``tensorboard`` and ``progress`` for ``run_feedback``.
     """
     step = start
-    with run_feedback(rt, feedback["out"], feedback["tensorboard"], show_progress=feedback["progress"], total=recipe.total_steps,
+    with run_feedback(rt, feedback["out"], feedback["tensorboard"],
+                      show_progress=feedback["progress"], total=recipe.total_steps,
                       start=start) as (log, progress, stop):
         for phase in recipe.phases(start):
             for step in range(max(phase.first, start + 1), phase.last + 1):
@@ -133,7 +136,8 @@ def run_phases(recipe: Recipe, rt, batches, start: int, feedback: dict):
                 loss = optimizer_step(recipe, phase, rt, batches=batches, step=step)
                 if (step - phase.first + 1) % phase.lr_every == 0:
                     phase.lr_schedule.step()
-                recipe.after_step(phase, step, loss, seconds=time.time() - t0, log=log, progress=progress)
+                recipe.after_step(phase, step, loss, seconds=time.time() - t0, log=log,
+                                  progress=progress)
                 halt = recipe.may_stop_after(step) and step < recipe.total_steps and D.any_rank(
                     stop.flag or recipe.budget_spent(step), rt)
                 if recipe.checkpoint_due(step) or step == recipe.total_steps or halt:
@@ -148,7 +152,7 @@ def run_phases(recipe: Recipe, rt, batches, start: int, feedback: dict):
 
 
 def optimizer_step(recipe: Recipe, phase: Phase, rt, batches, step: int) -> float:
-    """One optimizer step over ``recipe.grad_accum`` micro-batches; returns the summed scaled loss."""
+    """One optimizer step over ``recipe.grad_accum`` micro-batches; returns their summed loss."""
     total = 0.0
     for m in range(recipe.grad_accum):
         batch = {k: v.to(rt.device) for k, v in next(batches).items()}

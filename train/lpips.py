@@ -28,8 +28,9 @@ def _read(path) -> dict:
     if not p.is_file():
         raise CascadeError("LPIPS weight file not found", "an existing file", str(p))
     try:
-        return load_file(str(p)) if p.suffix == ".safetensors" else torch.load(p, map_location="cpu",
-                                                                               weights_only=True)
+        if p.suffix == ".safetensors":
+            return load_file(str(p))
+        return torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:
         raise CascadeError(f"cannot read LPIPS weights {p.name} ({type(e).__name__})") from None
 
@@ -54,7 +55,8 @@ class LPIPS(nn.Module):
             for i, lin in enumerate(self.lins):
                 lin.weight.data.copy_(linear[f"lin{i}.model.1.weight"])
         except (RuntimeError, KeyError) as e:
-            raise CascadeError("LPIPS weights do not match VGG16 + lin0..lin4", "torchvision vgg16 features "
+            raise CascadeError("LPIPS weights do not match VGG16 + lin0..lin4",
+                               "torchvision vgg16 features "
                                "and lpips vgg.pth", str(e).splitlines()[0]) from None
         self.register_buffer("shift", torch.tensor([-0.030, -0.088, -0.188]).view(1, 3, 1, 1))
         self.register_buffer("scale", torch.tensor([0.458, 0.448, 0.450]).view(1, 3, 1, 1))

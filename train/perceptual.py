@@ -18,7 +18,8 @@ from cascade_core import CascadeError
 
 from .metrics import classifier as C
 
-DEFAULT = Path(__file__).resolve().parent.parent / "bench" / "models" / "cifar10-classifier.safetensors"
+CLASSIFIER_FILE = "cifar10-classifier.safetensors"
+DEFAULT = Path(__file__).resolve().parents[1] / "bench" / "models" / CLASSIFIER_FILE
 
 
 class PerceptualLoss(nn.Module):
@@ -26,7 +27,8 @@ class PerceptualLoss(nn.Module):
         super().__init__()
         path = Path(path) if path else DEFAULT
         if not path.is_file():
-            raise CascadeError("no perceptual network", "a classifier file (python -m train.metrics.classifier) "
+            raise CascadeError("no perceptual network",
+                               "a classifier file (python -m train.metrics.classifier) "
                                "or --perceptual-weight 0", str(path))
         self.net, self.meta = C.load(path)
         self.net.requires_grad_(False).eval()
@@ -39,7 +41,8 @@ class PerceptualLoss(nn.Module):
 
     def _features(self, x):
         if x.shape[-1] != 32:
-            x = F.interpolate(x, size=(32, 32), mode="bilinear", align_corners=False, antialias=True)
+            x = F.interpolate(x, size=(32, 32), mode="bilinear", align_corners=False,
+                              antialias=True)
         h = self.net.stem(x)
         feats = [h]
         for stage in self.net.stages:

@@ -33,10 +33,12 @@ def preview_rows(stage, dataset, cfg) -> list[torch.Tensor]:
         labels = labels if scfg.num_classes else None
         if scfg.role == "sr":
             low = downsample(target, scfg.low_res)
-            cond = make_condition(low, scfg.augmentation.default_s, 0, schedule=scfg.augmentation.schedule)
+            cond = make_condition(low, scfg.augmentation.default_s, 0,
+                                  schedule=scfg.augmentation.schedule)
             out = super_resolve(stage, cond, seed=0, steps=cfg.sample_steps, labels=labels)
         else:
-            low = F.interpolate(downsample(target, scfg.resolution // 2), size=target.shape[-2:], mode="bilinear",
+            low = F.interpolate(downsample(target, scfg.resolution // 2), size=target.shape[-2:],
+                                mode="bilinear",
                                 align_corners=False)
             out = refine(stage, low, strength=1.0, seed=0, steps=cfg.sample_steps, labels=labels)
         return [low, out, target]

@@ -17,7 +17,8 @@ class ShallowTrainConfig(RunConfig):
     resolution: int = option(32, "final resolution (upsampler output, refiner)")
     coarse_res: int = option(16, "coarse stage resolution")
     coarse: str = option("diffusion", "coarse generator kind", choices=("diffusion", "dae"))
-    upsampler: str = option("pixelshuffle", "upsampler kind", choices=("pixelshuffle", "resnet", "diffusion"))
+    upsampler: str = option("pixelshuffle", "upsampler kind",
+                            choices=("pixelshuffle", "resnet", "diffusion"))
     refiner: str = option("vit", "refiner kind", choices=("vit", "conv", "diffusion"))
     hidden: int = option(64, "channels of one-pass stages and the DAE (ViT: token width)")
     blocks: int = option(2, "residual blocks of one-pass stages and the DAE")
@@ -29,7 +30,9 @@ class ShallowTrainConfig(RunConfig):
     timesteps: int = option(1000, "timesteps of diffusion stages")
     phase1_epochs: int = option(35, "phase 1: coarse warm-up epochs")
     phase2_epochs: int = option(35, "phase 2: upsampler + refiner epochs (coarse frozen)")
-    phase3_epochs: int = option(30, "phase 3: joint fine-tuning epochs (gradients reach the coarse stage)")
+    phase3_epochs: int = option(30,
+                                "phase 3: joint fine-tuning epochs (gradients reach the coarse "
+                                "stage)")
     epoch_size: int = option(0, "images per epoch (0 = the whole dataset)")
     lr_step: int = option(15, "StepLR step size in epochs (per phase)")
     lr_gamma: float = option(0.5, "StepLR decay factor")
@@ -38,17 +41,23 @@ class ShallowTrainConfig(RunConfig):
     tf3_start: float = option(0.1, "phase 3 teacher-forcing probability at its start")
     tf3_end: float = option(0.0, "... and at its end (linear)")
     perceptual_weight: float = option(0.1, "weight of the refiner's perceptual term (0 = MSE only)")
-    perceptual: str = option("", "classifier file for the perceptual term (default: bench/models/cifar10-classifier)")
-    lpips_backbone: str = option("", "use LPIPS instead: a local VGG16 state dict (torchvision layout)")
+    perceptual: str = option("",
+                             "classifier file for the perceptual term (default: "
+                             "bench/models/cifar10-classifier)")
+    lpips_backbone: str = option("",
+                                 "use LPIPS instead: a local VGG16 state dict (torchvision layout)")
     lpips_linear: str = option("", "... and the LPIPS heads (lpips' vgg.pth: lin0..lin4)")
 
     def __post_init__(self):
         if self.resolution % self.coarse_res or self.resolution <= self.coarse_res:
-            raise CascadeError("the upsampler needs an integer factor", f"a multiple of {self.coarse_res}",
+            raise CascadeError("the upsampler needs an integer factor",
+                               f"a multiple of {self.coarse_res}",
                                self.resolution)
-        if min(self.phase1_epochs, self.phase2_epochs, self.phase3_epochs) < 0 or self.batch_size < 1:
+        if min(self.phase1_epochs, self.phase2_epochs,
+               self.phase3_epochs) < 0 or self.batch_size < 1:
             raise CascadeError("epochs must be >= 0 and the batch positive", ">= 0",
-                               (self.phase1_epochs, self.phase2_epochs, self.phase3_epochs, self.batch_size))
+                               (self.phase1_epochs, self.phase2_epochs, self.phase3_epochs,
+                                self.batch_size))
         for name in ("tf2_start", "tf2_end", "tf3_start", "tf3_end", "label_dropout"):
             if not 0 <= getattr(self, name) <= 1:
                 raise CascadeError(f"{name} is a probability", "[0, 1]", getattr(self, name))
@@ -56,7 +65,7 @@ class ShallowTrainConfig(RunConfig):
 
 def teacher_forcing(cfg: ShallowTrainConfig, phase: int, progress: float) -> float:
     """Probability that the upsampler sees the ground-truth low-res image instead of the coarse
-    stage's output: linear from the phase's start to its end value (1 in phase 1, where it is unused)."""
+    stage's output: linear from the phase's start to its end value (1 in phase 1, unused)."""
     if phase == 1:
         return 1.0
     start, end = (cfg.tf2_start, cfg.tf2_end) if phase == 2 else (cfg.tf3_start, cfg.tf3_end)
@@ -64,20 +73,27 @@ def teacher_forcing(cfg: ShallowTrainConfig, phase: int, progress: float) -> flo
 
 
 def stage_configs(cfg: ShallowTrainConfig, num_classes: int, class_names: tuple) -> dict:
-    shallow = ShallowConfig(hidden=cfg.hidden, blocks=cfg.blocks, patch=cfg.patch, depth=cfg.vit_depth,
+    shallow = ShallowConfig(hidden=cfg.hidden, blocks=cfg.blocks, patch=cfg.patch,
+                            depth=cfg.vit_depth,
                             heads=cfg.vit_heads, dae_sigma=cfg.dae_sigma)
     unet = UNetConfig(cfg.unet_channels, (1, 2, 2), 2, attention_resolutions=(), num_heads=4)
     sched = ScheduleConfig("cosine", cfg.timesteps)
     info = {"data": cfg.data, "recipe": "shallow", "seed": cfg.seed}
     common = dict(unet=unet, schedule=sched, shallow=shallow, parameterization="v")
     return {
-        "coarse": StageConfig(role="base", resolution=cfg.coarse_res, kind=cfg.coarse, num_classes=num_classes,
-                              class_names=class_names, training={**info, "name": f"shallow-coarse-{cfg.coarse}"},
+        "coarse": StageConfig(role="base", resolution=cfg.coarse_res, kind=cfg.coarse,
+                              num_classes=num_classes,
+                              class_names=class_names,
+                              training={**info, "name": f"shallow-coarse-{cfg.coarse}"},
                               **common),
-        "upsampler": StageConfig(role="sr", resolution=cfg.resolution, low_res=cfg.coarse_res, kind=cfg.upsampler,
+        "upsampler": StageConfig(role="sr", resolution=cfg.resolution, low_res=cfg.coarse_res,
+                                 kind=cfg.upsampler,
                                  noise_conditioning="logsnr",
-                                 training={**info, "name": f"shallow-upsampler-{cfg.upsampler}"}, **common),
-        "refiner": StageConfig(role="refiner", resolution=cfg.resolution, low_res=cfg.resolution, kind=cfg.refiner,
+                                 training={**info, "name": f"shallow-upsampler-{cfg.upsampler}"},
+                                 **common),
+        "refiner": StageConfig(role="refiner", resolution=cfg.resolution, low_res=cfg.resolution,
+                               kind=cfg.refiner,
                                noise_conditioning="logsnr",
-                               training={**info, "name": f"shallow-refiner-{cfg.refiner}"}, **common),
+                               training={**info, "name": f"shallow-refiner-{cfg.refiner}"},
+                               **common),
     }

@@ -17,7 +17,8 @@ from cascade_core import Stage
 
 
 class ShallowCascade(nn.Module):
-    def __init__(self, coarse: Stage, upsampler: Stage, refiner: Stage, perceptual: nn.Module | None,
+    def __init__(self, coarse: Stage, upsampler: Stage, refiner: Stage,
+                 perceptual: nn.Module | None,
                  perceptual_weight: float):
         super().__init__()
         self.coarse, self.upsampler, self.refiner = coarse, upsampler, refiner
@@ -35,7 +36,7 @@ class ShallowCascade(nn.Module):
         return self.coarse.training_pass(x_low, generator=g, labels=labels, noise=noise)
 
     def forward(self, x_high, x_low, labels, phase: int, teacher_p: float, seed: int) -> dict:
-        g = torch.Generator().manual_seed(seed)  # the step's own stream: same on every rank and on resume
+        g = torch.Generator().manual_seed(seed)  # the step's own stream: same on resume
         losses = {}
         coarse_loss, coarse_out = self._coarse(x_low, labels, g)
         if phase in (1, 3):
@@ -44,7 +45,8 @@ class ShallowCascade(nn.Module):
             return losses
         if phase == 2:
             coarse_out = coarse_out.detach()
-        forced = (torch.rand(x_low.shape[0], generator=g) < teacher_p).to(x_low.device).view(-1, 1, 1, 1)
+        forced = torch.rand(x_low.shape[0], generator=g) < teacher_p
+        forced = forced.to(x_low.device).view(-1, 1, 1, 1)
         low = torch.where(forced, x_low, coarse_out)
         losses["upsampler"], up = self.upsampler.training_pass(x_high, generator=g, cond=low)
         t_max = max(1, int(self.refiner.config.refiner_max_t * self.refiner.schedule.T))

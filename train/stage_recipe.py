@@ -10,7 +10,15 @@ from pathlib import Path
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from cascade_core import EMA, CascadeError, Stage, image_grid, load_stage, read_config, training_loss
+from cascade_core import (
+    EMA,
+    CascadeError,
+    Stage,
+    image_grid,
+    load_stage,
+    read_config,
+    training_loss,
+)
 
 from . import distributed as D
 from .config import TrainConfig, stage_config
@@ -22,7 +30,8 @@ from .state import find_resume, load_parts, prune, save_parts, save_stage_files,
 
 
 def lr_factor(cfg: TrainConfig, step: int) -> float:
-    """Learning-rate multiplier after ``step`` steps: linear warmup, then cosine, linear or constant."""
+    """Learning-rate multiplier after ``step`` steps: linear warmup, then cosine, linear or
+    constant decay."""
     if step < cfg.warmup:
         return (step + 1) / cfg.warmup
     if cfg.lr_decay == "constant":
@@ -33,7 +42,7 @@ def lr_factor(cfg: TrainConfig, step: int) -> float:
 
 
 def build_stage(cfg: TrainConfig, source: ImageSource, init_from: str | None) -> Stage:
-    """A new stage from the config, or the stage of ``init_from`` to fine-tune (its role must match)."""
+    """A new stage from the config, or the stage of ``init_from`` to fine-tune (same role)."""
     if not init_from:
         return Stage(stage_config(cfg, source.num_classes, source.class_names))
     init_cfg, _ = read_config(init_from)
@@ -61,19 +70,23 @@ class StageRecipe(Recipe):
 
     def parts(self) -> dict:
         """What a state file holds for this recipe."""
-        return stage_parts(self.model, self.ema, self.opt, lr_sched=self.lr_sched, scaler=self.scaler)
+        return stage_parts(self.model, self.ema, self.opt, lr_sched=self.lr_sched,
+                           scaler=self.scaler)
 
     def phases(self, start):
         """One phase over every step, with DDP when there are several processes."""
         rt = self.rt
-        net = DistributedDataParallel(self.model, device_ids=[rt.device] if rt.device.type == "cuda" else None) \
-            if rt.world > 1 else self.model
+        net = self.model
+        if rt.world > 1:
+            ids = [rt.device] if rt.device.type == "cuda" else None
+            net = DistributedDataParallel(self.model, device_ids=ids)
         yield Phase(first=1, last=self.cfg.steps, optimizer=self.opt, lr_schedule=self.lr_sched,
                     params=list(self.model.parameters()), net=net, grad_clip=self.cfg.grad_clip)
 
     def loss(self, phase, batch, step):
         """The stage's training loss (simple, hybrid, min-SNR weighted) on one micro-batch."""
-        terms = training_loss(self.model, batch["x0"], batch["t"], noise=batch["noise"], cond=batch.get("cond"),
+        terms = training_loss(self.model, batch["x0"], batch["t"], noise=batch["noise"],
+                              cond=batch.get("cond"),
                               aug_level=batch.get("s"), labels=batch["label"],
                               min_snr_gamma=self.cfg.min_snr_gamma or None, model=phase.net)
         return terms["loss"].mean()
@@ -128,21 +141,27 @@ def train(cfg: TrainConfig, resume: str = "", init_from: str = "") -> Path | Non
     if state_path is not None:
         start = recipe.start = load_parts(state_path, recipe.parts())
     aug = scfg.augmentation
-    maker = ExampleMaker(role=scfg.role, resolution=scfg.resolution, low_res=scfg.low_res, crop=cfg.crop,
-                         flip=cfg.flip, label_dropout=cfg.label_dropout, timesteps=scfg.schedule.timesteps,
-                         refiner_max_t=scfg.refiner_max_t, s_max=aug.s_max, aug_schedule=aug.schedule,
+    maker = ExampleMaker(role=scfg.role, resolution=scfg.resolution, low_res=scfg.low_res,
+                         crop=cfg.crop,
+                         flip=cfg.flip, label_dropout=cfg.label_dropout,
+                         timesteps=scfg.schedule.timesteps,
+                         refiner_max_t=scfg.refiner_max_t, s_max=aug.s_max,
+                         aug_schedule=aug.schedule,
                          blur_prob=aug.blur_prob, blur_range=aug.blur_sigma)
     if rt.is_main:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps({**asdict(cfg), "stage": scfg.to_dict()}, indent=1))
-        print(f"{scfg.describe()}: {model.num_parameters() / 1e6:.2f}M parameters, {len(source)} images, "
+        (out / "config.json").write_text(json.dumps({**asdict(cfg), "stage": scfg.to_dict()},
+                                                    indent=1))
+        print(f"{scfg.describe()}: {model.num_parameters() / 1e6:.2f}M parameters, {len(source)} "
+              "images, "
               f"{source.num_classes or 'no'} classes, {rt.world} process(es) on {rt.device}, "
               f"steps {start}->{cfg.steps}", flush=True)
     recipe.preview_set = KeyedDataset(source, maker)
     batches = iter(loader(source, maker, batch_size=cfg.batch_size, steps=cfg.steps, seed=cfg.seed,
                           workers=cfg.workers, rank=rt.rank, world=rt.world, start_step=start,
                           grad_accum=cfg.grad_accum))
-    run_phases(recipe, rt, batches, start=start, feedback={"out": out, "tensorboard": cfg.tensorboard, "progress": cfg.progress})
+    run_phases(recipe, rt, batches, start=start,
+               feedback={"out": out, "tensorboard": cfg.tensorboard, "progress": cfg.progress})
     return recipe.last_path
 
 

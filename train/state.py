@@ -22,7 +22,7 @@ STAGE_PATTERN = re.compile(r"stage-(\d+)\.safetensors$")
 
 
 def save_parts(out: Path, step: int, parts: dict, cfg_dict: dict) -> Path:
-    """Atomically write ``state-NNNNNNN.pt``: every part's state_dict, the RNG states and the step."""
+    """Atomically write ``state-NNNNNNN.pt``: every part's state_dict, RNG states and the step."""
     state = {"step": step, "config": json.dumps(cfg_dict), "rng_cpu": torch.get_rng_state(),
              "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
              **{name: part.state_dict() for name, part in parts.items()}}
@@ -37,7 +37,8 @@ def load_parts(path: Path, parts: dict) -> int:
         raise CascadeError(f"cannot read training state {path} ({type(e).__name__}: {e})") from None
     missing = sorted(set(parts) - set(state))
     if missing:
-        raise CascadeError(f"training state {path.name} does not match this run", sorted(parts), f"missing {missing}")
+        raise CascadeError(f"training state {path.name} does not match this run", sorted(parts),
+                           f"missing {missing}")
     for name, part in parts.items():
         part.load_state_dict(state[name])
     torch.set_rng_state(state["rng_cpu"])
@@ -55,7 +56,9 @@ def save_stage_files(out: Path, step: int, ema, batch_size: int) -> Path:
     """The EMA stage as a loadable checkpoint (its metadata records the steps and images
     trained so far), plus ``latest.safetensors``."""
     cfg = ema.model.config
-    ema.model.config = replace(cfg, training={**cfg.training, "steps": step, "images_seen": step * batch_size})
+    ema.model.config = replace(cfg,
+                               training={**cfg.training, "steps": step,
+                                         "images_seen": step * batch_size})
     path = save_stage(ema.model, out / f"stage-{step:07d}.safetensors")
     save_stage(ema.model, out / "latest.safetensors")
     return path

@@ -13,17 +13,18 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from .atomic import atomic_write
-from ..models.config import StageConfig
 from ..errors import CascadeError, CheckpointError
+from ..models.config import StageConfig
 from ..models.stage import Stage
 from ..version import __version__
+from .atomic import atomic_write
 
 FORMAT_TAG = "cascade-stage"
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def save_stage(stage: Stage, path, dtype: str | None = None, state_dict: dict | None = None) -> Path:
+def save_stage(stage: Stage, path, dtype: str | None = None,
+               state_dict: dict | None = None) -> Path:
     """Write ``stage`` (or ``state_dict`` with its config, e.g. EMA weights) atomically."""
     dtype = dtype or _dtype_name(stage.dtype)
     if dtype not in DTYPES:
@@ -48,7 +49,8 @@ def read_config(path) -> tuple[StageConfig, dict]:
     except Exception as e:  # safetensors raises its own error types for corrupt headers
         raise CheckpointError(f"{path.name} is not a readable safetensors file ({e})") from None
     if meta.get("cdm_format") != FORMAT_TAG or "cdm_stage" not in meta:
-        raise CheckpointError(f"{path.name} is not a cascade stage", "metadata 'cdm_format': 'cascade-stage'",
+        raise CheckpointError(f"{path.name} is not a cascade stage",
+                              "metadata 'cdm_format': 'cascade-stage'",
                               sorted(meta) or "no metadata")
     try:
         cfg = StageConfig.from_dict(json.loads(meta["cdm_stage"]))
@@ -56,7 +58,8 @@ def read_config(path) -> tuple[StageConfig, dict]:
         raise CheckpointError(f"{path.name} has unreadable stage metadata ({e})") from None
     except CascadeError as e:
         written_by = meta.get("cdm_version", "?")
-        newer = f" (written by pack version {written_by}; this is {__version__})" if written_by != __version__ else ""
+        newer = ("" if written_by == __version__
+                 else f" (written by pack version {written_by}; this is {__version__})")
         raise CheckpointError(f"{path.name} has invalid stage metadata{newer}: {e}") from None
     return cfg, meta
 
@@ -82,8 +85,10 @@ def load_stage(path, device="cpu", dtype: str | torch.dtype | None = "fp32") -> 
         found = "; ".join(filter(None, [f"missing {missing[:3]}" if missing else "",
                                         f"unexpected {unexpected[:3]}" if unexpected else "",
                                         f"shape mismatch {wrong[:3]}" if wrong else ""]))
-        raise CheckpointError(f"{name}: weights do not match the stage config", cfg.describe(), found)
-    target = DTYPES.get(meta.get("cdm_dtype", "fp32"), torch.float32) if dtype is None else _as_dtype(dtype)
+        raise CheckpointError(f"{name}: weights do not match the stage config", cfg.describe(),
+                              found)
+    target = DTYPES.get(meta.get("cdm_dtype", "fp32"),
+                        torch.float32) if dtype is None else _as_dtype(dtype)
     stage = stage.to(target)
     stage.load_state_dict(tensors)
     return stage.to(device).eval()

@@ -19,6 +19,8 @@ FORMAT_VERSION = 1
 
 @dataclass(frozen=True)
 class UNetConfig:
+    """The U-Net's shape: width, channel multipliers per level, blocks, attention, dropout."""
+
     base_channels: int = 64
     channel_mult: tuple = (1, 2, 2)
     num_res_blocks: int = 2
@@ -28,9 +30,11 @@ class UNetConfig:
 
     def __post_init__(self):
         object.__setattr__(self, "channel_mult", tuple(int(m) for m in self.channel_mult))
-        object.__setattr__(self, "attention_resolutions", tuple(int(r) for r in self.attention_resolutions))
+        object.__setattr__(self, "attention_resolutions",
+                           tuple(int(r) for r in self.attention_resolutions))
         if self.base_channels < 1 or not self.channel_mult or self.num_res_blocks < 1:
-            raise CascadeError("invalid U-Net shape", "base_channels, channel_mult and num_res_blocks >= 1",
+            raise CascadeError("invalid U-Net shape",
+                               "base_channels, channel_mult and num_res_blocks >= 1",
                                (self.base_channels, self.channel_mult, self.num_res_blocks))
         if not 0 <= self.dropout < 1:
             raise CascadeError("dropout out of range", "[0, 1)", self.dropout)
@@ -50,7 +54,8 @@ class AugmentConfig:
         object.__setattr__(self, "blur_sigma", tuple(float(v) for v in self.blur_sigma))
         for name in ("s_max", "blur_prob", "default_s"):
             if not 0 <= getattr(self, name) <= 1:
-                raise CascadeError(f"augmentation {name} out of range", "[0, 1]", getattr(self, name))
+                raise CascadeError(f"augmentation {name} out of range", "[0, 1]",
+                                   getattr(self, name))
 
 
 @dataclass(frozen=True)
@@ -62,18 +67,21 @@ class ShallowConfig:
     patch: int = 4          # ViT patch size
     depth: int = 4          # ViT transformer layers
     heads: int = 4          # ViT attention heads
-    dae_sigma: float = 1.0  # DAE: trained on noise sigma ~ U(0, dae_sigma); its sampling chain starts there
+    dae_sigma: float = 1.0  # DAE: trained on sigma ~ U(0, dae_sigma); its chain starts there
     dae_steps: int = 8      # DAE: denoising passes of the sampling chain
 
     def __post_init__(self):
         if min(self.hidden, self.blocks, self.patch, self.depth, self.heads, self.dae_steps) < 1:
             raise CascadeError("invalid shallow-stage shape", "positive sizes", asdict(self))
         if self.hidden % self.heads:
-            raise CascadeError("ViT width must split into heads", f"a multiple of {self.heads}", self.hidden)
+            raise CascadeError("ViT width must split into heads", f"a multiple of {self.heads}",
+                               self.hidden)
 
 
 @dataclass(frozen=True)
 class StageConfig:
+    """Everything that describes a stage; stored as JSON in its checkpoint."""
+
     role: str = "base"                  # base | sr | refiner
     resolution: int = 16                # output resolution it was trained at
     low_res: int = 0                    # conditioning resolution (sr, refiner); 0 for base
@@ -97,21 +105,28 @@ class StageConfig:
         if self.role not in ROLES:
             raise CascadeError("unknown stage role", f"one of {ROLES}", repr(self.role))
         if self.parameterization not in ("eps", "x0", "v"):
-            raise CascadeError("unknown parameterization", "eps, x0 or v", repr(self.parameterization))
+            raise CascadeError("unknown parameterization", "eps, x0 or v",
+                               repr(self.parameterization))
         if self.noise_conditioning not in ("timestep", "logsnr"):
-            raise CascadeError("unknown noise conditioning", "timestep or logsnr", repr(self.noise_conditioning))
+            raise CascadeError("unknown noise conditioning", "timestep or logsnr",
+                               repr(self.noise_conditioning))
         if self.upsample not in ("bilinear", "bicubic", "nearest"):
-            raise CascadeError("unknown upsample mode", "bilinear, bicubic or nearest", repr(self.upsample))
+            raise CascadeError("unknown upsample mode", "bilinear, bicubic or nearest",
+                               repr(self.upsample))
         if self.class_names and len(self.class_names) != self.num_classes:
-            raise CascadeError("class_names does not match num_classes", self.num_classes, len(self.class_names))
+            raise CascadeError("class_names does not match num_classes", self.num_classes,
+                               len(self.class_names))
         if self.role == "base" and self.low_res:
             raise CascadeError("a base stage has no low-res input", "low_res 0", self.low_res)
         if self.role == "sr" and not (0 < self.low_res < self.resolution):
-            raise CascadeError("an sr stage upsamples", f"0 < low_res < resolution ({self.resolution})", self.low_res)
+            raise CascadeError("an sr stage upsamples",
+                               f"0 < low_res < resolution ({self.resolution})", self.low_res)
         if self.role == "refiner" and self.low_res != self.resolution:
-            raise CascadeError("a refiner keeps its resolution", f"low_res == {self.resolution}", self.low_res)
+            raise CascadeError("a refiner keeps its resolution", f"low_res == {self.resolution}",
+                               self.low_res)
         if self.kind not in KINDS[self.role]:
-            raise CascadeError(f"a {self.role} stage cannot be of kind {self.kind!r}", f"one of {KINDS[self.role]}",
+            raise CascadeError(f"a {self.role} stage cannot be of kind {self.kind!r}",
+                               f"one of {KINDS[self.role]}",
                                self.kind)
         if self.resolution % self.size_multiple:
             raise CascadeError("resolution is not divisible by the network's downsampling",
@@ -131,19 +146,23 @@ class StageConfig:
 
     @property
     def factor(self) -> int:
+        """Upsampling factor: output size over conditioning size (1 for base and refiner)."""
         return self.resolution // self.low_res if self.conditioned else 1
 
     def to_dict(self) -> dict:
+        """Plain JSON values, with the format version the reader checks."""
         d = asdict(self)
         d["format_version"] = FORMAT_VERSION
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "StageConfig":
+    def from_dict(cls, d: dict) -> StageConfig:
+        """The config ``to_dict`` wrote; unknown keys and newer formats are clear errors."""
         d = dict(d)
         version = d.pop("format_version", FORMAT_VERSION)
         if version > FORMAT_VERSION:
-            raise CascadeError("stage format is newer than this pack", f"<= {FORMAT_VERSION}", version)
+            raise CascadeError("stage format is newer than this pack", f"<= {FORMAT_VERSION}",
+                               version)
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:
@@ -155,5 +174,8 @@ class StageConfig:
         return cls(**d)
 
     def describe(self) -> str:
-        size = f"{self.low_res}->{self.resolution}px" if self.role == "sr" else f"{self.resolution}px"
+        """A short description for messages: ``sr 16->32px`` or ``refiner 32px (vit)``."""
+        size = f"{self.resolution}px"
+        if self.role == "sr":
+            size = f"{self.low_res}->{size}"
         return f"{self.role} {size}" + ("" if self.kind == "diffusion" else f" ({self.kind})")

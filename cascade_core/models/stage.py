@@ -35,9 +35,11 @@ class Stage(nn.Module):
             Stage._kinds[kind] = cls
 
     def __new__(cls, config: StageConfig | None = None, *args, **kwargs):
+        """Build the registered subclass of ``config.kind`` (copies keep their class)."""
         if cls is Stage and config is not None:
             if config.kind not in Stage._kinds:
-                raise CascadeError("no stage class for this kind", f"one of {sorted(Stage._kinds)}", config.kind)
+                raise CascadeError("no stage class for this kind",
+                                   f"one of {sorted(Stage._kinds)}", config.kind)
             cls = Stage._kinds[config.kind]
         return super().__new__(cls)
 
@@ -57,7 +59,8 @@ class Stage(nn.Module):
         if self.config.noise_conditioning == "timestep":
             return self.schedule.sigma_to_t(sigma) * (1000.0 / self.schedule.T)
         logsnr = -2 * sigma.float().clamp(min=1e-10).log()
-        return ((logsnr.clamp(-LOGSNR_RANGE, LOGSNR_RANGE) + LOGSNR_RANGE) * (1000.0 / (2 * LOGSNR_RANGE)))
+        return ((logsnr.clamp(-LOGSNR_RANGE,
+                              LOGSNR_RANGE) + LOGSNR_RANGE) * (1000.0 / (2 * LOGSNR_RANGE)))
 
     def timestep_input(self, t: torch.Tensor) -> torch.Tensor:
         """The same input for integer training timesteps ``t``."""
@@ -85,23 +88,29 @@ class Stage(nn.Module):
 
     # What each kind implements (cascade_core.kinds); the pipeline validates roles and sizes first.
 
-    def sample_base(self, *, batch: int, seed: int, plan, labels, truncate_s: float, aug_schedule: str):
+    def sample_base(self, *, batch: int, seed: int, plan, labels, truncate_s: float,
+                    aug_schedule: str):
         """(images, LowResCond) of a base stage; ``truncate_s`` > 0 hands over z_s."""
-        raise CascadeError("this stage cannot generate images", "a base stage", self.config.describe(), stage=self.name)
+        raise CascadeError("this stage cannot generate images", "a base stage",
+                           self.config.describe(), stage=self.name)
 
     def sample_upsample(self, cond, *, seed: int, plan, labels):
         """The output of an SR stage conditioned on ``cond`` (a LowResCond)."""
-        raise CascadeError("this stage cannot upsample", "an sr stage", self.config.describe(), stage=self.name)
+        raise CascadeError("this stage cannot upsample", "an sr stage", self.config.describe(),
+                           stage=self.name)
 
     def sample_refine(self, image, *, strength: float, seed: int, plan, labels, s: float | None):
         """``image`` refined at ``strength`` (0 returns it unchanged)."""
-        raise CascadeError("this stage cannot refine", "a refiner stage", self.config.describe(), stage=self.name)
+        raise CascadeError("this stage cannot refine", "a refiner stage", self.config.describe(),
+                           stage=self.name)
 
-    def training_pass(self, target, *, generator: torch.Generator, cond=None, labels=None, noise=None,
+    def training_pass(self, target, *, generator: torch.Generator, cond=None, labels=None,
+                      noise=None,
                       max_t: int | None = None):
         """(per-example loss, clean-image estimate) of one training evaluation towards ``target``.
 
-        Random draws come from ``generator`` in a fixed order (a timestep or noise level first, then the
-        noise unless ``noise`` is given), so a recipe that passes the same generator is reproducible.
+        Random draws come from ``generator`` in a fixed order (a timestep or noise level first,
+        then the noise unless ``noise`` is given), so a recipe that passes the same generator is
+        reproducible.
         """
         raise NotImplementedError

@@ -52,11 +52,13 @@ def blur_augment(z: torch.Tensor, sigma) -> torch.Tensor:
     if not bool((sigma > 0).any()):
         return z
     s2 = sigma.clamp(min=1e-3).float().view(-1, 1).expand(-1, 2).contiguous()
-    blurred = kornia.filters.gaussian_blur2d(z.float(), (3, 3), s2, border_type="reflect").to(z.dtype)
+    blurred = kornia.filters.gaussian_blur2d(z.float(), (3, 3), s2,
+                                             border_type="reflect").to(z.dtype)
     return torch.where((sigma > 0).view(-1, 1, 1, 1), blurred, z)
 
 
-def condition_augment(z0: torch.Tensor, s, noise, schedule: str = "cosine", blur_sigma=0.0) -> torch.Tensor:
+def condition_augment(z0: torch.Tensor, s, noise, schedule: str = "cosine",
+                      blur_sigma=0.0) -> torch.Tensor:
     """The conditioning an SR stage sees: blur (if any), then Gaussian noise to level ``s``."""
     return noise_augment(blur_augment(z0, blur_sigma), s, noise, schedule=schedule)
 
@@ -78,6 +80,7 @@ def _levels(v, like: torch.Tensor, hi: float | None = 1.0) -> torch.Tensor:
     if t.numel() != like.shape[0]:
         raise CascadeError("one augmentation value per image", like.shape[0], t.numel())
     if bool((t < 0).any()) or (hi is not None and bool((t > hi).any())):
-        raise CascadeError("augmentation value out of range", f"[0, {hi if hi is not None else 'inf'}]",
+        raise CascadeError("augmentation value out of range",
+                           f"[0, {hi if hi is not None else 'inf'}]",
                            [round(float(x), 4) for x in t])
     return t

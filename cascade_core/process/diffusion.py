@@ -24,7 +24,8 @@ def q_mean_std(schedule: DiscreteSchedule, x0: torch.Tensor, t: torch.Tensor):
     return per_example(abar.sqrt(), t, x0) * x0, per_example((1 - abar).sqrt(), t, x0)
 
 
-def q_sample(schedule: DiscreteSchedule, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+def q_sample(schedule: DiscreteSchedule, x0: torch.Tensor, t: torch.Tensor,
+             noise: torch.Tensor) -> torch.Tensor:
     """Draw x_t ~ q(x_t | x_0) with the given unit-Gaussian ``noise``."""
     mean, std = q_mean_std(schedule, x0, t)
     return mean + std * noise
@@ -50,7 +51,8 @@ def q_posterior(schedule: DiscreteSchedule, x0: torch.Tensor, xt: torch.Tensor, 
     return mean, per_example(var, t, xt), per_example(log_var, t, xt)
 
 
-def target(param: str, schedule: DiscreteSchedule, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor):
+def target(param: str, schedule: DiscreteSchedule, x0: torch.Tensor, noise: torch.Tensor,
+           t: torch.Tensor):
     """What a network with parameterization ``param`` is trained to output."""
     if param == "eps":
         return noise
@@ -62,7 +64,8 @@ def target(param: str, schedule: DiscreteSchedule, x0: torch.Tensor, noise: torc
     raise ValueError(f"unknown parameterization {param!r}; expected one of {PARAMETERIZATIONS}")
 
 
-def predict_x0(param: str, out: torch.Tensor, zt: torch.Tensor, alpha: torch.Tensor, sigma: torch.Tensor):
+def predict_x0(param: str, out: torch.Tensor, zt: torch.Tensor, alpha: torch.Tensor,
+               sigma: torch.Tensor):
     """x0 from a network output, given the VP coefficients ``alpha`` and ``sigma`` of z_t.
 
     ``alpha = sqrt(abar)``, ``sigma = sqrt(1 - abar)``; both broadcast against ``zt``.

@@ -10,10 +10,9 @@ from collections.abc import Sequence
 
 import torch
 
-
-# A stage that needs a second, independent stream of noise beside its sampling noise (a refiner's own
-# conditioning augmentation, a DAE's hand-over) seeds it at ``seed + AUGMENT_SEED_OFFSET``: a prime far
-# from the ``seed + i`` streams of any batch a person would run.
+# A stage that needs a second, independent stream of noise beside its sampling noise (a refiner's
+# own conditioning augmentation, a DAE's hand-over) seeds it at ``seed + AUGMENT_SEED_OFFSET``:
+# a prime far from the ``seed + i`` streams of any batch a person would run.
 AUGMENT_SEED_OFFSET = 7919
 
 
@@ -26,19 +25,22 @@ class NoiseSource:
         self.generators = list(generators)
 
     @classmethod
-    def from_seed(cls, seed: int, batch: int) -> "NoiseSource":
+    def from_seed(cls, seed: int, batch: int) -> NoiseSource:
         """Streams ``seed``, ``seed + 1``, ... ``seed + batch - 1`` (mod 2**64)."""
-        return cls([torch.Generator("cpu").manual_seed((int(seed) + i) % 2 ** 64) for i in range(batch)])
+        return cls([torch.Generator("cpu").manual_seed((int(seed) + i) % 2 ** 64)
+                    for i in range(batch)])
 
     def __len__(self) -> int:
         return len(self.generators)
 
     def randn(self, shape, device=None, dtype=torch.float32) -> torch.Tensor:
         """A (B, *shape) unit Gaussian, one row per generator, built on the CPU then moved."""
-        rows = [torch.randn(tuple(shape), generator=g, dtype=torch.float32) for g in self.generators]
+        rows = [torch.randn(tuple(shape), generator=g, dtype=torch.float32)
+                for g in self.generators]
         return torch.stack(rows).to(device=device, dtype=dtype)
 
     def randn_like(self, x: torch.Tensor) -> torch.Tensor:
+        """Unit Gaussian noise of ``x``'s shape, device and dtype; one row per stream."""
         self._check(x)
         return self.randn(x.shape[1:], x.device, x.dtype)
 
@@ -74,7 +76,8 @@ class _SharedGenerator(NoiseSource):
 
     def randn(self, shape, device=None, dtype=torch.float32):
         g = self.generators[0]
-        return torch.randn((self.batch, *shape), generator=g, device=g.device).to(device=device, dtype=dtype)
+        x = torch.randn((self.batch, *shape), generator=g, device=g.device)
+        return x.to(device=device, dtype=dtype)
 
     def rand(self, device=None):
         g = self.generators[0]

@@ -20,13 +20,15 @@ import torch
 
 from ..errors import CascadeError
 
-
 SAMPLERS: dict = {}
 
 
 def register(name: str, evaluations=lambda steps: steps):
-    """Add a sampler to ``SAMPLERS`` under ``name``; ``evaluations(steps)`` is its model-evaluation count
-    over ``steps`` intervals ending at 0 (its cost, used for budgets and progress bars)."""
+    """Add a sampler to ``SAMPLERS`` under ``name``.
+
+    ``evaluations(steps)`` is its model-evaluation count over ``steps`` intervals ending at 0: its
+    cost, which budgets and progress bars use.
+    """
 
     def add(fn):
         fn.evaluations = evaluations
@@ -67,9 +69,12 @@ def sample_ddpm(model, x, sigmas, noise=None, callback=None, variance: str = "au
         abar_next, one_m_next = _vp(sigma_next)
         beta = 1 - abar_t / abar_next
         z_t = x * math.sqrt(abar_t)
-        mean = (math.sqrt(abar_next) * beta / one_m_t) * pred.x0 + (math.sqrt(1 - beta) * one_m_next / one_m_t) * z_t
+        mean = ((math.sqrt(abar_next) * beta / one_m_t) * pred.x0
+                + (math.sqrt(1 - beta) * one_m_next / one_m_t) * z_t)
         small, large = beta * one_m_next / one_m_t, beta
-        mode = ("learned" if pred.var_frac is not None else "small") if variance == "auto" else variance
+        mode = variance
+        if variance == "auto":
+            mode = "learned" if pred.var_frac is not None else "small"
         if mode == "small":
             std = torch.tensor(math.sqrt(small))
         elif mode == "large":
@@ -80,7 +85,8 @@ def sample_ddpm(model, x, sigmas, noise=None, callback=None, variance: str = "au
             frac = pred.var_frac.clamp(0, 1)
             std = torch.exp(0.5 * (frac * math.log(large) + (1 - frac) * math.log(small)))
         else:
-            raise CascadeError("unknown DDPM variance", "auto, small, large or learned", repr(variance))
+            raise CascadeError("unknown DDPM variance", "auto, small, large or learned",
+                               repr(variance))
         z_next = mean + std.to(x.device) * noise.randn_like(x)
         x = z_next / math.sqrt(abar_next)
     return x
@@ -102,7 +108,8 @@ def sample_ddim(model, x, sigmas, noise=None, callback=None, eta: float = 0.0):
         eps = (x - x0) / sigma
         abar_t, one_m_t = _vp(sigma)
         abar_next, one_m_next = _vp(sigma_next)
-        c = eta * math.sqrt(max(one_m_next / one_m_t * (1 - abar_t / abar_next), 0.0)) if eta else 0.0
+        c = eta * math.sqrt(max(one_m_next / one_m_t * (1 - abar_t / abar_next),
+                                0.0)) if eta else 0.0
         z = math.sqrt(abar_next) * x0 + math.sqrt(max(one_m_next - c * c, 0.0)) * eps
         if c > 0:
             z = z + c * noise.randn_like(x)

@@ -22,6 +22,8 @@ KARRAS_SIGMA_MAX = 80.0
 
 @dataclass(frozen=True)
 class ScheduleConfig:
+    """A beta schedule by name and length, as stored in stage checkpoints."""
+
     kind: str = "cosine"  # "linear" or "cosine"
     timesteps: int = 1000
 
@@ -32,6 +34,7 @@ class ScheduleConfig:
             raise CascadeError("schedule needs at least 2 timesteps", ">= 2", self.timesteps)
 
     def to_dict(self) -> dict:
+        """The config as plain JSON values."""
         return asdict(self)
 
 
@@ -61,20 +64,24 @@ class DiscreteSchedule:
         self.betas = betas.to(torch.float64)
         self.alphas_cumprod = torch.cumprod(1 - self.betas, 0)
         self.T = len(self.betas)
-        self.timestep_map = (torch.arange(self.T) if timestep_map is None else timestep_map).to(torch.float64)
+        kept = torch.arange(self.T) if timestep_map is None else timestep_map
+        self.timestep_map = kept.to(torch.float64)
         self.sigmas = ((1 - self.alphas_cumprod) / self.alphas_cumprod).sqrt()
         self.log_sigmas = self.sigmas.log()
 
     @classmethod
-    def from_config(cls, cfg: ScheduleConfig) -> "DiscreteSchedule":
+    def from_config(cls, cfg: ScheduleConfig) -> DiscreteSchedule:
+        """The schedule a ScheduleConfig names."""
         return cls(make_betas(cfg.kind, cfg.timesteps))
 
     @property
     def sigma_min(self) -> float:
+        """The smallest VE noise level, at the first step."""
         return float(self.sigmas[0])
 
     @property
     def sigma_max(self) -> float:
+        """The largest VE noise level, at the last step."""
         return float(self.sigmas[-1])
 
     def sigma_to_t(self, sigma: torch.Tensor) -> torch.Tensor:
@@ -123,7 +130,8 @@ def _positive_int(text: str, spec: str, T: int) -> int:
     try:
         n = int(text)
     except ValueError:
-        raise CascadeError("bad respacing spec", "'N', 'ddimN' or 'N1,N2,...'", repr(spec)) from None
+        raise CascadeError("bad respacing spec", "'N', 'ddimN' or 'N1,N2,...'",
+                           repr(spec)) from None
     if not 1 <= n <= T:
         raise CascadeError("respacing step count out of range", f"1..{T}", n)
     return n
@@ -137,12 +145,14 @@ def respace(schedule: DiscreteSchedule, kept: list[int]) -> DiscreteSchedule:
 
 
 def karras_sigmas(n: int, sigma_min: float, sigma_max: float, rho: float = 7.0) -> torch.Tensor:
+    """Karras et al.'s ``n`` descending sigmas, evenly spaced in ``sigma ** (1 / rho)``."""
     ramp = torch.linspace(0, 1, n, dtype=torch.float64)
     lo, hi = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
     return (hi + ramp * (lo - hi)) ** rho
 
 
-def sampling_sigmas(schedule: DiscreteSchedule, steps: int | str, spacing: str = "uniform") -> torch.Tensor:
+def sampling_sigmas(schedule: DiscreteSchedule, steps: int | str,
+                    spacing: str = "uniform") -> torch.Tensor:
     """Descending sigmas for a sampler, ending with 0; ``steps`` model-step intervals.
 
     ``steps`` may also be a respacing spec string (``"ddim25"``, ``"10,15,20"``),

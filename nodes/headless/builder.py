@@ -14,12 +14,14 @@ import uuid
 from pathlib import Path
 
 from .. import NODE_CLASS_MAPPINGS
-from .io_nodes import BUILTIN
 from .graph import declared_inputs, has_control, is_widget
+from .io_nodes import BUILTIN
 
 CLASSES = {**BUILTIN, **NODE_CLASS_MAPPINGS}
 WORKFLOWS = Path(__file__).resolve().parents[2] / "workflows"
-BASE, SR, REFINER = "cifar10-base16.safetensors", "cifar10-sr16to32.safetensors", "cifar10-refiner32.safetensors"
+BASE = "cifar10-base16.safetensors"
+SR = "cifar10-sr16to32.safetensors"
+REFINER = "cifar10-refiner32.safetensors"
 
 
 def _widgets(node_type: str, values: dict) -> list:
@@ -49,26 +51,32 @@ def build(name: str, nodes: list[dict], links: list[tuple]) -> dict:
     ui_nodes = []
     for order, n in enumerate(nodes):
         t = n["type"]
-        node = {"id": n["id"], "type": t, "pos": list(n["pos"]), "size": list(n.get("size", [300, 200])),
+        node = {"id": n["id"], "type": t, "pos": list(n["pos"]),
+                "size": list(n.get("size", [300, 200])),
                 "flags": {}, "order": order, "mode": 0, "inputs": [], "outputs": [],
-                "properties": {"Node name for S&R": t}, "widgets_values": _widgets(t, n.get("values", {}))}
+                "properties": {"Node name for S&R": t},
+                "widgets_values": _widgets(t, n.get("values", {}))}
         if n.get("title"):
             node["title"] = n["title"]
         if t in CLASSES:
             for in_name, typ, _, _ in declared_inputs(CLASSES[t]):
                 if not is_widget(typ):
-                    node["inputs"].append({"name": in_name, "type": typ, "link": inputs.get((n["id"], in_name))})
+                    node["inputs"].append({"name": in_name, "type": typ,
+                                           "link": inputs.get((n["id"], in_name))})
             cls = CLASSES[t]
             names = getattr(cls, "RETURN_NAMES", cls.RETURN_TYPES)
             for slot, (out_name, typ) in enumerate(zip(names, cls.RETURN_TYPES)):
-                node["outputs"].append({"name": out_name, "type": typ, "links": outputs.get((n["id"], slot), []),
+                node["outputs"].append({"name": out_name, "type": typ,
+                                        "links": outputs.get((n["id"], slot), []),
                                         "slot_index": slot})
         else:
             node["color"], node["bgcolor"] = "#432", "#653"
         ui_nodes.append(node)
     return {"id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"cdm-pack/{name}")), "revision": 0,
-            "last_node_id": max(n["id"] for n in nodes), "last_link_id": len(links), "nodes": ui_nodes,
-            "links": ui_links, "groups": [], "config": {}, "extra": {"ds": _fit_view(ui_nodes)}, "version": 0.4}
+            "last_node_id": max(n["id"] for n in nodes), "last_link_id": len(links),
+            "nodes": ui_nodes,
+            "links": ui_links, "groups": [], "config": {}, "extra": {"ds": _fit_view(ui_nodes)},
+            "version": 0.4}
 
 
 def _fit_view(nodes, width=1480, height=800, margin=30):
@@ -78,7 +86,8 @@ def _fit_view(nodes, width=1480, height=800, margin=30):
     x1 = max(n["pos"][0] + n["size"][0] for n in nodes)
     y1 = max(n["pos"][1] + n["size"][1] for n in nodes)
     scale = round(min(1.0, (width - 2 * margin) / (x1 - x0), (height - 2 * margin) / (y1 - y0)), 3)
-    return {"scale": scale, "offset": [round(margin / scale - x0, 1), round(margin / scale - y0, 1)]}
+    return {"scale": scale,
+            "offset": [round(margin / scale - x0, 1), round(margin / scale - y0, 1)]}
 
 
 def _slot_of(nodes, dst, input_name) -> int:
@@ -101,14 +110,19 @@ def base_then_sr():
         loader(1, [0, 0], BASE, title="Base stage (16px)"),
         loader(2, [0, 420], SR, title="SR stage (16->32)"),
         {"id": 3, "type": "CDMBaseSampler", "pos": [360, 0], "size": [320, 330],
-         "values": {"seed": 0, "steps": 30, "class_name": "random", "batch_size": 8, "truncate_s": 0.15}},
-        {"id": 4, "type": "CDMSuperResStage", "pos": [720, 200], "size": [320, 300], "values": {"steps": 30}},
+         "values": {"seed": 0, "steps": 30, "class_name": "random", "batch_size": 8,
+                    "truncate_s": 0.15}},
+        {"id": 4, "type": "CDMSuperResStage", "pos": [720, 200], "size": [320, 300],
+         "values": {"steps": 30}},
         {"id": 5, "type": "PreviewImage", "pos": [720, -160], "size": [260, 200]},
         {"id": 6, "type": "SaveImage", "pos": [1080, 200], "size": [300, 300],
          "values": {"filename_prefix": "cdm/base_sr"}},
-        note(7, [0, 540], "Base then one SR stage (CDM Algorithm 2, truncated conditioning augmentation).\n\n"
-                          "BaseSampler stops at the level truncate_s and hands z_s to the SR stage, whose "
-                          "s-embedding receives the same level. Set truncate_s to 0 to hand over the finished "
+        note(7, [0, 540],
+             "Base then one SR stage (CDM Algorithm 2, truncated conditioning augmentation).\n\n"
+                          "BaseSampler stops at the level truncate_s and hands z_s to the SR "
+                          "stage, whose "
+                          "s-embedding receives the same level. Set truncate_s to 0 to hand over "
+                          "the finished "
                           "16px image instead (then put a CondAugment in between)."),
     ]
     links = [(1, 0, 3, "stage"), (2, 0, 4, "stage"), (3, 1, 4, "lowres"), (3, 0, 5, "images"),
@@ -122,17 +136,25 @@ def full_cascade():
         loader(2, [0, 420], SR, title="SR stage"),
         {"id": 3, "type": "CDMBaseSampler", "pos": [360, 0], "size": [320, 330],
          "values": {"seed": 0, "steps": 30, "class_name": "random", "batch_size": 4}},
-        {"id": 4, "type": "CDMCondAugment", "pos": [720, 0], "size": [280, 130], "values": {"s": 0.15}},
-        {"id": 5, "type": "CDMSuperResStage", "pos": [1040, 0], "size": [320, 300], "title": "SR 16->32"},
-        {"id": 6, "type": "CDMCondAugment", "pos": [1400, 0], "size": [280, 130], "values": {"s": 0.1}},
-        {"id": 7, "type": "CDMSuperResStage", "pos": [1720, 0], "size": [320, 300], "title": "SR 32->64 (same stage)",
+        {"id": 4, "type": "CDMCondAugment", "pos": [720, 0], "size": [280, 130],
+         "values": {"s": 0.15}},
+        {"id": 5, "type": "CDMSuperResStage", "pos": [1040, 0], "size": [320, 300],
+         "title": "SR 16->32"},
+        {"id": 6, "type": "CDMCondAugment", "pos": [1400, 0], "size": [280, 130],
+         "values": {"s": 0.1}},
+        {"id": 7, "type": "CDMSuperResStage", "pos": [1720, 0], "size": [320, 300],
+         "title": "SR 32->64 (same stage)",
          "values": {"steps": 20}},
         {"id": 8, "type": "SaveImage", "pos": [2080, 0], "size": [320, 320],
          "values": {"filename_prefix": "cdm/cascade64"}},
         {"id": 9, "type": "PreviewImage", "pos": [1400, 220], "size": [260, 260]},
-        note(10, [0, 540], "The full cascade: base 16px -> CondAugment -> SR to 32px -> CondAugment -> the same SR "
-                           "stage again to 64px (a recursive cascade: stages are convolutional, so a 16->32 stage "
-                           "also runs 32->64). CondAugment's s is the conditioning-augmentation level the paper "
+        note(10, [0, 540],
+             "The full cascade: base 16px -> CondAugment -> SR to 32px -> CondAugment -> the same "
+             "SR "
+                           "stage again to 64px (a recursive cascade: stages are convolutional, so "
+                           "a 16->32 stage "
+                           "also runs 32->64). CondAugment's s is the conditioning-augmentation "
+                           "level the paper "
                            "searches after training; try 0.05-0.3."),
     ]
     links = [(1, 0, 3, "stage"), (3, 0, 4, "image"), (2, 0, 5, "stage"), (4, 0, 5, "lowres"),
@@ -143,23 +165,31 @@ def full_cascade():
 
 def upscale_your_image():
     nodes = [
-        {"id": 1, "type": "LoadImage", "pos": [0, 0], "size": [300, 320], "values": {"image": "cdm_example_16px.png"}},
+        {"id": 1, "type": "LoadImage", "pos": [0, 0], "size": [300, 320],
+         "values": {"image": "cdm_example_16px.png"}},
         loader(2, [0, 380], SR, title="SR stage (x2)"),
         loader(3, [0, 480], REFINER, title="Refiner (32px)"),
-        {"id": 4, "type": "CDMCondAugment", "pos": [360, 0], "size": [280, 130], "values": {"s": 0.1}},
+        {"id": 4, "type": "CDMCondAugment", "pos": [360, 0], "size": [280, 130],
+         "values": {"s": 0.1}},
         {"id": 5, "type": "CDMSuperResStage", "pos": [680, 0], "size": [320, 300],
          "values": {"class_name": "unconditional", "size_mismatch": "resize to fit"}},
-        {"id": 6, "type": "CDMRefiner", "pos": [1040, 0], "size": [320, 330], "values": {"strength": 0.4}},
+        {"id": 6, "type": "CDMRefiner", "pos": [1040, 0], "size": [320, 330],
+         "values": {"strength": 0.4}},
         {"id": 7, "type": "SaveImage", "pos": [1400, 0], "size": [300, 300],
          "values": {"filename_prefix": "cdm/upscaled"}},
         {"id": 8, "type": "PreviewImage", "pos": [1040, 380], "size": [260, 260]},
-        note(9, [360, 200], "Upscale your own image: LoadImage -> CondAugment -> SR stage (x2) -> Refiner.\n\n"
-                            "Any IMAGE goes through CondAugment first; it gives the SR stage the augmentation "
-                            "level it was trained with. The SR stage resizes inputs that do not fit when "
-                            "size_mismatch is 'resize to fit'. The refiner re-noises its input to `strength` and "
+        note(9, [360, 200],
+             "Upscale your own image: LoadImage -> CondAugment -> SR stage (x2) -> Refiner.\n\n"
+                            "Any IMAGE goes through CondAugment first; it gives the SR stage the "
+                            "augmentation "
+                            "level it was trained with. The SR stage resizes inputs that do not "
+                            "fit when "
+                            "size_mismatch is 'resize to fit'. The refiner re-noises its input to "
+                            "`strength` and "
                             "denoises in a few steps."),
     ]
-    links = [(1, 0, 4, "image"), (2, 0, 5, "stage"), (4, 0, 5, "lowres"), (3, 0, 6, "stage"), (5, 0, 6, "image"),
+    links = [(1, 0, 4, "image"), (2, 0, 5, "stage"), (4, 0, 5, "lowres"), (3, 0, 6, "stage"),
+             (5, 0, 6, "image"),
              (6, 0, 7, "images"), (5, 0, 8, "images")]
     return build("03_upscale_your_image", nodes, links)
 
@@ -170,10 +200,15 @@ def augmentation_sweep(levels=(0.0, 0.15, 0.4)):
         loader(2, [0, 420], SR, title="SR stage (16->32)"),
         {"id": 3, "type": "CDMBaseSampler", "pos": [360, 0], "size": [320, 330],
          "values": {"seed": 0, "steps": 30, "class_name": "random", "batch_size": 4}},
-        {"id": 4, "type": "PreviewImage", "pos": [360, 380], "size": [260, 260], "title": "base output"},
-        note(5, [0, 540], "Conditioning-augmentation sweep: one base output through the same SR stage at several "
-                          "levels s, side by side. This is the paper's post-training search for the best s "
-                          "(Table 3), done by eye: too little augmentation copies the base stage's artifacts, "
+        {"id": 4, "type": "PreviewImage", "pos": [360, 380], "size": [260, 260],
+         "title": "base output"},
+        note(5, [0, 540],
+             "Conditioning-augmentation sweep: one base output through the same SR stage at "
+             "several "
+                          "levels s, side by side. This is the paper's post-training search for "
+                          "the best s "
+                          "(Table 3), done by eye: too little augmentation copies the base stage's "
+                          "artifacts, "
                           "too much forgets its content."),
     ]
     links = [(1, 0, 3, "stage"), (3, 0, 4, "images")]
@@ -181,18 +216,22 @@ def augmentation_sweep(levels=(0.0, 0.15, 0.4)):
         aug, sr, save = 10 + 3 * k, 11 + 3 * k, 12 + 3 * k
         y = k * 320
         nodes += [
-            {"id": aug, "type": "CDMCondAugment", "pos": [720, y], "size": [280, 130], "title": f"CondAugment s={s}",
+            {"id": aug, "type": "CDMCondAugment", "pos": [720, y], "size": [280, 130],
+             "title": f"CondAugment s={s}",
              "values": {"s": s}},
-            {"id": sr, "type": "CDMSuperResStage", "pos": [1040, y], "size": [320, 300], "title": f"SR at s={s}"},
+            {"id": sr, "type": "CDMSuperResStage", "pos": [1040, y], "size": [320, 300],
+             "title": f"SR at s={s}"},
             {"id": save, "type": "SaveImage", "pos": [1400, y], "size": [240, 230],
              "values": {"filename_prefix": f"cdm/sweep_s{s:.2f}"}},
         ]
-        links += [(3, 0, aug, "image"), (2, 0, sr, "stage"), (aug, 0, sr, "lowres"), (sr, 0, save, "images")]
+        links += [(3, 0, aug, "image"), (2, 0, sr, "stage"), (aug, 0, sr, "lowres"),
+                  (sr, 0, save, "images")]
     return build("04_augmentation_sweep", nodes, links)
 
 
 SHIPPED = {"01_base_then_sr.json": base_then_sr, "02_full_cascade.json": full_cascade,
-           "03_upscale_your_image.json": upscale_your_image, "04_augmentation_sweep.json": augmentation_sweep}
+           "03_upscale_your_image.json": upscale_your_image,
+           "04_augmentation_sweep.json": augmentation_sweep}
 
 
 def main():

@@ -1,4 +1,4 @@
-"""Run an API-format prompt, or a UI-format workflow file, with the pack's nodes and a RunContext."""
+"""Run an API-format prompt or a UI-format workflow file with the pack's nodes and a RunContext."""
 from __future__ import annotations
 
 import copy
@@ -42,16 +42,19 @@ def execute(prompt: dict, context: RunContext, verbose: bool = False) -> dict:
         except (core.CascadeError, core.SamplingInterrupted):
             raise
         except Exception as e:  # name the node, keep the cause
-            raise WorkflowError(f"node {nid} ({node['_meta']['title']}) failed: {type(e).__name__}: {e}") from e
+            raise WorkflowError(f"node {nid} ({node['_meta']['title']}) failed: "
+                                f"{type(e).__name__}: {e}") from e
         if isinstance(out, dict):
             out = out.get("result", ())
         results[nid] = tuple(out) if out is not None else ()
         if verbose:
-            print(f"  node {nid:>3} {node['_meta']['title']:<22} {time.time() - t0:6.2f}s", flush=True)
+            print(f"  node {nid:>3} {node['_meta']['title']:<22} {time.time() - t0:6.2f}s",
+                  flush=True)
     return results
 
 
-def run(workflow_path, out_dir, overrides=(), stage_dirs=(), input_dirs=(), verbose=False) -> list[Path]:
+def run(workflow_path, out_dir, overrides=(), stage_dirs=(), input_dirs=(),
+        verbose=False) -> list[Path]:
     """Run a UI-format workflow file; ``overrides`` are ``[NODE.]widget=value`` strings. Returns the
     paths of the images it saved."""
     workflow_path = Path(workflow_path)
@@ -68,7 +71,8 @@ def run(workflow_path, out_dir, overrides=(), stage_dirs=(), input_dirs=(), verb
             raise WorkflowError("bad --set", "NODE.widget=value or widget=value", item)
         set_widget(workflow, CLASSES, target.strip(), value=value.strip())
     prompt = to_prompt(workflow, CLASSES)
-    context = RunContext(out_dir, [*input_dirs, workflow_path.parent, Path.cwd()], prompt, workflow=workflow)
+    context = RunContext(out_dir, [*input_dirs, workflow_path.parent, Path.cwd()], prompt,
+                         workflow=workflow)
     execute(prompt, context, verbose)
     return list(context.saved)
 

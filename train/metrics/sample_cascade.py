@@ -6,11 +6,10 @@ import time
 import numpy as np
 import torch
 
-from cascade_core import generate, make_condition, refine, super_resolve
-from cascade_core.images import to_uint8
+from cascade_core import generate, make_condition, refine, super_resolve, to_uint8
 
 # each stage of the cascade draws its noise from its own block of seeds: image i of stage k uses
-# seed + i + k * STAGE_SEED_STRIDE, so no two stages share a stream for runs of fewer images than this
+# seed + i + k * STAGE_SEED_STRIDE, so no two stages share a stream in runs of fewer images
 STAGE_SEED_STRIDE = 10 ** 6
 
 
@@ -25,15 +24,21 @@ def sample_cascade(base, sr=None, refiner=None, n=1000, batch=100, seed=0, steps
         lab = labels[start:start + batch]
         b = len(lab)
         cls = lab if k else None
-        img, cond = generate(base, b, seed=seed + start, steps=steps, sampler=sampler, spacing=spacing, labels=cls,
-                             guidance=guidance, truncate_s=s if (sr is not None and truncated and s > 0) else None)
+        img, cond = generate(base, b, seed=seed + start, steps=steps, sampler=sampler,
+                             spacing=spacing, labels=cls,
+                             guidance=guidance,
+                             truncate_s=s if (sr is not None and truncated and s > 0) else None)
         if sr is not None:
             if not (truncated and s > 0):
-                cond = make_condition(img, s, seed + start + STAGE_SEED_STRIDE, schedule=sr.config.augmentation.schedule)
-            img = super_resolve(sr, cond, seed=seed + start + 2 * STAGE_SEED_STRIDE, steps=sr_steps, sampler=sampler,
-                                spacing=spacing, labels=cls if sr.config.num_classes else None, guidance=guidance)
+                cond = make_condition(img, s, seed + start + STAGE_SEED_STRIDE,
+                                      schedule=sr.config.augmentation.schedule)
+            img = super_resolve(sr, cond, seed=seed + start + 2 * STAGE_SEED_STRIDE,
+                                steps=sr_steps, sampler=sampler,
+                                spacing=spacing, labels=cls if sr.config.num_classes else None,
+                                guidance=guidance)
         if refiner is not None:
-            img = refine(refiner, img, strength=refine_strength, seed=seed + start + 3 * STAGE_SEED_STRIDE,
+            img = refine(refiner, img, strength=refine_strength,
+                         seed=seed + start + 3 * STAGE_SEED_STRIDE,
                          steps=refine_steps, sampler=sampler, spacing=spacing)
         out.append(to_uint8(img))
         if log:

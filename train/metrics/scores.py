@@ -20,7 +20,8 @@ def fid_from_stats(mu1, sigma1, mu2, sigma2) -> float:
     """|mu1 - mu2|^2 + Tr(S1 + S2 - 2 (S1 S2)^(1/2)), with the trace term from the symmetric
     form sqrt(S1)^T S2 sqrt(S1), which has the same eigenvalues and stays real."""
     m1, m2 = torch.as_tensor(mu1, dtype=torch.float64), torch.as_tensor(mu2, dtype=torch.float64)
-    s1, s2 = torch.as_tensor(sigma1, dtype=torch.float64), torch.as_tensor(sigma2, dtype=torch.float64)
+    s1 = torch.as_tensor(sigma1, dtype=torch.float64)
+    s2 = torch.as_tensor(sigma2, dtype=torch.float64)
     r1 = _sqrtm_psd(s1)
     cross = torch.linalg.eigvalsh(r1 @ s2 @ r1).clamp(min=0).sqrt().sum()
     return float(((m1 - m2) ** 2).sum() + torch.trace(s1) + torch.trace(s2) - 2 * cross)
@@ -30,7 +31,8 @@ def fid(feats_a, feats_b) -> float:
     return fid_from_stats(*gaussian_stats(feats_a), *gaussian_stats(feats_b))
 
 
-def kid(feats_a, feats_b, subsets: int = 100, subset_size: int = 1000, seed: int = 0) -> tuple[float, float]:
+def kid(feats_a, feats_b, subsets: int = 100, subset_size: int = 1000,
+        seed: int = 0) -> tuple[float, float]:
     """Kernel Inception Distance (Binkowski et al.): unbiased MMD^2 with the cubic polynomial
     kernel k(x, y) = (x.y / d + 1)^3, averaged over random subsets; returns (mean, std)."""
     a, b = np.asarray(feats_a, dtype=np.float64), np.asarray(feats_b, dtype=np.float64)
@@ -41,7 +43,8 @@ def kid(feats_a, feats_b, subsets: int = 100, subset_size: int = 1000, seed: int
     for _ in range(subsets):
         x, y = a[rng.choice(len(a), m, replace=False)], b[rng.choice(len(b), m, replace=False)]
         kxx, kyy, kxy = (x @ x.T / d + 1) ** 3, (y @ y.T / d + 1) ** 3, (x @ y.T / d + 1) ** 3
-        mmd = ((kxx.sum() - np.trace(kxx)) + (kyy.sum() - np.trace(kyy))) / (m * (m - 1)) - 2 * kxy.mean()
+        within = (kxx.sum() - np.trace(kxx)) + (kyy.sum() - np.trace(kyy))
+        mmd = within / (m * (m - 1)) - 2 * kxy.mean()
         values.append(mmd)
     return float(np.mean(values)), float(np.std(values))
 
@@ -50,7 +53,8 @@ def _laplacian_pyramid(x: torch.Tensor, levels: int) -> list[torch.Tensor]:
     pyramid = []
     for _ in range(levels - 1):
         down = F.avg_pool2d(x, 2)
-        pyramid.append(x - F.interpolate(down, scale_factor=2, mode="bilinear", align_corners=False))
+        pyramid.append(x - F.interpolate(down, scale_factor=2, mode="bilinear",
+                                         align_corners=False))
         x = down
     return pyramid + [x]
 
@@ -61,19 +65,23 @@ def _patches(x: torch.Tensor, size: int, idx: torch.Tensor) -> torch.Tensor:
     return picked.permute(0, 2, 1).reshape(-1, cols.shape[1])
 
 
-def sliced_wasserstein(images_a: torch.Tensor, images_b: torch.Tensor, levels: int = 3, patch: int = 5,
+def sliced_wasserstein(images_a: torch.Tensor, images_b: torch.Tensor, levels: int = 3,
+                       patch: int = 5,
                        per_image: int = 64, projections: int = 128, seed: int = 0) -> list[float]:
     """SWD between Laplacian-pyramid patch distributions (Karras et al. 2018), one value per level
     (finest first), x1000. Needs no network weights: the cheap check for CI-sized tests."""
     g = torch.Generator().manual_seed(seed)
-    a_pyr, b_pyr = _laplacian_pyramid(images_a.float(), levels), _laplacian_pyramid(images_b.float(), levels)
+    a_pyr, b_pyr = _laplacian_pyramid(images_a.float(),
+                                      levels), _laplacian_pyramid(images_b.float(), levels)
     out = []
     for la, lb in zip(a_pyr, b_pyr):
         k = min(patch, la.shape[-1], la.shape[-2])
         positions = (la.shape[-2] - k + 1) * (la.shape[-1] - k + 1)
         idx_a = torch.randint(positions, (la.shape[0], per_image), generator=g)
         # the same positions for both sets when they have the same shape: identical sets score 0
-        idx_b = idx_a if lb.shape == la.shape else torch.randint(positions, (lb.shape[0], per_image), generator=g)
+        idx_b = idx_a
+        if lb.shape != la.shape:
+            idx_b = torch.randint(positions, (lb.shape[0], per_image), generator=g)
         pa, pb = _patches(la, k, idx_a), _patches(lb, k, idx_b)
         n = min(len(pa), len(pb))
         pa, pb = pa[:n], pb[:n]
