@@ -139,7 +139,7 @@ def main(argv=None) -> int:
     specs = [("single", None, None), ("sr_noaug", 0.0, False)] + \
         [("sr_aug", s, t) for t in (False, True) for s in levels if not (t and s == 0)]
     rows_file = out / "rows.jsonl"
-    _sample_rows(args, stages, specs, rows_file, part=part, parts=parts)
+    _sample_rows(args, stages, specs, rows_file=rows_file, part=part, parts=parts)
     done = _done_rows(rows_file)
     rows = [done.get(_key(_variant(name), s, t)) for name, s, t in specs]
     if any(r is None for r in rows):

@@ -21,6 +21,9 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
 
 def from_uint8(pixels) -> torch.Tensor:
     """HWC or NHWC uint8 (numpy array or tensor) -> CHW or NCHW float32 in [-1, 1]."""
-    t = torch.as_tensor(np.array(pixels, dtype=np.uint8, copy=True))
+    if isinstance(pixels, torch.Tensor):
+        t = pixels.detach().to("cpu", torch.uint8, copy=True)
+    else:
+        t = torch.from_numpy(np.array(pixels, dtype=np.uint8, copy=True))
     pattern = "h w c -> c h w" if t.ndim == 3 else "b h w c -> b c h w"
     return rearrange(t, pattern).float() / 127.5 - 1

@@ -112,3 +112,28 @@ def test_ddpm_uses_the_learned_variance_when_there_is_one():
     assert a.shape == b.shape and not torch.equal(a, b)
     with pytest.raises(cc.CascadeError, match="does not learn it"):
         cc.generate(tiny_stage(), 1, seed=0, steps=3, sampler="ddpm", variance="learned")
+
+
+def test_stage_builds_the_class_of_its_kind_and_copies_keep_it():
+    import copy
+
+    from cascade_core.kinds import DaeStage, DiffusionStage, OnePassStage
+
+    want = {"diffusion": DiffusionStage, "dae": DaeStage, "pixelshuffle": OnePassStage,
+            "resnet": OnePassStage, "conv": OnePassStage, "vit": OnePassStage}
+    for role, kinds in cc.KINDS.items():
+        for kind in kinds:
+            res, low = {"base": (8, 0), "sr": (16, 8), "refiner": (16, 16)}[role]
+            cfg = cc.StageConfig(role=role, resolution=res, low_res=low, kind=kind,
+                                 unet=cc.UNetConfig(8, (1, 2), 1, (), 2),
+                                 shallow=cc.ShallowConfig(hidden=8, blocks=1, depth=1, heads=2))
+            stage = cc.Stage(cfg)
+            assert type(stage) is want[kind] and isinstance(stage, cc.Stage)
+            assert type(copy.deepcopy(stage)) is want[kind]
+
+
+def test_a_stage_refuses_what_its_kind_cannot_do():
+    st = tiny_stage("sr", 16, 8)  # one-pass and diffusion SR stages inherit the refusal
+    with pytest.raises(cc.CascadeError, match="cannot generate"):
+        cc.Stage.sample_base(st, batch=1, seed=0, plan=cc.SamplingPlan(), labels=None,
+                             truncate_s=0.0, aug_schedule="cosine")

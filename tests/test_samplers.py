@@ -22,13 +22,23 @@ def run(name, steps, n=4000, seed=0, **opts):
     return cc.get_sampler(name)(model, x, sigmas, noise=as_noise_source(g, n), **opts)
 
 
-@pytest.mark.parametrize("name,opts",
-                         [("ddpm", {"variance": "small"}), ("ddpm", {"variance": "large"}),
-                                       ("ddim", {"eta": 0.0}), ("ddim", {"eta": 1.0}),
-                                       ("euler", {}),
-                                       ("heun", {}), ("dpmpp_2m", {})])
+DOCUMENTED = {"ddpm", "ddim", "euler", "heun", "dpmpp_2m"}
+# option variants beyond each sampler's defaults
+VARIANTS = [("ddpm", {"variance": "large"}), ("ddim", {"eta": 1.0})]
+
+
+def test_the_documented_samplers_are_registered_with_their_costs():
+    assert DOCUMENTED <= set(cc.SAMPLERS)
+    for name, fn in cc.SAMPLERS.items():
+        assert fn.order in (None, 1, 2), name
+        assert fn.evaluations(10) >= 10, name
+    assert cc.SAMPLERS["heun"].evaluations(10) == 19  # no second evaluation on the step to 0
+    assert cc.SAMPLERS["dpmpp_2m"].evaluations(10) == 10
+
+
+@pytest.mark.parametrize("name,opts", [(n, {}) for n in sorted(cc.SAMPLERS)] + VARIANTS)
 def test_sampler_reproduces_gaussian_data(name, opts):
-    stochastic = name == "ddpm" or opts.get("eta")
+    stochastic = cc.SAMPLERS[name].order is None or opts.get("eta")
     out = run(name, 400 if stochastic else 60, **opts)  # ancestral steps converge at first order
     assert float(out.mean()) == pytest.approx(MU, abs=0.02)
     assert float(out.std()) == pytest.approx(S, rel=0.05)
@@ -43,7 +53,8 @@ def _ode_error(name, steps):
     return float((out - ref).abs().max())
 
 
-@pytest.mark.parametrize("name,order", [("euler", 1), ("ddim", 1), ("heun", 2), ("dpmpp_2m", 2)])
+@pytest.mark.parametrize("name,order", [(n, fn.order) for n, fn in sorted(cc.SAMPLERS.items())
+                                        if fn.order is not None])
 def test_convergence_order(name, order):
     errs = [_ode_error(name, n) for n in (20, 40, 80)]
     rates = [math.log2(errs[i] / errs[i + 1]) for i in range(2)]

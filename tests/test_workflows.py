@@ -85,8 +85,8 @@ def test_unknown_node_is_named(tmp_path):
 def test_bad_overrides_and_main_exit_code(tiny_cascade, tmp_path, capsys):
     with pytest.raises(WorkflowError, match="no node has that widget"):
         run(WORKFLOWS[0], tmp_path, ["cfg_scale=3"], [tiny_cascade])
-    with pytest.raises(WorkflowError, match="bad value for sampler"):
-        run(WORKFLOWS[0], tmp_path, ["sampler=plms"], [tiny_cascade])
+    with pytest.raises(WorkflowError, match="bad value for sampler_name"):
+        run(WORKFLOWS[0], tmp_path, ["sampler_name=plms"], [tiny_cascade])
     assert main([str(WORKFLOWS[0]), "--out", str(tmp_path), "--set", "steps=x", "--stages",
                  str(tiny_cascade)]) == 2
     err = capsys.readouterr().err
@@ -99,3 +99,21 @@ def test_grid_output(tiny_cascade, tmp_path):
                  str(tiny_cascade),
                  "--grid", str(grid), "--grid-cols", "4"]) == 0
     assert Image.open(grid).size == (4 * 34, 2 * 34)
+
+
+def test_widgets_renamed_in_0_2_keep_working(tiny_cascade, tmp_path):
+    """``sampler`` is now ``sampler_name`` and ``schedule`` is ``spacing``: the old names, in --set
+    and in dict-valued widgets, still reach the same widget."""
+    from nodes.headless.graph import set_widget
+
+    wf = json.loads(WORKFLOWS[0].read_text())
+    assert set_widget(wf, CLASSES, "BaseSampler.schedule", "uniform") == 1
+    assert set_widget(wf, CLASSES, "BaseSampler.sampler", "euler") == 1
+    base = next(n for n in to_prompt(wf, CLASSES).values() if n["class_type"] == "CDMBaseSampler")
+    assert base["inputs"]["spacing"] == "uniform" and base["inputs"]["sampler_name"] == "euler"
+    node = next(n for n in wf["nodes"] if n["type"] == "CDMBaseSampler")
+    old = dict(zip(("seed", "steps", "sampler", "schedule"), (3, 2, "heun", "ddim")))
+    node["widgets_values"] = {**old, "class_name": "cat", "guidance": 1.0, "batch_size": 1,
+                              "truncate_s": 0.0, "dtype": "fp32"}
+    inputs = to_prompt(wf, CLASSES)[str(node["id"])]["inputs"]
+    assert (inputs["sampler_name"], inputs["spacing"], inputs["steps"]) == ("heun", "ddim", 2)

@@ -3,46 +3,33 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
 
 import torch
 from PIL import Image
+from tqdm import tqdm
 
 from cascade_core import to_uint8
 
 
 class Progress:
-    """A one-line progress bar with loss, images per second and ETA on stderr."""
+    """The training progress bar: tqdm, with loss, images per second and learning rate."""
 
     def __init__(self, total: int, start: int, enabled: bool = True, stream=sys.stderr):
-        self.total, self.start, self.enabled, self.stream = total, start, enabled, stream
-        self.t0, self.last = time.time(), 0.0
+        self.bar = tqdm(total=total, initial=start, disable=not enabled, file=stream,
+                        mininterval=0.5, unit="step", dynamic_ncols=True, leave=True)
 
     def update(self, step: int, loss: float, images_per_s: float, lr: float, force: bool = False):
-        if not self.enabled:
-            return
-        now = time.time()
-        if not force and now - self.last < 0.5:
-            return
-        self.last = now
-        done = step - self.start
-        eta = (now - self.t0) / max(done, 1) * (self.total - step)
-        frac = step / self.total
-        bar = "#" * int(frac * 24)
-        self.stream.write(f"\r[{bar:<24}] {step}/{self.total} loss {loss:.4f} {images_per_s:.1f} "
-                          "img/s "
-                          f"lr {lr:.2e} eta {_hms(eta)} ")
-        self.stream.flush()
+        """Move the bar to ``step`` and show the step's figures."""
+        self.bar.set_postfix_str(f"loss {loss:.4f} {images_per_s:.1f} img/s lr {lr:.2e}",
+                                 refresh=False)
+        self.bar.update(step - self.bar.n)
+        if force:
+            self.bar.refresh()
 
     def close(self):
-        if self.enabled:
-            self.stream.write("\n")
-
-
-def _hms(seconds: float) -> str:
-    s = int(seconds)
-    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
+        """End the bar's line."""
+        self.bar.close()
 
 
 class MetricLog:

@@ -23,15 +23,17 @@ from ..errors import CascadeError
 SAMPLERS: dict = {}
 
 
-def register(name: str, evaluations=lambda steps: steps):
+def register(name: str, order: int | None, evaluations=lambda steps: steps):
     """Add a sampler to ``SAMPLERS`` under ``name``.
 
+    ``order`` is the convergence order of its deterministic form as a solver of the
+    probability-flow ODE (None for an ancestral sampler, which only converges in distribution);
     ``evaluations(steps)`` is its model-evaluation count over ``steps`` intervals ending at 0: its
-    cost, which budgets and progress bars use.
+    cost, which budgets and progress bars use. The tests derive their cases from these.
     """
 
     def add(fn):
-        fn.evaluations = evaluations
+        fn.order, fn.evaluations = order, evaluations
         SAMPLERS[name] = fn
         return fn
 
@@ -48,7 +50,7 @@ def _vp(sigma: float) -> tuple[float, float]:
     return 1 / (1 + sigma * sigma), sigma * sigma / (1 + sigma * sigma)
 
 
-@register("ddpm")
+@register("ddpm", order=None)
 @torch.no_grad()
 def sample_ddpm(model, x, sigmas, noise=None, callback=None, variance: str = "auto"):
     """Ancestral sampling from the posterior q(x_{t-1} | x_t, x0_hat) between grid points.
@@ -92,7 +94,7 @@ def sample_ddpm(model, x, sigmas, noise=None, callback=None, variance: str = "au
     return x
 
 
-@register("ddim")
+@register("ddim", order=1)
 @torch.no_grad()
 def sample_ddim(model, x, sigmas, noise=None, callback=None, eta: float = 0.0):
     """DDIM (Song et al.); eta 0 is deterministic, eta 1 matches DDPM's small variance."""
@@ -117,7 +119,7 @@ def sample_ddim(model, x, sigmas, noise=None, callback=None, eta: float = 0.0):
     return x
 
 
-@register("euler")
+@register("euler", order=1)
 @torch.no_grad()
 def sample_euler(model, x, sigmas, noise=None, callback=None):
     """First-order solver of the probability-flow ODE dx/dsigma = (x - D(x)) / sigma."""
@@ -131,7 +133,7 @@ def sample_euler(model, x, sigmas, noise=None, callback=None):
     return x
 
 
-@register("heun", evaluations=lambda steps: 2 * steps - 1)  # no second evaluation at 0
+@register("heun", order=2, evaluations=lambda steps: 2 * steps - 1)  # no second evaluation at 0
 @torch.no_grad()
 def sample_heun(model, x, sigmas, noise=None, callback=None):
     """Second-order Heun (Karras et al. 2022, Algorithm 1); Euler on the final step to 0."""
@@ -151,7 +153,7 @@ def sample_heun(model, x, sigmas, noise=None, callback=None):
     return x
 
 
-@register("dpmpp_2m")
+@register("dpmpp_2m", order=2)
 @torch.no_grad()
 def sample_dpmpp_2m(model, x, sigmas, noise=None, callback=None):
     """DPM-Solver++(2M) (Lu et al. 2022): multistep, second order, data prediction."""

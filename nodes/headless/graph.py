@@ -8,6 +8,7 @@ that ComfyUI's ``/prompt`` endpoint accepts.
 """
 from __future__ import annotations
 
+from .. import NODE_DISPLAY_NAME_MAPPINGS
 from .._core import core
 from ..widgets import RENAMED
 
@@ -116,16 +117,17 @@ def _old_name(name: str) -> str | None:
 
 
 def set_widget(workflow: dict, classes: dict, target: str, value: str) -> int:
-    """Set widget ``name`` (``target`` is ``name`` or ``NODE.name``, NODE an id, type or title)
-    to ``value`` parsed by the widget's type; returns how many nodes changed. Widget names from
-    before a rename (``widgets.RENAMED``) still work."""
+    """Set widget ``name`` (``target`` is ``name`` or ``NODE.name``, NODE an id, type, title or
+    display name) to ``value`` parsed by the widget's type; returns how many nodes changed.
+    Widget names from before a rename (``widgets.RENAMED``) still work."""
     node_key, _, name = target.rpartition(".")
     name = RENAMED.get(name, name)
     changed = 0
     for node in workflow["nodes"]:
         cls = classes.get(node.get("type"))
-        if cls is None or (node_key and node_key not in (str(node.get("id")), node.get("type"),
-                                                         node.get("title"))):
+        names = (str(node.get("id")), node.get("type"), node.get("title"),
+                 NODE_DISPLAY_NAME_MAPPINGS.get(node.get("type")))
+        if cls is None or (node_key and node_key not in names):
             continue
         spec = {n: (t, o) for n, t, o, _ in declared_inputs(cls)}
         positions = widget_positions(node, cls)
