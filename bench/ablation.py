@@ -127,7 +127,6 @@ def main(argv=None) -> int:
     # the budget: what the single-stage model does in --minutes (measured steps/s on this machine)
     single_steps = 4 if args.quick else args.single_steps or _steps_in(single, args.minutes)
     budget = train_flops_per_image(single) * single.batch_size * single_steps
-    levels = [float(v) for v in args.levels.split(",")]
     plan = {"single": _budgeted(single, budget), "base": _budgeted(base, budget / 2),
             "sr_aug": _budgeted(sr_aug, budget / 2), "sr_noaug": _budgeted(sr_none, budget / 2)}
     report = {"budget_gflop": budget / 1e9, "single_steps": single_steps,
@@ -136,8 +135,7 @@ def main(argv=None) -> int:
     part, parts = _part(args.part)
     stages = {name: _trained(cfg, report["variants"], name, must_exist=parts > 1)
               for name, cfg in plan.items()}
-    specs = [("single", None, None), ("sr_noaug", 0.0, False)] + \
-        [("sr_aug", s, t) for t in (False, True) for s in levels if not (t and s == 0)]
+    specs = row_specs(parse_levels(args.levels))
     rows_file = out / "rows.jsonl"
     _sample_rows(args, stages, specs, rows_file=rows_file, part=part, parts=parts)
     done = _done_rows(rows_file)
@@ -211,6 +209,25 @@ def economics(stages: dict, steps: int, batch: int, repeats: int) -> dict:
             "seconds_per_image": {k: v / batch for k, v in seconds.items()},
             "gflop_per_image": {"single": flops["single"],
                                 "cascade": flops["base"] + flops["sr_aug"]}}
+
+
+def parse_levels(text: str) -> list[float]:
+    """The ``--levels`` list: comma-separated augmentation levels in [0, 1]."""
+    try:
+        levels = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise CascadeError("--levels must be numbers", "e.g. 0,0.1,0.3", text) from None
+    if not levels or any(not 0 <= s <= 1 for s in levels):
+        raise CascadeError("--levels must be levels s in [0, 1]", "e.g. 0,0.1,0.3", text)
+    return levels
+
+
+def row_specs(levels: list[float]) -> list[tuple]:
+    """(SR variant, s, truncated) of every row: the single-stage model, the cascade without
+    augmentation, then the amortized SR stage at each level, non-truncated and truncated (a
+    truncation at s = 0 is the non-truncated row, so it is not repeated)."""
+    return [("single", None, None), ("sr_noaug", 0.0, False)] + \
+        [("sr_aug", s, t) for t in (False, True) for s in levels if not (t and s == 0)]
 
 
 def _part(text: str) -> tuple[int, int]:

@@ -1,5 +1,11 @@
+import os
 import sys
 from pathlib import Path
+
+# one intra-op thread per test process (and per process a test starts): tiny models gain nothing
+# from more, and on a loaded machine two threads per process oversubscribe the cores and run
+# many times slower (the suite's budget, 5 minutes on 2 cores, assumes this)
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np
 import pytest

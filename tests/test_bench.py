@@ -28,19 +28,26 @@ def test_samplers_quick(capsys):
 
 def test_ablation_quick(tmp_path, capsys):
     from bench import ablation
-    assert ablation.main(["--quick", "--out", str(tmp_path)]) == 0
+    assert ablation.main(["--quick", "--out", str(tmp_path), "--steps", "2"]) == 0
     out = capsys.readouterr().out
     assert "quick ablation: 13 rows" in out and "'s': 0.5, 'truncated': True" in out
     assert "economics: cascade / single-stage = " in out and "x the GFLOPs" in out
 
 
-def test_ablation_levels(tmp_path, capsys):
-    """--levels picks the swept s: single + no-aug + 2 non-truncated + 1 truncated rows."""
+def test_ablation_levels():
+    """--levels picks the swept s: single + no-aug + 2 non-truncated + 1 truncated rows (the runs
+    that sample these rows end to end are the two ablation tests around this one)."""
+    import pytest
+
     from bench import ablation
-    assert ablation.main(["--quick", "--out", str(tmp_path), "--levels", "0,0.3"]) == 0
-    out = capsys.readouterr().out
-    assert "quick ablation: 5 rows" in out and "'s': 0.5" not in out
-    assert "'s': 0.3, 'truncated': True" in out
+    from cascade_core import CascadeError
+    specs = ablation.row_specs(ablation.parse_levels("0,0.3"))
+    assert specs == [("single", None, None), ("sr_noaug", 0.0, False), ("sr_aug", 0.0, False),
+                     ("sr_aug", 0.3, False), ("sr_aug", 0.3, True)]
+    assert len(ablation.row_specs(ablation.LEVELS)) == 2 + 2 * len(ablation.LEVELS) - 1
+    for bad in ("", "0,x", "0,1.5"):
+        with pytest.raises(CascadeError, match="--levels"):
+            ablation.parse_levels(bad)
 
 
 def test_shallow_ablation_quick(tmp_path, capsys):
@@ -92,7 +99,7 @@ def test_ablation_rows_continue_and_split_over_parts(tmp_path, capsys):
 
     from bench import ablation
     from cascade_core import CascadeError
-    args = ["--quick", "--out", str(tmp_path), "--levels", "0,0.3"]
+    args = ["--quick", "--out", str(tmp_path), "--levels", "0,0.3", "--steps", "2"]
     with pytest.raises(CascadeError, match="--part needs the trained variants"):
         ablation.main([*args, "--part", "1/2"])
     assert ablation.main([*args, "--part", "0/1"]) == 0
