@@ -35,3 +35,18 @@ def check_range(name: str, value: float, lo: float, hi: float, stage: str | None
     if not (lo <= v <= hi):
         raise CascadeError(f"{name} is out of range", f"a value in [{lo}, {hi}]", v, stage=stage)
     return v
+
+
+def check_finite(name: str, x, stage: str | None = None):
+    """Raise a CascadeError when the tensor (or number) ``x`` holds NaN or infinite values."""
+    import math
+
+    import torch
+
+    if isinstance(x, torch.Tensor):
+        bad = int((~torch.isfinite(x)).sum())
+        if bad:
+            raise CascadeError(f"{name} holds {bad} NaN or infinite value(s)", "finite values",
+                               f"{bad} of {x.numel()}", stage=stage)
+    elif not math.isfinite(float(x)):
+        raise CascadeError(f"{name} must be a finite number", "a finite number", x, stage=stage)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .errors import CascadeError, check_range
+from .errors import CascadeError, check_finite, check_range
 from .process.augment import aug_alpha_bar, condition_augment
 from .process.noise import NoiseSource
 from .process.resize import downsample
@@ -41,6 +41,8 @@ def make_condition(image: torch.Tensor, s: float, seed, schedule: str = "cosine"
     ``seed`` is an int (image i uses ``seed + i``) or a NoiseSource.
     """
     s = check_range("augmentation level s", s, 0.0, hi=1.0)
+    check_finite("the image to augment", image)
+    check_finite("blur sigma", blur_sigma)
     noise = NoiseSource.from_seed(seed, image.shape[0]) if isinstance(seed, int) else seed
     z = condition_augment(image.float(), s, noise, schedule=schedule, blur_sigma=blur_sigma)
     return LowResCond(image=z, level=torch.full((image.shape[0],), s), schedule=schedule,

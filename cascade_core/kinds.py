@@ -14,6 +14,7 @@ import math
 
 import torch
 
+from .errors import check_finite
 from .handover import LowResCond, convert_level, make_condition
 from .losses import dae_loss
 from .models.stage import Stage
@@ -140,6 +141,7 @@ class DaeStage(Stage, kinds=("dae",)):
         with torch.inference_mode(), autocast(self.device, plan.dtype):
             image = self.walk_back(x, noise, None if labels is None else labels.to(self.device),
                                    callback=plan.callback)
+        check_finite("the DAE chain's output", image, self.name)
         image = image.float().clamp(-1, 1).cpu()
         if truncate_s > 0:
             cond = make_condition(image, truncate_s,
@@ -169,6 +171,7 @@ class OnePassStage(Stage, kinds=("pixelshuffle", "resnet", "conv", "vit")):
     def _one_pass(self, x, plan: SamplingPlan):
         with torch.inference_mode(), autocast(self.device, plan.dtype):
             out = self.net(x.to(self.device, torch.float32)).float()
+        check_finite("the one-pass output", out, self.name)
         _report(plan, {"i": 0, "total": 1, "x": x, "sigma": 0.0, "denoised": out})
         return out.cpu()
 

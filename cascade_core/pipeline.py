@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from . import kinds  # noqa: F401  (registers the stage kinds)
-from .errors import CascadeError, check_range
+from .errors import CascadeError, check_finite, check_range
 from .handover import LowResCond, convert_level, fit_condition, make_condition
 from .models.stage import Stage
 from .sampling import SamplingPlan, run_sampler
@@ -28,6 +28,7 @@ def generate(stage: Stage, batch: int, *, seed: int, steps=30, sampler="dpmpp_2m
     z_0 at level 0, to be augmented by ``make_condition``.
     """
     _expect_role(stage, "base")
+    check_finite("guidance", guidance, stage.name)
     s = 0.0 if truncate_s is None else check_range("truncation level s", truncate_s, 0.0, hi=1.0,
                                                    stage=stage.name)
     plan = SamplingPlan(steps=steps, sampler=sampler, spacing=spacing, guidance=guidance,
@@ -48,6 +49,8 @@ def super_resolve(stage: Stage, cond: LowResCond, *, seed: int, steps=30, sample
         raise CascadeError("conditioning channel count does not match", cfg.channels, C,
                            stage=stage.name)
     check_size(stage, h * cfg.factor, w * cfg.factor, what=f"output of {h}x{w} input")
+    check_finite("the low-res conditioning", cond.image, stage.name)
+    check_finite("guidance", guidance, stage.name)
     plan = SamplingPlan(steps=steps, sampler=sampler, spacing=spacing, guidance=guidance,
                         callback=callback,
                         dtype=dtype, options=options)
@@ -71,6 +74,8 @@ def refine(stage: Stage, image: torch.Tensor, *, strength: float, seed: int, ste
     if C != cfg.channels:
         raise CascadeError("image channel count does not match", cfg.channels, C, stage=stage.name)
     check_size(stage, H, W, what="input image")
+    check_finite("the image to refine", image, stage.name)
+    check_finite("guidance", guidance, stage.name)
     if strength == 0 or int(steps) < 1:
         return image.clamp(-1, 1)
     plan = SamplingPlan(steps=steps, sampler=sampler, spacing=spacing, guidance=guidance,

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .denoiser import Denoiser
+from .errors import CascadeError
 from .process.noise import NoiseSource
 from .process.samplers import get_sampler
 
@@ -41,13 +42,38 @@ def run_sampler(stage, x, sigmas, plan: SamplingPlan, noise: NoiseSource, labels
                      aug_level=None if aug_level is None else aug_level.to(device),
                      guidance=plan.guidance)
     last = {}
+    watch = FiniteWatch(device)
 
     def report(info):
         last["denoised"] = info["denoised"]
+        watch.step(info["i"], info["denoised"])
         if plan.callback is not None:
             plan.callback(info)
 
     with torch.inference_mode(), autocast(device, plan.dtype):
         x = get_sampler(plan.sampler)(model, x.to(device), sigmas, noise=noise, callback=report,
                                       **plan.options)
+        watch.step(len(sigmas) - 1, x)
+    watch.check(stage.name, total=len(sigmas) - 1)
     return x.float(), last.get("denoised", x).float()
+
+
+class FiniteWatch:
+    """Notices the first sampler step whose estimate is not finite, without slowing the sampler:
+    the flag stays on the device and is read once, at the end."""
+
+    def __init__(self, device):
+        self.first_bad = torch.full((), -1, dtype=torch.long, device=device)
+
+    def step(self, i: int, x: torch.Tensor):
+        """Record step ``i`` if ``x`` holds NaN or inf and no earlier step did (no host sync)."""
+        bad = ~torch.isfinite(x).all()
+        self.first_bad = torch.where(bad & (self.first_bad < 0), i, self.first_bad)
+
+    def check(self, stage: str, total: int):
+        """Raise a CascadeError naming the stage and the first non-finite step, if any."""
+        first = int(self.first_bad)
+        if first >= 0:
+            where = f"step {first + 1} of {total}" if first < total else "the final output"
+            raise CascadeError(f"sampling went non-finite (NaN or inf) at {where}",
+                               "finite estimates", "NaN/inf", stage=stage)

@@ -22,6 +22,8 @@ try:  # these modules exist only inside a running ComfyUI
 except ImportError:
     mm = comfy_utils = folder_paths = None
 
+from .paths import escapes, inside  # noqa: E402  (after the optional ComfyUI imports)
+
 FOLDER = "cascade"
 PACK_WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
 _extra_dirs: list[Path] = []
@@ -63,12 +65,17 @@ def stage_files() -> list[str]:
 
 
 def stage_path(name: str) -> Path | None:
+    """The file ``name`` inside one of the stage folders; None when it is not there or when the
+    name would lead outside them (absolute, or climbing out with ``..``)."""
+    if escapes(name):
+        return None
     if folder_paths is not None:
         p = folder_paths.get_full_path(FOLDER, name)
         return Path(p) if p else None
     for d in stage_dirs():
-        if (d / name).is_file():
-            return d / name
+        p = inside(d, name)
+        if p is not None and p.is_file():
+            return d / os.path.normpath(name)
     return None
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from . import comfy_bridge as bridge
 from ._core import core
+from .known_files import missing_file_hint
 
 STAGE_TYPE = "CDM_STAGE"
 _cache: dict = {}
@@ -31,7 +32,7 @@ class LoadedStage:
 def load(name: str) -> LoadedStage:
     path = bridge.stage_path(name)
     if path is None:
-        raise core.CheckpointError(f"stage file {name!r} not found",
+        raise core.CheckpointError(f"stage file {name!r} not found{missing_file_hint(name)}",
                                    f"one of {bridge.stage_files()} in the 'cascade' model folder",
                                    name)
     key = (str(path), path.stat().st_mtime_ns)

@@ -87,6 +87,10 @@ def load_stage(path, device="cpu", dtype: str | torch.dtype | None = "fp32") -> 
                                         f"shape mismatch {wrong[:3]}" if wrong else ""]))
         raise CheckpointError(f"{name}: weights do not match the stage config", cfg.describe(),
                               found)
+    broken = [k for k, v in tensors.items() if v.is_floating_point() and not v.isfinite().all()]
+    if broken:
+        raise CheckpointError(f"{name}: {len(broken)} weight tensor(s) hold NaN or infinite values",
+                              "finite weights", ", ".join(broken[:3]))
     target = DTYPES.get(meta.get("cdm_dtype", "fp32"),
                         torch.float32) if dtype is None else _as_dtype(dtype)
     stage = stage.to(target)

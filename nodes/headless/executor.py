@@ -16,6 +16,7 @@ from .._core import core
 from .context import RunContext
 from .graph import WorkflowError, execution_order, set_widget, to_prompt
 from .io_nodes import BUILTIN, ContextNode
+from .validate import validate
 
 CLASSES = {**BUILTIN, **NODE_CLASS_MAPPINGS}
 
@@ -37,13 +38,15 @@ def execute(prompt: dict, context: RunContext, verbose: bool = False) -> dict:
         cls = CLASSES[node["class_type"]]
         args = {k: _resolve(v, results) for k, v in node["inputs"].items()}
         t0 = time.time()
+        label = f"node {nid} ({node['_meta']['title']})"
         try:
             out = getattr(_node(cls, context), cls.FUNCTION)(**args)
-        except (core.CascadeError, core.SamplingInterrupted):
+        except (core.SamplingInterrupted, WorkflowError):
             raise
+        except core.CascadeError as e:  # name the node in front of the engine's sentence
+            raise WorkflowError(f"{label}: {e}") from e
         except Exception as e:  # name the node, keep the cause
-            raise WorkflowError(f"node {nid} ({node['_meta']['title']}) failed: "
-                                f"{type(e).__name__}: {e}") from e
+            raise WorkflowError(f"{label} failed: {type(e).__name__}: {e}") from e
         if isinstance(out, dict):
             out = out.get("result", ())
         results[nid] = tuple(out) if out is not None else ()
@@ -71,6 +74,7 @@ def run(workflow_path, out_dir, overrides=(), stage_dirs=(), input_dirs=(),
             raise WorkflowError("bad --set", "NODE.widget=value or widget=value", item)
         set_widget(workflow, CLASSES, target.strip(), value=value.strip())
     prompt = to_prompt(workflow, CLASSES)
+    validate(prompt, CLASSES)  # every problem, before any node runs
     context = RunContext(out_dir, [*input_dirs, workflow_path.parent, Path.cwd()], prompt,
                          workflow=workflow)
     execute(prompt, context, verbose)

@@ -49,26 +49,57 @@ def node_label(node: dict) -> str:
     return f"node {node.get('id')} ({node.get('title') or node.get('type')})"
 
 
+def problems_error(problems: list[str]) -> WorkflowError:
+    """One error that lists every problem found, one per line."""
+    head = "the workflow cannot run" + (f" ({len(problems)} problems)" if len(problems) > 1 else "")
+    return WorkflowError(head + ":\n  " + "\n  ".join(problems))
+
+
+def _links(workflow: dict, problems: list[str]) -> dict:
+    links = {}
+    raw = workflow.get("links", [])
+    if not isinstance(raw, list):
+        problems.append(f"'links' must be a list, found {type(raw).__name__}")
+        return links
+    for k, link in enumerate(raw):
+        try:
+            link_id, src, src_slot = (link[0], link[1], link[2]) if isinstance(link, list) else \
+                (link["id"], link["origin_id"], link["origin_slot"])
+            links[link_id] = (str(src), int(src_slot))
+        except (KeyError, IndexError, TypeError, ValueError):
+            problems.append(f"link #{k} is malformed: expected [id, origin, slot, target, "
+                            f"target_slot, type], found {link!r}"[:200])
+    return links
+
+
 def to_prompt(workflow: dict, classes: dict) -> dict:
-    """The API-format prompt of a UI-format workflow: what ComfyUI's frontend queues."""
+    """The API-format prompt of a UI-format workflow: what ComfyUI's frontend queues. Every
+    structural problem (unknown node types, dangling links, missing widget values) is reported
+    at once."""
     if not isinstance(workflow, dict) or "nodes" not in workflow:
         raise WorkflowError("not a UI-format workflow", "a JSON object with 'nodes' and 'links'",
                             type(workflow).__name__)
-    links = {}
-    for link in workflow.get("links", []):
-        link_id, src, src_slot = (link[0], link[1], link[2]) if isinstance(link, list) else \
-            (link["id"], link["origin_id"], link["origin_slot"])
-        links[link_id] = (str(src), int(src_slot))
+    if not isinstance(workflow["nodes"], list) or not all(
+            isinstance(n, dict) and "id" in n for n in workflow["nodes"]):
+        raise WorkflowError("not a UI-format workflow: 'nodes' must be a list of node objects",
+                            "a list of objects with 'id' and 'type'",
+                            type(workflow["nodes"]).__name__)
+    problems: list[str] = []
+    links = _links(workflow, problems)
     prompt = {}
     for node in workflow["nodes"]:
         if node.get("type") in VIRTUAL or node.get("mode", 0) in (MUTED, BYPASSED):
             continue
         cls = classes.get(node.get("type"))
         if cls is None:
-            raise WorkflowError(f"{node_label(node)} cannot run here: unknown node type",
-                                f"one of {sorted(classes)}", node.get("type"))
-        prompt[str(node["id"])] = {"class_type": node["type"], "inputs": _inputs(node, cls, links),
+            problems.append(f"{node_label(node)} cannot run here: unknown node type "
+                            f"{node.get('type')!r}")
+            continue
+        inputs = _inputs(node, cls, links=links, problems=problems)
+        prompt[str(node["id"])] = {"class_type": node["type"], "inputs": inputs,
                                    "_meta": {"title": node.get("title") or node["type"]}}
+    if problems:
+        raise problems_error(problems)
     return prompt
 
 
@@ -87,9 +118,21 @@ def widget_positions(node: dict, cls) -> dict[str, int]:
     return positions
 
 
-def _inputs(node: dict, cls, links: dict) -> dict:
-    linked = {i["name"]: links[i["link"]] for i in node.get("inputs",
-                                                            []) if i.get("link") is not None}
+def _linked(node: dict, links: dict, problems: list[str]) -> dict:
+    linked = {}
+    for inp in node.get("inputs") or []:
+        if not isinstance(inp, dict) or inp.get("link") is None:
+            continue
+        if inp["link"] not in links:
+            problems.append(f"{node_label(node)}: input {inp.get('name')!r} uses link "
+                            f"{inp['link']}, which the workflow's 'links' do not have")
+        else:
+            linked[inp.get("name")] = links[inp["link"]]
+    return linked
+
+
+def _inputs(node: dict, cls, links: dict, problems: list[str]) -> dict:
+    linked = _linked(node, links, problems)
     values = node.get("widgets_values", [])
     positions = widget_positions(node, cls) if isinstance(values, list) else {}
     inputs = {}
@@ -104,11 +147,11 @@ def _inputs(node: dict, cls, links: dict) -> dict:
             elif "default" in opts or not required:
                 inputs[name] = opts.get("default")
             else:
-                raise WorkflowError(f"{node_label(node)} has no value for widget {name!r}",
-                                    "one widgets_values entry per widget", len(values))
+                problems.append(f"{node_label(node)} has no value for widget {name!r}: expected "
+                                f"one widgets_values entry per widget, found {len(values)}")
         elif required:
-            raise WorkflowError(f"{node_label(node)}: input {name!r} is not connected",
-                                f"a {typ} link", "none")
+            problems.append(f"{node_label(node)}: input {name!r} is not connected (expected a "
+                            f"{typ} link)")
     return inputs
 
 

@@ -8,7 +8,7 @@ reopens its graph.
 from __future__ import annotations
 
 import json
-from pathlib import Path
+import os
 
 import numpy as np
 import torch
@@ -17,6 +17,7 @@ from PIL.PngImagePlugin import PngInfo
 
 from .._core import core
 from ..images import comfy_from_uint8, comfy_to_uint8
+from ..paths import escapes, inside
 from .context import RunContext
 
 
@@ -36,10 +37,14 @@ class LoadImage(ContextNode):
     def INPUT_TYPES(cls):
         return {"required": {"image": ("STRING", {"image_upload": True})}}
 
+    @classmethod
+    def VALIDATE_INPUTS(cls, image):
+        why = escapes(image)
+        return True if why is None else f"image must be a file inside an input folder, not {why}"
+
     def load_image(self, image):
-        path = next((d / image for d in self.context.input_dirs if (d / image).is_file()), None)
-        if path is None and Path(image).is_file():
-            path = Path(image)
+        candidates = (inside(d, image) for d in self.context.input_dirs)
+        path = next((p for p in candidates if p is not None and p.is_file()), None)
         if path is None:
             raise core.CascadeError(f"LoadImage: {image!r} not found",
                                     f"a file in {[str(d) for d in self.context.input_dirs]}", image)
@@ -65,11 +70,23 @@ class SaveImage(ContextNode):
         return {"required": {"images": ("IMAGE",),
                              "filename_prefix": ("STRING", {"default": "ComfyUI"})}}
 
+    @classmethod
+    def VALIDATE_INPUTS(cls, filename_prefix="ComfyUI"):
+        why = escapes(filename_prefix)
+        return True if why is None else \
+            f"filename_prefix must stay inside the output folder, not {why}"
+
     def save_images(self, images, filename_prefix="ComfyUI"):
         folder = self.context.out_dir / self.subfolder
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / filename_prefix).parent.mkdir(parents=True, exist_ok=True)
-        counter = 1 + sum(1 for _ in folder.glob(f"{filename_prefix}_*_.png"))
+        if inside(folder, filename_prefix) is None:  # checked before anything is created
+            raise core.CascadeError("SaveImage: filename_prefix leaves the output folder",
+                                    f"a name inside {folder}", filename_prefix)
+        if not bool(torch.isfinite(images).all()):
+            raise core.CascadeError("SaveImage: the images hold NaN or infinite values",
+                                    "finite pixels", "non-finite values")
+        target = folder / os.path.normpath(filename_prefix)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        counter = 1 + sum(1 for _ in target.parent.glob(f"{target.name}_*_.png"))
         results = []
         for image in images:
             arr = comfy_to_uint8(image)
@@ -78,10 +95,12 @@ class SaveImage(ContextNode):
                 meta.add_text("prompt", json.dumps(self.context.prompt))
             if self.context.workflow is not None:
                 meta.add_text("workflow", json.dumps(self.context.workflow))
-            path = folder / f"{filename_prefix}_{counter:05}_.png"
+            path = target.parent / f"{target.name}_{counter:05}_.png"
             Image.fromarray(arr).save(path, pnginfo=meta, compress_level=4)
             self.context.saved.append(path)
-            results.append({"filename": path.name, "subfolder": self.subfolder, "type": "output"})
+            sub = os.path.relpath(path.parent, self.context.out_dir)
+            results.append({"filename": path.name, "subfolder": "" if sub == "." else sub,
+                            "type": "output"})
             counter += 1
         return {"ui": {"images": results}}
 
