@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import MISSING, fields
+from dataclasses import asdict, fields
 
 from cascade_core import CascadeError
 
-from .config import ROLE_DEFAULTS, TrainConfig, load_file, resolve
+from .config import PRESETS, TrainConfig, load_file, resolve
+from .options import accepted, field_kind, flag
 
 EXAMPLES = {
     "base": "python -m train.stage1 --data ../shared/data/cifar10/train --out runs/base16 --preset "
@@ -31,7 +32,9 @@ def build_parser(role: str, description: str) -> argparse.ArgumentParser:
         epilog=f"example:\n  {EXAMPLES[role]}\n  torchrun --nproc_per_node=2 -m train.stage"
                f"{ {'base': 1, 'sr': 2, 'refiner': 3}[role] } ... (DDP; --batch-size stays the "
                "global batch)\n"
-               f"precedence: defaults < --preset < --config file < flags",
+               "precedence: defaults < --preset < --config file < flags; a run without "
+               "--preset uses the tiny preset, and each default below names the preset values "
+               "where they differ",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default="", help="JSON or TOML file with any of the keys below")
     p.add_argument("--resume", nargs="?", const="auto", default="",
@@ -40,30 +43,47 @@ def build_parser(role: str, description: str) -> argparse.ArgumentParser:
     p.add_argument("--init-from", default="", metavar="STAGE.safetensors",
                    help="fine-tune an existing stage (its architecture replaces the preset's)")
     add_dataclass_flags(p, TrainConfig, SKIP | ({"low_res"} if role != "sr" else set()),
-                        defaults=ROLE_DEFAULTS[role])
+                        shown=preset_defaults(role))
     return p
 
 
-def add_dataclass_flags(p: argparse.ArgumentParser, cls, skip=(), defaults=None):
-    """One ``--flag`` per dataclass field (help text from the field's metadata); unset flags are
-    None so that presets and config files can fill them."""
-    defaults = defaults or {}
+def preset_defaults(role: str) -> dict[str, str]:
+    """Per field, what a run of ``role`` uses when no flag sets it: one value, or the value of
+    each preset where they differ (``--help`` shows these, not the dataclass defaults)."""
+    per = {name: asdict(resolve(role, name, {}, cli_values={})) for name in PRESETS}
+    shown = {}
+    for key, value in per["tiny"].items():
+        values = {name: cfg[key] for name, cfg in per.items()}
+        if len({repr(v) for v in values.values()}) == 1:
+            shown[key] = repr(value) if isinstance(value, str) else str(value)
+        else:
+            shown[key] = ", ".join(f"{name} {v!r}" if isinstance(v, str) else f"{name} {v}"
+                                   for name, v in values.items())
+    shown["preset"] = "'tiny'"
+    return shown
+
+
+def add_dataclass_flags(p: argparse.ArgumentParser, cls, skip=(), shown=None):
+    """One ``--flag`` per dataclass field (help text and accepted values from the field's
+    metadata); unset flags are None so that presets and config files can fill them. ``shown``
+    replaces a field's dataclass default in the help text (e.g. by the presets' values)."""
     for f in fields(cls):
         if f.name in skip:
             continue
-        flag = "--" + f.name.replace("_", "-")
-        default = defaults.get(f.name, f.default if f.default is not MISSING else None)
-        help_text = f.metadata.get("help", "") + f" (default: {default})"
+        default = (shown or {}).get(f.name, repr(f.default) if isinstance(f.default, str)
+                                    else f.default)
+        kind = field_kind(f)
+        limits = "" if kind in (bool, str) else f"; {accepted(f.metadata)}"
+        help_text = f"{f.metadata.get('help', '')} (default: {default}{limits})"
+        help_text = help_text.replace("%", "%%")
         if f.metadata.get("choices"):
-            p.add_argument(flag, choices=f.metadata["choices"], default=None, help=help_text)
-        elif f.type in (bool, "bool"):
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
+            p.add_argument(flag(f.name), choices=f.metadata["choices"], default=None,
+                           help=help_text)
+        elif kind is bool:
+            p.add_argument(flag(f.name), action=argparse.BooleanOptionalAction, default=None,
                            help=help_text)
         else:
-            kind = {"int": int, "float": float,
-                    "str": str}.get(f.type if isinstance(f.type, str) else f.type.__name__,
-                                                               str)
-            p.add_argument(flag, type=kind, default=None, help=help_text)
+            p.add_argument(flag(f.name), type=kind, default=None, help=help_text)
 
 
 def parse(role: str, description: str, argv=None):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from cascade_core import AugmentConfig, CascadeError, ScheduleConfig, StageConfig, UNetConfig
 
-from .options import RunConfig, option
+from .options import INT_LIST, RunConfig, check_options, option
 
 
 @dataclass
@@ -23,61 +23,72 @@ class TrainConfig(RunConfig):
                          "model/optimizer size: tiny (CPU minute), small (shipped cascade), base "
                          "(paper, GPU)",
                      choices=("tiny", "small", "base"))
-    role: str = option("base", "base | sr | refiner (set by the entry point)")
+    role: str = option("base", "base | sr | refiner (set by the entry point)",
+                       choices=("base", "sr", "refiner"))
     name: str = option("", "stage name stored in the checkpoint")
-    resolution: int = option(16, "output resolution of the stage")
-    low_res: int = option(0, "low-resolution input size (sr stages)")
-    crop: int = option(0, "train sr/refiner stages on random crops of this size (0 = whole image)")
+    resolution: int = option(16, "output resolution of the stage", min=1)
+    low_res: int = option(0, "low-resolution input size (sr stages)", min=0)
+    crop: int = option(0, "train sr/refiner stages on random crops of this size (0 = whole image)",
+                       min=0)
     # run length and batch
-    steps: int = option(1000, "optimizer steps")
-    grad_accum: int = option(1, "micro-batches per optimizer step")
+    steps: int = option(1000, "optimizer steps", min=1)
+    grad_accum: int = option(1, "micro-batches per optimizer step", min=1)
     # optimizer
-    weight_decay: float = option(0.0, "AdamW weight decay")
-    warmup: int = option(200, "linear learning-rate warmup steps")
-    lr_decay: str = option("cosine", "cosine | linear | constant decay after warmup")
-    min_lr_ratio: float = option(0.1, "final learning rate as a fraction of the peak")
-    grad_clip: float = option(1.0, "max gradient norm (0 = off)")
+    weight_decay: float = option(0.0, "AdamW weight decay", min=0)
+    warmup: int = option(200, "linear learning-rate warmup steps", min=0)
+    lr_decay: str = option("cosine", "cosine | linear | constant decay after warmup",
+                           choices=("cosine", "linear", "constant"))
+    min_lr_ratio: float = option(0.1, "final learning rate as a fraction of the peak", min=0, max=1)
+    grad_clip: float = option(1.0, "max gradient norm (0 = off)", min=0)
     ema_decay: float = option(0.999,
-                              "EMA decay (0.9999 is for runs of hundreds of thousands of steps)")
-    ema_warmup: float = option(10.0, "EMA warmup: decay_t = min(decay, (1+n)/(warmup+n))")
+                              "EMA decay (0.9999 is for runs of hundreds of thousands of steps)",
+                              min=0, lt=1)
+    ema_warmup: float = option(10.0, "EMA warmup: decay_t = min(decay, (1+n)/(warmup+n))", min=0)
     # data augmentation
     flip: bool = option(True, "random horizontal flips")
     # diffusion and architecture (presets fill these)
-    base_channels: int = option(32, "U-Net base channels")
-    channel_mult: str = option("1,2,2", "U-Net channel multipliers per level")
-    num_res_blocks: int = option(2, "residual blocks per level")
+    base_channels: int = option(32, "U-Net base channels", min=1)
+    channel_mult: str = option("1,2,2", "U-Net channel multipliers per level", pattern=INT_LIST,
+                               what="comma-separated integers")
+    num_res_blocks: int = option(2, "residual blocks per level", min=1)
     attention_resolutions: str = option("8",
                                         "feature-map sizes with attention (comma-separated, '' for "
-                                        "none)")
-    num_heads: int = option(4, "attention heads")
-    dropout: float = option(0.0, "dropout in residual blocks")
-    schedule: str = option("cosine", "linear | cosine beta schedule")
-    timesteps: int = option(1000, "training timesteps T")
-    parameterization: str = option("eps", "eps | v | x0")
+                                        "none)", pattern=INT_LIST, empty=True,
+                                        what="comma-separated integers or nothing")
+    num_heads: int = option(4, "attention heads", min=1)
+    dropout: float = option(0.0, "dropout in residual blocks", min=0, lt=1)
+    schedule: str = option("cosine", "linear | cosine beta schedule", choices=("linear", "cosine"))
+    timesteps: int = option(1000, "training timesteps T", min=2)
+    parameterization: str = option("eps", "eps | v | x0", choices=("eps", "v", "x0"))
     learn_sigma: bool = option(False, "learn variances with the hybrid loss")
     noise_conditioning: str = option("timestep",
                                      "timestep | logsnr (continuous: retune inference schedules "
-                                     "freely)")
-    min_snr_gamma: float = option(0.0, "min-SNR-gamma loss weighting (0 = off)")
-    upsample: str = option("bilinear", "how sr stages upsample their input: bilinear | bicubic")
+                                     "freely)", choices=("timestep", "logsnr"))
+    min_snr_gamma: float = option(0.0, "min-SNR-gamma loss weighting (0 = off)", min=0)
+    upsample: str = option("bilinear", "how sr stages upsample their input: bilinear | bicubic",
+                           choices=("bilinear", "bicubic", "nearest"))
     # conditioning augmentation (sr and refiner)
-    aug_schedule: str = option("cosine", "schedule that maps the level s in [0, 1] to noise")
-    s_max: float = option(0.5, "train amortized over s ~ U(0, s_max)")
-    default_s: float = option(0.1, "level the nodes start from")
-    blur_prob: float = option(0.0, "fraction of a batch blurred (paper: 0.5 at 128px and above)")
-    blur_sigma_min: float = option(0.4, "blur sigma range, low end")
-    blur_sigma_max: float = option(0.6, "blur sigma range, high end")
-    refiner_max_t: float = option(0.3, "refiner trains on t < refiner_max_t * T")
+    aug_schedule: str = option("cosine", "schedule that maps the level s in [0, 1] to noise",
+                               choices=("cosine", "linear"))
+    s_max: float = option(0.5, "train amortized over s ~ U(0, s_max)", min=0, max=1)
+    default_s: float = option(0.1, "level the nodes start from", min=0, max=1)
+    blur_prob: float = option(0.0, "fraction of a batch blurred (paper: 0.5 at 128px and above)",
+                              min=0, max=1)
+    blur_sigma_min: float = option(0.4, "blur sigma range, low end", min=0)
+    blur_sigma_max: float = option(0.6, "blur sigma range, high end", min=0)
+    refiner_max_t: float = option(0.3, "refiner trains on t < refiner_max_t * T", gt=0, max=1)
     # feedback and checkpoints
-    log_every: int = option(10, "steps between log lines")
-    sample_every: int = option(500, "steps between sample grids (0 = off)")
-    num_samples: int = option(16, "images in a sample grid")
-    sample_steps: int = option(20, "sampler steps for sample grids")
-    checkpoint_every: int = option(500, "steps between checkpoints")
-    max_seconds: float = option(0.0, "stop (with a checkpoint) after this wall time (0 = no limit)")
+    log_every: int = option(10, "steps between log lines", min=1)
+    sample_every: int = option(500, "steps between sample grids (0 = off)", min=0)
+    num_samples: int = option(16, "images in a sample grid", min=1)
+    sample_steps: int = option(20, "sampler steps for sample grids", min=1)
+    checkpoint_every: int = option(500, "steps between checkpoints", min=1)
+    max_seconds: float = option(0.0,
+                                "stop (with a checkpoint) after this wall time (0 = no limit)",
+                                min=0)
     stop_after: int = option(0,
                              "stop (with a checkpoint) after this many steps in this invocation (0 "
-                             "= run to --steps)")
+                             "= run to --steps)", min=0)
 
 
 PRESETS = {
@@ -153,9 +164,8 @@ def resolve(role: str, preset: str, file_values: dict, cli_values: dict) -> Trai
 
 
 def validate(cfg: TrainConfig):
-    if cfg.steps < 1 or cfg.batch_size < 1 or cfg.grad_accum < 1:
-        raise CascadeError("steps, batch size and grad accumulation must be positive",
-                           ">= 1", (cfg.steps, cfg.batch_size, cfg.grad_accum))
+    """Every field within its declared range, then the rules that tie fields together."""
+    check_options(cfg)
     if cfg.batch_size % cfg.grad_accum:
         raise CascadeError("batch size must split evenly into accumulation micro-batches",
                            f"a multiple of {cfg.grad_accum}", cfg.batch_size)
@@ -166,12 +176,15 @@ def validate(cfg: TrainConfig):
     if cfg.crop and (cfg.crop > cfg.resolution or cfg.crop % factor):
         raise CascadeError("crop must fit the resolution and the upsampling factor",
                            f"<= {cfg.resolution} and a multiple of the factor", cfg.crop)
-    if cfg.precision not in ("auto", "fp32", "bf16", "fp16"):
-        raise CascadeError("unknown precision", "auto, fp32, bf16 or fp16", repr(cfg.precision))
-    if cfg.lr_decay not in ("cosine", "linear", "constant"):
-        raise CascadeError("unknown lr decay", "cosine, linear or constant", repr(cfg.lr_decay))
-    if not 0 <= cfg.label_dropout <= 1:
-        raise CascadeError("label dropout out of range", "[0, 1]", cfg.label_dropout)
+    if cfg.blur_sigma_min > cfg.blur_sigma_max:
+        raise CascadeError("the blur sigma range is reversed",
+                           f"--blur-sigma-min <= --blur-sigma-max ({cfg.blur_sigma_max})",
+                           cfg.blur_sigma_min)
+    if cfg.role != "sr" and cfg.low_res and cfg.role != "refiner":
+        raise CascadeError("--low-res is for sr stages", "0", cfg.low_res)
+    if cfg.role == "sr" and not 0 < cfg.low_res < cfg.resolution:
+        raise CascadeError("an sr stage upsamples", f"0 < --low-res < --resolution "
+                                                    f"({cfg.resolution})", cfg.low_res)
 
 
 def _ints(text: str) -> tuple:

@@ -8,6 +8,7 @@ over several processes see exactly the same examples.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,6 +99,12 @@ class ImageSource:
 
     def __len__(self) -> int:
         return len(self.array) if self.array is not None else len(self.files)
+
+    def drop(self, indices):
+        """Leave the images at ``indices`` out of the set (unreadable ones, --bad-data skip)."""
+        keep = np.setdiff1d(np.arange(len(self.files)), np.asarray(list(indices), dtype=int))
+        self.files = [self.files[i] for i in keep]
+        self.labels = self.labels[keep]
 
     @property
     def num_classes(self) -> int:
@@ -271,3 +278,44 @@ def loader(source, maker, *, batch_size: int, steps: int, seed: int, workers: in
                                        num_workers=workers,
                                        generator=torch.Generator().manual_seed(seed),
                                        multiprocessing_context=context)
+
+
+VERIFY_BUDGET_S = 60.0  # --verify-data auto decodes everything when that takes about this long
+
+
+def _decodes(path: Path) -> bool:
+    try:
+        with Image.open(path) as img:
+            img.convert("RGB")
+        return True
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        return False
+
+
+def verify_source(source: ImageSource, verify: str, bad_data: str, log=print) -> list[str]:
+    """Decode every image before training (an .npz needs nothing). ``auto`` times the first 200
+    images and goes on when the whole set takes at most ``VERIFY_BUDGET_S``. Unreadable files are
+    an error naming them, or with ``bad_data == "skip"`` are left out and returned."""
+    if source.array is not None:
+        return []
+    verify = "on" if bad_data == "skip" else verify
+    n = len(source.files)
+    if verify == "off":
+        return []
+    t0, probe = time.time(), min(n, 200)
+    bad = [i for i in range(probe) if not _decodes(source.files[i])]
+    estimate = (time.time() - t0) / max(probe, 1) * n
+    if verify == "auto" and estimate > VERIFY_BUDGET_S:
+        log(f"data check skipped: decoding all {n} images would take about {estimate:.0f} s "
+            "(--verify-data on forces it)")
+        return []
+    bad += [i for i in range(probe, n) if not _decodes(source.files[i])]
+    names = [str(source.files[i]) for i in bad]
+    if bad and bad_data == "error":
+        raise CascadeError(f"{len(bad)} image(s) in {source.path} do not decode",
+                           "images that decode (or --bad-data skip to leave them out)",
+                           names[:5])
+    source.drop(bad)
+    if not source.files:
+        raise CascadeError(f"no readable images in {source.path}", "at least one", 0)
+    return names

@@ -3,12 +3,17 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
 
 from cascade_core import CascadeError
+
+_monitor, _probe = None, 10.0
+PROBE_SECONDS = 10.0  # how long the diagnosis waits for the other ranks after a timeout
 
 
 @dataclass
@@ -47,7 +52,9 @@ def pick_precision(name: str, device: torch.device) -> tuple[torch.dtype | None,
     return torch.float16, True
 
 
-def setup(device_name: str, precision: str) -> Runtime:
+def setup(device_name: str, precision: str, timeout: float = 600.0) -> Runtime:
+    """The run's rank, world size, device and precision; joins the process group under torchrun
+    with ``timeout`` seconds for every collective."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     device = pick_device(device_name)
@@ -55,7 +62,11 @@ def setup(device_name: str, precision: str) -> Runtime:
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(device)
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo",
+                                timeout=timedelta(seconds=timeout))
+        global _monitor, _probe  # a gloo group that can tell which rank stopped answering
+        _monitor = dist.new_group(backend="gloo", timeout=timedelta(seconds=timeout))
+        _probe = min(PROBE_SECONDS, timeout)
     amp, scaler = pick_precision(precision, device)
     return Runtime(rank, world, device, amp_dtype=amp, scaler=scaler)
 
@@ -84,3 +95,21 @@ def barrier(rt: Runtime):
 def teardown():
     if dist.is_initialized():
         dist.destroy_process_group()
+
+
+def lost_rank_error(rt: Runtime, error: Exception, step: int) -> CascadeError:
+    """After a collective failed (timed out, or a peer's connection closed): ask every rank to
+    check in, and name those that do not, in one sentence instead of gloo's or NCCL's trace."""
+    missing = "the coordinating rank 0" if rt.rank else "another rank"
+    if _monitor is not None:
+        try:
+            dist.monitored_barrier(group=_monitor, timeout=timedelta(seconds=_probe),
+                                   wait_all_ranks=True)
+        except RuntimeError as e:
+            found = re.search(r"Ranks? ([\d, ]+) failed to pass monitoredBarrier", str(e))
+            if found:
+                missing = "rank " + found.group(1).strip()
+    first = str(error).strip().splitlines()[0][:160] if str(error).strip() else type(error).__name__
+    return CascadeError(f"rank {rt.rank} of {rt.world}: the other processes stopped answering at "
+                        f"step {step}; {missing} did not respond (frozen, swapped out or killed; "
+                        f"--collective-timeout sets the wait)", "every rank answering", first)

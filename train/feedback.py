@@ -34,10 +34,12 @@ class Progress:
 
 class MetricLog:
     """Appends one JSON object per logged step to ``metrics.jsonl`` (and to TensorBoard when
-    installed)."""
+    installed). A run that starts at ``start`` first drops the lines of later steps, so the steps
+    a resumed run replays appear once."""
 
-    def __init__(self, out: Path, tensorboard: bool):
+    def __init__(self, out: Path, tensorboard: bool, start: int = 0):
         self.path = out / "metrics.jsonl"
+        self._truncate(start)
         self.tb = None
         if tensorboard:
             try:
@@ -45,6 +47,18 @@ class MetricLog:
                 self.tb = SummaryWriter(str(out / "tensorboard"))
             except Exception:  # tensorboard not installed: the JSONL log is enough
                 self.tb = None
+
+    def _truncate(self, start: int):
+        if not self.path.is_file():
+            return
+        kept = []
+        for line in self.path.read_text().splitlines():
+            try:
+                if int(json.loads(line)["step"]) <= start:
+                    kept.append(line)
+            except (ValueError, KeyError, TypeError):
+                continue  # a line cut short by a kill is dropped too
+        self.path.write_text("".join(k + "\n" for k in kept))
 
     def write(self, step: int, **values):
         with open(self.path, "a") as f:

@@ -57,6 +57,10 @@ class Recipe:
         """Bookkeeping once a step's update is applied: EMA, logs, progress, previews."""
         raise NotImplementedError
 
+    def log_position(self, start: int) -> int:
+        """The ``step`` field of the last metrics line a run starting at ``start`` keeps."""
+        raise NotImplementedError
+
     def may_stop_after(self, step: int) -> bool:
         """True where a run may stop and resume exactly (every step, or at epoch ends)."""
         raise NotImplementedError
@@ -103,9 +107,11 @@ class StopSignal:
 
 
 @contextlib.contextmanager
-def run_feedback(rt, out: Path, tensorboard: bool, show_progress: bool, total: int, start: int):
-    """Log, progress bar and stop-signal handling of a run; closed and torn down however it ends."""
-    log = MetricLog(out, tensorboard) if rt.is_main else None
+def run_feedback(rt, out: Path, tensorboard: bool, show_progress: bool, total: int, start: int,
+                 logged: int):
+    """Log (kept up to the ``logged`` position), progress bar and stop-signal handling of a run;
+    closed and torn down however it ends."""
+    log = MetricLog(out, tensorboard, start=logged) if rt.is_main else None
     progress = Progress(total, start, show_progress and rt.is_main)
     stop = StopSignal()
     try:
@@ -120,35 +126,48 @@ def run_feedback(rt, out: Path, tensorboard: bool, show_progress: bool, total: i
         raise TrainingStopped()
 
 
-def run_phases(recipe: Recipe, rt, batches, start: int, feedback: dict):
+def run_phases(recipe: Recipe, rt, batches, start: int, feedback: dict) -> int:
     """Train from step ``start`` to ``recipe.total_steps``, phase by phase; returns the last
-    step run.
+    step run. Under torchrun, a collective that fails (a rank frozen past
+    ``--collective-timeout``, or gone) ends the run with an error naming the rank.
 
     ``feedback`` holds ``out``, ``tensorboard`` and ``progress`` for ``run_feedback``.
     """
-    step = start
+    position = {"step": start}
     with run_feedback(rt, feedback["out"], feedback["tensorboard"],
                       show_progress=feedback["progress"], total=recipe.total_steps,
-                      start=start) as (log, progress, stop):
-        for phase in recipe.phases(start):
-            for step in range(max(phase.first, start + 1), phase.last + 1):
-                t0 = time.time()
-                loss = optimizer_step(recipe, phase, rt, batches=batches, step=step)
-                if (step - phase.first + 1) % phase.lr_every == 0:
-                    phase.lr_schedule.step()
-                recipe.after_step(phase, step, loss, seconds=time.time() - t0, log=log,
-                                  progress=progress)
-                halt = recipe.may_stop_after(step) and step < recipe.total_steps and D.any_rank(
-                    stop.flag or recipe.budget_spent(step), rt)
-                if recipe.checkpoint_due(step) or step == recipe.total_steps or halt:
-                    if rt.is_main:
-                        recipe.save(phase, step)
-                    D.barrier(rt)
-                if halt:
-                    if rt.is_main:
-                        print(f"\nstopped at step {step}; resume with --resume", flush=True)
-                    return step
-    return step
+                      start=start, logged=recipe.log_position(start)) as (log, progress, stop):
+        try:
+            _run_steps(recipe, rt, batches, position=position, log=log, progress=progress,
+                       stop=stop)
+        except RuntimeError as e:  # torch.distributed's errors (DistBackendError included)
+            if rt.world == 1:
+                raise
+            raise D.lost_rank_error(rt, e, step=position["step"]) from None
+    return position["step"]
+
+
+def _run_steps(recipe: Recipe, rt, batches, position: dict, log, progress, stop):
+    start = position["step"]
+    for phase in recipe.phases(start):
+        for step in range(max(phase.first, start + 1), phase.last + 1):
+            position["step"] = step
+            t0 = time.time()
+            loss = optimizer_step(recipe, phase, rt, batches=batches, step=step)
+            if (step - phase.first + 1) % phase.lr_every == 0:
+                phase.lr_schedule.step()
+            recipe.after_step(phase, step, loss, seconds=time.time() - t0, log=log,
+                              progress=progress)
+            halt = recipe.may_stop_after(step) and step < recipe.total_steps and D.any_rank(
+                stop.flag or recipe.budget_spent(step), rt)
+            if recipe.checkpoint_due(step) or step == recipe.total_steps or halt:
+                if rt.is_main:
+                    recipe.save(phase, step)
+                D.barrier(rt)
+            if halt:
+                if rt.is_main:
+                    print(f"\nstopped at step {step}; resume with --resume", flush=True)
+                return
 
 
 def optimizer_step(recipe: Recipe, phase: Phase, rt, batches, step: int) -> float:

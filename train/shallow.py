@@ -28,13 +28,13 @@ from cascade_core import CascadeError, Stage, save_stage
 from . import distributed as D
 from .cli import add_dataclass_flags
 from .config import load_file
-from .data import ImageSource, PairMaker, loader
+from .data import ImageSource, PairMaker, loader, verify_source
 from .loop import Phase, Recipe, run_phases
 from .lpips import LPIPS
 from .perceptual import PerceptualLoss
 from .shallow_config import ShallowTrainConfig, stage_configs, teacher_forcing
 from .shallow_model import ShallowCascade
-from .state import STATE_PATTERN, find_resume, load_parts, prune, save_parts
+from .state import STATE_PATTERN, find_resume, load_parts, prepare_out, prune, save_parts
 
 # the seed of optimizer step k's own generator on rank r is
 # (seed * STEP_SEED_MIX + k) * RANK_SEED_SLOTS + r: distinct for every (seed, step, rank) of any
@@ -122,6 +122,10 @@ class ShallowRecipe(Recipe):
                           **{f"loss_{k}": v / self.per_epoch for k, v in self.sums.items()})
             self.sums, self.epoch_seconds = {}, 0.0
 
+    def log_position(self, start):
+        """Metrics lines are numbered by epoch."""
+        return start // self.per_epoch
+
     def may_stop_after(self, step):
         """At epoch ends: states are written per epoch."""
         return step % self.per_epoch == 0
@@ -149,8 +153,10 @@ class ShallowRecipe(Recipe):
 
 def train_shallow(cfg: ShallowTrainConfig, resume: str = "", stop_after_epochs: int = 0) -> dict:
     """Train the three stages of the shallow cascade; returns the stage files written, by name."""
-    rt = D.setup(cfg.device, cfg.precision)
+    rt = D.setup(cfg.device, cfg.precision, timeout=cfg.collective_timeout)
     out, source = Path(cfg.out), ImageSource(cfg.data)
+    skipped = verify_source(source, cfg.verify_data, bad_data=cfg.bad_data,
+                            log=print if rt.is_main else (lambda *a, **k: None))
     torch.manual_seed(cfg.seed)
     stages = {k: Stage(c) for k,
               c in stage_configs(cfg, source.num_classes, source.class_names).items()}
@@ -171,7 +177,7 @@ def train_shallow(cfg: ShallowTrainConfig, resume: str = "", stop_after_epochs: 
                           seed=cfg.seed,
                           workers=cfg.workers, rank=rt.rank, world=rt.world, start_step=start))
     if rt.is_main:
-        out.mkdir(parents=True, exist_ok=True)
+        prepare_out(out, skipped)
         sizes = {k: f"{s.config.kind} {s.num_parameters() / 1e6:.2f}M" for k, s in stages.items()}
         print(f"shallow cascade {sizes}; perceptual: "
               f"{perceptual.source if perceptual else 'none'}; "

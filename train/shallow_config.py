@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from cascade_core import CascadeError, ScheduleConfig, ShallowConfig, StageConfig, UNetConfig
 
-from .options import RunConfig, option
+from .options import RunConfig, check_options, option
 
 
 @dataclass
@@ -13,34 +13,36 @@ class ShallowTrainConfig(RunConfig):
     """The shallow-cascade recipe; the shared fields come from RunConfig (two defaults differ)."""
 
     out: str = option("runs/shallow", "output folder")
-    batch_size: int = option(128, "global batch")
-    resolution: int = option(32, "final resolution (upsampler output, refiner)")
-    coarse_res: int = option(16, "coarse stage resolution")
+    batch_size: int = option(128, "global batch", min=1)
+    resolution: int = option(32, "final resolution (upsampler output, refiner)", min=1)
+    coarse_res: int = option(16, "coarse stage resolution", min=1)
     coarse: str = option("diffusion", "coarse generator kind", choices=("diffusion", "dae"))
     upsampler: str = option("pixelshuffle", "upsampler kind",
                             choices=("pixelshuffle", "resnet", "diffusion"))
     refiner: str = option("vit", "refiner kind", choices=("vit", "conv", "diffusion"))
-    hidden: int = option(64, "channels of one-pass stages and the DAE (ViT: token width)")
-    blocks: int = option(2, "residual blocks of one-pass stages and the DAE")
-    vit_depth: int = option(4, "ViT refiner transformer layers")
-    vit_heads: int = option(4, "ViT refiner attention heads")
-    patch: int = option(4, "ViT refiner patch size")
-    dae_sigma: float = option(1.0, "DAE noise range / chain start")
-    unet_channels: int = option(32, "base channels of diffusion stages")
-    timesteps: int = option(1000, "timesteps of diffusion stages")
-    phase1_epochs: int = option(35, "phase 1: coarse warm-up epochs")
-    phase2_epochs: int = option(35, "phase 2: upsampler + refiner epochs (coarse frozen)")
+    hidden: int = option(64, "channels of one-pass stages and the DAE (ViT: token width)", min=1)
+    blocks: int = option(2, "residual blocks of one-pass stages and the DAE", min=1)
+    vit_depth: int = option(4, "ViT refiner transformer layers", min=1)
+    vit_heads: int = option(4, "ViT refiner attention heads", min=1)
+    patch: int = option(4, "ViT refiner patch size", min=1)
+    dae_sigma: float = option(1.0, "DAE noise range / chain start", gt=0)
+    unet_channels: int = option(32, "base channels of diffusion stages", min=1)
+    timesteps: int = option(1000, "timesteps of diffusion stages", min=2)
+    phase1_epochs: int = option(35, "phase 1: coarse warm-up epochs", min=0)
+    phase2_epochs: int = option(35, "phase 2: upsampler + refiner epochs (coarse frozen)", min=0)
     phase3_epochs: int = option(30,
                                 "phase 3: joint fine-tuning epochs (gradients reach the coarse "
-                                "stage)")
-    epoch_size: int = option(0, "images per epoch (0 = the whole dataset)")
-    lr_step: int = option(15, "StepLR step size in epochs (per phase)")
-    lr_gamma: float = option(0.5, "StepLR decay factor")
-    tf2_start: float = option(0.9, "phase 2 teacher-forcing probability at its start")
-    tf2_end: float = option(0.1, "... and at its end (linear)")
-    tf3_start: float = option(0.1, "phase 3 teacher-forcing probability at its start")
-    tf3_end: float = option(0.0, "... and at its end (linear)")
-    perceptual_weight: float = option(0.1, "weight of the refiner's perceptual term (0 = MSE only)")
+                                "stage)", min=0)
+    epoch_size: int = option(0, "images per epoch (0 = the whole dataset)", min=0)
+    lr_step: int = option(15, "StepLR step size in epochs (per phase)", min=1)
+    lr_gamma: float = option(0.5, "StepLR decay factor", gt=0, max=1)
+    tf2_start: float = option(0.9, "phase 2 teacher-forcing probability at its start", min=0, max=1)
+    tf2_end: float = option(0.1, "... and at its end (linear)", min=0, max=1)
+    tf3_start: float = option(0.1, "phase 3 teacher-forcing probability at its start", min=0, max=1)
+    tf3_end: float = option(0.0, "... and at its end (linear)", min=0, max=1)
+    perceptual_weight: float = option(0.1,
+                                      "weight of the refiner's perceptual term (0 = MSE only)",
+                                      min=0)
     perceptual: str = option("",
                              "classifier file for the perceptual term (default: "
                              "bench/models/cifar10-classifier)")
@@ -49,18 +51,10 @@ class ShallowTrainConfig(RunConfig):
     lpips_linear: str = option("", "... and the LPIPS heads (lpips' vgg.pth: lin0..lin4)")
 
     def __post_init__(self):
+        check_options(self)
         if self.resolution % self.coarse_res or self.resolution <= self.coarse_res:
             raise CascadeError("the upsampler needs an integer factor",
-                               f"a multiple of {self.coarse_res}",
-                               self.resolution)
-        if min(self.phase1_epochs, self.phase2_epochs,
-               self.phase3_epochs) < 0 or self.batch_size < 1:
-            raise CascadeError("epochs must be >= 0 and the batch positive", ">= 0",
-                               (self.phase1_epochs, self.phase2_epochs, self.phase3_epochs,
-                                self.batch_size))
-        for name in ("tf2_start", "tf2_end", "tf3_start", "tf3_end", "label_dropout"):
-            if not 0 <= getattr(self, name) <= 1:
-                raise CascadeError(f"{name} is a probability", "[0, 1]", getattr(self, name))
+                               f"a multiple of {self.coarse_res}", self.resolution)
 
 
 def teacher_forcing(cfg: ShallowTrainConfig, phase: int, progress: float) -> float:

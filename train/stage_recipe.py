@@ -22,11 +22,19 @@ from cascade_core import (
 
 from . import distributed as D
 from .config import TrainConfig, stage_config
-from .data import ExampleMaker, ImageSource, KeyedDataset, loader
+from .data import ExampleMaker, ImageSource, KeyedDataset, loader, verify_source
 from .feedback import save_png
 from .loop import Phase, Recipe, run_phases
 from .previews import preview_rows
-from .state import find_resume, load_parts, prune, save_parts, save_stage_files, stage_parts
+from .state import (
+    find_resume,
+    load_parts,
+    prepare_out,
+    prune,
+    save_parts,
+    save_stage_files,
+    stage_parts,
+)
 
 
 def lr_factor(cfg: TrainConfig, step: int) -> float:
@@ -106,6 +114,10 @@ class StageRecipe(Recipe):
             grid = image_grid(preview_rows(self.ema.model, self.preview_set, cfg))
             save_png(grid, self.out / "samples" / f"{step:07d}.png", 2)
 
+    def log_position(self, start):
+        """Metrics lines are numbered by step."""
+        return start
+
     def may_stop_after(self, step):
         """Every step: the state holds everything the next one needs."""
         return True
@@ -129,9 +141,11 @@ class StageRecipe(Recipe):
 
 def train(cfg: TrainConfig, resume: str = "", init_from: str = "") -> Path | None:
     """Train one stage; returns the path of the last stage checkpoint written (on rank 0)."""
-    rt = D.setup(cfg.device, cfg.precision)
+    rt = D.setup(cfg.device, cfg.precision, timeout=cfg.collective_timeout)
     out = Path(cfg.out)
     source = ImageSource(cfg.data)
+    skipped = verify_source(source, cfg.verify_data, bad_data=cfg.bad_data,
+                            log=print if rt.is_main else _quiet)
     torch.manual_seed(cfg.seed)
     model = build_stage(cfg, source, init_from).to(rt.device).train()
     scfg = model.config
@@ -149,7 +163,7 @@ def train(cfg: TrainConfig, resume: str = "", init_from: str = "") -> Path | Non
                          aug_schedule=aug.schedule,
                          blur_prob=aug.blur_prob, blur_range=aug.blur_sigma)
     if rt.is_main:
-        out.mkdir(parents=True, exist_ok=True)
+        prepare_out(out, skipped)
         (out / "config.json").write_text(json.dumps({**asdict(cfg), "stage": scfg.to_dict()},
                                                     indent=1))
         print(f"{scfg.describe()}: {model.num_parameters() / 1e6:.2f}M parameters, {len(source)} "
@@ -163,6 +177,10 @@ def train(cfg: TrainConfig, resume: str = "", init_from: str = "") -> Path | Non
     run_phases(recipe, rt, batches, start=start,
                feedback={"out": out, "tensorboard": cfg.tensorboard, "progress": cfg.progress})
     return recipe.last_path
+
+
+def _quiet(*args, **kwargs):
+    pass
 
 
 def _mean_across(value: float, rt) -> float:

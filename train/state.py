@@ -8,6 +8,7 @@ every example is keyed to its global index). It is read with
 from __future__ import annotations
 
 import json
+import pickle
 import re
 from dataclasses import replace
 from pathlib import Path
@@ -33,8 +34,14 @@ def load_parts(path: Path, parts: dict) -> int:
     """Restore every part and the RNG states from a state file; returns its step."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:  # weights_only refused an object: not our state file
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
+        raise CascadeError(f"{path} is not a training state this tool wrote: it holds objects "
+                           f"that a safe load refuses ({first})") from None
     except Exception as e:
-        raise CascadeError(f"cannot read training state {path} ({type(e).__name__}: {e})") from None
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
+        raise CascadeError(f"cannot read training state {path}: the file is truncated or "
+                           f"corrupt ({type(e).__name__}: {first})") from None
     missing = sorted(set(parts) - set(state))
     if missing:
         raise CascadeError(f"training state {path.name} does not match this run", sorted(parts),
@@ -85,3 +92,16 @@ def prune(out: Path, keep: int):
         files = sorted(out.glob(glob), key=lambda q: int(pattern.search(q.name).group(1)))
         for old in files[:-keep] if keep > 0 else []:
             old.unlink(missing_ok=True)
+
+
+def prepare_out(out: Path, skipped: list[str]):
+    """Rank 0, before a run writes anything else: the output folder, without the temporary files
+    of checkpoint writes a kill interrupted, and the list of images ``--bad-data skip`` left out."""
+    out.mkdir(parents=True, exist_ok=True)
+    for pattern in (".*.pt.*.tmp", ".*.safetensors.*.tmp"):
+        for stale in out.glob(pattern):
+            stale.unlink(missing_ok=True)
+    if skipped:
+        (out / "skipped.txt").write_text("".join(f + "\n" for f in skipped))
+        print(f"left out {len(skipped)} unreadable image(s), listed in {out / 'skipped.txt'}",
+              flush=True)
