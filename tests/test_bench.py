@@ -118,3 +118,29 @@ def test_ablation_rows_continue_and_split_over_parts(tmp_path, capsys):
     assert len(set(keys)) == 5
     with pytest.raises(CascadeError, match="--part must be i/n"):
         ablation.main([*args, "--part", "2/2"])
+
+
+def test_soak_quick(tiny_cascade, capsys):
+    from bench import soak
+    assert soak.main(["--quick", "--stages", str(tiny_cascade)]) == 0
+    out = capsys.readouterr().out
+    assert "soak passed: 56 runs" in out and "0 failure(s)" in out
+
+
+def test_soak_notices_a_leak_and_a_runner_that_stops_refusing(tiny_cascade, monkeypatch, capsys):
+    import numpy as np
+
+    from bench import soak
+    leak, real = [], soak.run
+
+    def leaky(*args, **kwargs):
+        leak.append(np.ones(2 ** 17))  # 1 MB that is never freed, per run
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(soak, "run", leaky)
+    assert soak.main(["--quick", "--stages", str(tiny_cascade)]) == 1
+    assert "soak FAILED" in capsys.readouterr().out
+    monkeypatch.setattr(soak, "run", real)
+    monkeypatch.setitem(soak.BAD, "steps -3", (0, lambda wf: None, "steps = -3"))  # a good file
+    assert soak.main(["--quick", "--stages", str(tiny_cascade)]) == 1
+    assert "steps -3: ran without an error" in capsys.readouterr().out

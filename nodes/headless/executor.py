@@ -14,7 +14,7 @@ from .. import NODE_CLASS_MAPPINGS
 from .. import comfy_bridge as bridge
 from .._core import core
 from .context import RunContext
-from .graph import WorkflowError, execution_order, set_widget, to_prompt
+from .graph import WorkflowError, check_shape, execution_order, set_widget, to_prompt
 from .io_nodes import BUILTIN, ContextNode
 from .validate import validate
 
@@ -68,6 +68,7 @@ def run(workflow_path, out_dir, overrides=(), stage_dirs=(), input_dirs=(),
     for d in stage_dirs:
         bridge.add_stage_dir(d)
     workflow = copy.deepcopy(workflow)
+    check_shape(workflow)
     for item in overrides:
         target, sep, value = item.partition("=")
         if not sep:

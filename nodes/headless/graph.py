@@ -72,10 +72,8 @@ def _links(workflow: dict, problems: list[str]) -> dict:
     return links
 
 
-def to_prompt(workflow: dict, classes: dict) -> dict:
-    """The API-format prompt of a UI-format workflow: what ComfyUI's frontend queues. Every
-    structural problem (unknown node types, dangling links, missing widget values) is reported
-    at once."""
+def check_shape(workflow):
+    """Refuse anything but a JSON object whose 'nodes' is a list of node objects."""
     if not isinstance(workflow, dict) or "nodes" not in workflow:
         raise WorkflowError("not a UI-format workflow", "a JSON object with 'nodes' and 'links'",
                             type(workflow).__name__)
@@ -84,6 +82,13 @@ def to_prompt(workflow: dict, classes: dict) -> dict:
         raise WorkflowError("not a UI-format workflow: 'nodes' must be a list of node objects",
                             "a list of objects with 'id' and 'type'",
                             type(workflow["nodes"]).__name__)
+
+
+def to_prompt(workflow: dict, classes: dict) -> dict:
+    """The API-format prompt of a UI-format workflow: what ComfyUI's frontend queues. Every
+    structural problem (unknown node types, dangling links, missing widget values) is reported
+    at once."""
+    check_shape(workflow)
     problems: list[str] = []
     links = _links(workflow, problems)
     prompt = {}
