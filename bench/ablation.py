@@ -78,14 +78,12 @@ def make_configs(data, out: Path, quick: bool):
     preset = "tiny" if quick else "small"
     extra = dict(sample_every=0, progress=False, tensorboard=False, data=data,
                  checkpoint_every=10 ** 9)
+    high, low = (32, 16) if not quick else (16, 8)
     single = resolve("base", preset, {},
-                     cli_values={**extra, "resolution": 32 if not quick else 16,
-                                 "out": str(out / "single32")})
+                     cli_values={**extra, "resolution": high, "out": str(out / "single32")})
     base = resolve("base", preset, {},
-                   cli_values={**extra, "resolution": 16 if not quick else 8,
-                               "out": str(out / "base16")})
-    sr_kw = dict(resolution=32 if not quick else 16, low_res=16 if not quick else 8,
-                 crop=16 if not quick else 0)
+                   cli_values={**extra, "resolution": low, "out": str(out / "base16")})
+    sr_kw = dict(resolution=high, low_res=low, crop=16 if not quick else 0)
     sr_aug = resolve("sr", preset, {},
                      cli_values={**extra, **sr_kw, "s_max": 0.5, "out": str(out / "sr_aug")})
     sr_none = resolve("sr", preset, {},

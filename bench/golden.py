@@ -29,8 +29,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOWS = ("01_base_then_sr", "02_full_cascade", "03_upscale_your_image", "04_augmentation_sweep")
 TRAIN_COMMON = ["--steps", "12", "--batch-size", "8", "--seed", "3", "--checkpoint-every", "6",
-                "--no-progress",
-                "--no-tensorboard", "--sample-every", "0"]
+                "--no-progress", "--no-tensorboard", "--sample-every", "0"]
 TRAINING = {
     "stage1": ["train.stage1", *TRAIN_COMMON],
     "stage2": ["train.stage2", *TRAIN_COMMON, "--resolution", "32", "--low-res", "16",
@@ -85,8 +84,7 @@ def record(out: Path) -> dict:
     for name in WORKFLOWS:
         folder = out / "render" / name
         _run(["nodes.run_workflow", f"workflows/{name}.json", "--out", str(folder), "--set",
-              "seed=11",
-              "--threads", "1"])
+              "seed=11", "--threads", "1"])
         for png in sorted(folder.rglob("*.png")):
             hashes[f"{name}/{png.relative_to(folder)}"] = pixel_hash(png)
     data = tiny_dataset(out / "tiny.npz")

@@ -45,8 +45,7 @@ def diffusers_twin(cfg: cc.StageConfig):
     widths = tuple(u.base_channels * m for m in u.channel_mult)
     return UNet2DModel(
         sample_size=cfg.resolution, in_channels=cfg.channels * (2 if cfg.conditioned else 1),
-        out_channels=cfg.channels,
-        block_out_channels=widths, layers_per_block=u.num_res_blocks,
+        out_channels=cfg.channels, block_out_channels=widths, layers_per_block=u.num_res_blocks,
         down_block_types=tuple("AttnDownBlock2D" if a else "DownBlock2D" for a in attn),
         up_block_types=tuple("AttnUpBlock2D" if a else "UpBlock2D" for a in reversed(attn)),
         attention_head_dim=widths[-1] // u.num_heads, norm_num_groups=min(32, u.base_channels),

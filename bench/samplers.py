@@ -38,8 +38,7 @@ def draw(stage, sampler, steps, spacing, n, batch, seed, guidance):
         b = min(batch, n - start)
         labels = (torch.arange(start, start + b) % k) if k else None
         img, _ = cc.generate(stage, b, seed=seed + start, steps=steps, sampler=sampler,
-                             spacing=spacing, labels=labels,
-                              guidance=guidance)
+                             spacing=spacing, labels=labels, guidance=guidance)
         out.append(img)
     return torch.cat(out)
 
@@ -53,8 +52,7 @@ def plot(rows, path):
     for name in dict.fromkeys(r["sampler"] for r in rows):
         rs = sorted((r for r in rows if r["sampler"] == name), key=lambda r: r["nfe"])
         ax.errorbar([r["nfe"] for r in rs], [r[metric] for r in rs],
-                    yerr=[r.get("kid_std", 0) for r in rs],
-                    fmt="o-", capsize=3, label=name)
+                    yerr=[r.get("kid_std", 0) for r in rs], fmt="o-", capsize=3, label=name)
     ax.set_xscale("log")
     ax.set_xlabel("model evaluations per image")
     ax.set_ylabel("KID (± std over subsets)" if metric == "kid" else "SWD (mean over levels, x1e3)")
@@ -80,9 +78,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.quick:
         torch.manual_seed(0)
-        stage = cc.Stage(cc.StageConfig(role="base", resolution=8, num_classes=2,
-                                        unet=cc.UNetConfig(8, (1, 2), 1,
-                                                           attention_resolutions=()))).eval()
+        unet = cc.UNetConfig(8, (1, 2), 1, attention_resolutions=())
+        stage = cc.Stage(cc.StageConfig(role="base", resolution=8, num_classes=2, unet=unet)).eval()
         ref = torch.rand(32, 3, 8, 8) * 2 - 1
         grid, n = QUICK_GRID, 16
     else:
@@ -103,8 +100,7 @@ def main(argv=None) -> int:
         imgs = draw(stage, sampler, steps, spacing=spacing, n=n, batch=args.batch, seed=0,
                     guidance=args.guidance)
         row = {"sampler": sampler, "steps": steps, "spacing": spacing,
-               "nfe": evaluations(sampler, steps),
-               "seconds": round(time.time() - t0, 2)}
+               "nfe": evaluations(sampler, steps), "seconds": round(time.time() - t0, 2)}
         quantized = from_uint8(to_uint8(imgs))
         row["swd"] = float(np.mean(sliced_wasserstein(quantized, ref[: len(quantized)])))
         if net is not None:

@@ -55,8 +55,7 @@ def main(argv=None) -> int:
     out = Path(args.out)
     e1, e2, e3 = (int(v) for v in args.epochs.split(","))
     kw = dict(phase1_epochs=e1, phase2_epochs=e2, phase3_epochs=e3, epoch_size=args.epoch_size,
-              progress=False,
-              tensorboard=False)
+              progress=False, tensorboard=False)
     if args.quick:
         args.data = args.ref = str(tiny_dataset(out / "data", size=32))
         kw.update(phase1_epochs=1, phase2_epochs=1, phase3_epochs=1, epoch_size=8, batch_size=4,
@@ -78,8 +77,7 @@ def main(argv=None) -> int:
                   for k in ("coarse", "upsampler", "refiner")}
         images = sample(run, 16 if args.quick else args.num, 3 if args.quick else args.steps)
         row = {"combo": name, "params": params, "epoch_seconds": per_phase,
-               "train_seconds": round(time.time() - t0),
-               **scorer(images)}
+               "train_seconds": round(time.time() - t0), **scorer(images)}
         rows.append(row)
         print(json.dumps(row), flush=True)
     if not args.quick:

@@ -45,6 +45,5 @@ __all__ = [
     "condition_augment", "downsample", "fit_condition", "generate", "get_sampler", "image_grid",
     "load_stage", "make_condition", "noise_augment",
     "parse_classes", "read_config", "refine", "respace", "sampling_sigmas", "save_stage",
-    "space_timesteps",
-    "super_resolve", "training_loss", "from_uint8", "to_uint8", "SamplingPlan",
+    "space_timesteps", "super_resolve", "training_loss", "from_uint8", "to_uint8", "SamplingPlan",
 ]

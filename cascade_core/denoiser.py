@@ -63,14 +63,12 @@ class Denoiser:
         dtype = self.stage.dtype
         if not self.uses_guidance:
             return self.stage(zt.to(dtype), c_noise, cond=_cast(self.cond, dtype),
-                              aug_level=self.aug_level,
-                              labels=self.labels).float()
+                              aug_level=self.aug_level, labels=self.labels).float()
         null = torch.full_like(self.labels, -1)
         cond, aug = (None if a is None else torch.cat([a, a]) for a in (self.cond, self.aug_level))
         labels = torch.cat([self.labels, null])
         out = self.stage(torch.cat([zt, zt]).to(dtype), torch.cat([c_noise, c_noise]),
-                         cond=_cast(cond, dtype),
-                         aug_level=aug, labels=labels).float()
+                         cond=_cast(cond, dtype), aug_level=aug, labels=labels).float()
         with_class, without = out.chunk(2)
         C = self.cfg.channels
         guided = without[:, :C] + self.guidance * (with_class[:, :C] - without[:, :C])

@@ -30,8 +30,8 @@ class LowResCond:
         if self.image.ndim != 4:
             raise CascadeError("low-res conditioning must be a batch of images", "(B, C, H, W)",
                                tuple(self.image.shape))
-        self.level = torch.as_tensor(self.level,
-                                     dtype=torch.float32).flatten().expand(self.image.shape[0])
+        level = torch.as_tensor(self.level, dtype=torch.float32)
+        self.level = level.flatten().expand(self.image.shape[0])
 
 
 def make_condition(image: torch.Tensor, s: float, seed, schedule: str = "cosine",

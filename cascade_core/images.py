@@ -15,8 +15,8 @@ from einops import rearrange
 def to_uint8(x: torch.Tensor) -> np.ndarray:
     """CHW or NCHW in [-1, 1] -> HWC or NHWC uint8 (values outside [-1, 1] are clamped)."""
     pattern = "c h w -> h w c" if x.ndim == 3 else "b c h w -> b h w c"
-    return rearrange(((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().byte(),
-                     pattern).cpu().numpy()
+    levels = ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().byte()
+    return rearrange(levels, pattern).cpu().numpy()
 
 
 def from_uint8(pixels) -> torch.Tensor:

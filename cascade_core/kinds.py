@@ -60,8 +60,8 @@ class DiffusionStage(Stage, kinds=("diffusion",)):
         level = convert_level(cond.level, cond.schedule, cfg.augmentation.schedule)
         noise = NoiseSource.from_seed(seed, B)
         sigmas = sampling_sigmas(self.schedule, plan.steps, plan.spacing)
-        x = noise.randn((C, h * cfg.factor, w * cfg.factor),
-                        self.device) * math.sqrt(1 + float(sigmas[0]) ** 2)
+        start = noise.randn((C, h * cfg.factor, w * cfg.factor), self.device)
+        x = start * math.sqrt(1 + float(sigmas[0]) ** 2)
         x, _ = run_sampler(self, x, sigmas, plan=plan, noise=noise, labels=labels, cond=cond.image,
                            aug_level=level)
         return x.clamp(-1, 1).cpu()
@@ -103,8 +103,8 @@ class DiffusionStage(Stage, kinds=("diffusion",)):
         zt = q_sample(sched, target_image, t, noise=noise)
         aug = torch.zeros(b, device=dev) if cfg.conditioned else None
         out = self(zt, self.timestep_input(t), cond=cond, aug_level=aug, labels=labels).float()
-        loss = ((out - target(cfg.parameterization, sched, target_image, noise=noise,
-                              t=t)) ** 2).mean(dim=(1, 2, 3))
+        tgt = target(cfg.parameterization, sched, target_image, noise=noise, t=t)
+        loss = ((out - tgt) ** 2).mean(dim=(1, 2, 3))
         abar = sched.alphas_cumprod
         alpha = per_example(abar.sqrt(), t, target_image)
         sigma = per_example((1 - abar).sqrt(), t, target_image)
@@ -136,8 +136,8 @@ class DaeStage(Stage, kinds=("dae",)):
         no chain to cut)."""
         cfg = self.config
         noise = NoiseSource.from_seed(seed, batch)
-        x = noise.randn((cfg.channels, cfg.resolution, cfg.resolution),
-                        self.device) * cfg.shallow.dae_sigma
+        start = noise.randn((cfg.channels, cfg.resolution, cfg.resolution), self.device)
+        x = start * cfg.shallow.dae_sigma
         with torch.inference_mode(), autocast(self.device, plan.dtype):
             image = self.walk_back(x, noise, None if labels is None else labels.to(self.device),
                                    callback=plan.callback)

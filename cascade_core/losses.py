@@ -85,10 +85,10 @@ def _vb_term(stage, x0, zt, t, frozen_pred, var_out):
     max_log = per_example(sched.betas.log(), t, x0)
     frac = (var_out + 1) / 2
     model_log = frac * max_log + (1 - frac) * min_log
-    kl = normal_kl(true_mean, true_log, model_mean,
-                   logvar2=model_log).mean(dim=(1, 2, 3)) / math.log(2.0)
-    nll = discretized_gaussian_nll(x0, model_mean,
-                                   0.5 * model_log).mean(dim=(1, 2, 3)) / math.log(2.0)
+    kl = normal_kl(true_mean, true_log, model_mean, logvar2=model_log)
+    kl = kl.mean(dim=(1, 2, 3)) / math.log(2.0)
+    nll = discretized_gaussian_nll(x0, model_mean, 0.5 * model_log)
+    nll = nll.mean(dim=(1, 2, 3)) / math.log(2.0)
     return torch.where(t == 0, nll, kl)
 
 

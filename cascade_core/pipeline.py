@@ -19,8 +19,7 @@ from .sampling import SamplingPlan, run_sampler
 
 def generate(stage: Stage, batch: int, *, seed: int, steps=30, sampler="dpmpp_2m", spacing="karras",
              labels=None, guidance=1.0, truncate_s: float | None = None, aug_schedule="cosine",
-             callback=None,
-             dtype=torch.float32, **options):
+             callback=None, dtype=torch.float32, **options):
     """Sample a base stage. Returns (images in [-1, 1], LowResCond for the next stage).
 
     With ``truncate_s`` the sampler stops exactly at the augmentation level s
@@ -32,8 +31,7 @@ def generate(stage: Stage, batch: int, *, seed: int, steps=30, sampler="dpmpp_2m
     s = 0.0 if truncate_s is None else check_range("truncation level s", truncate_s, 0.0, hi=1.0,
                                                    stage=stage.name)
     plan = SamplingPlan(steps=steps, sampler=sampler, spacing=spacing, guidance=guidance,
-                        callback=callback,
-                        dtype=dtype, options=options)
+                        callback=callback, dtype=dtype, options=options)
     return stage.sample_base(batch=batch, seed=seed, plan=plan, labels=labels, truncate_s=s,
                              aug_schedule=aug_schedule)
 
@@ -52,8 +50,7 @@ def super_resolve(stage: Stage, cond: LowResCond, *, seed: int, steps=30, sample
     check_finite("the low-res conditioning", cond.image, stage.name)
     check_finite("guidance", guidance, stage.name)
     plan = SamplingPlan(steps=steps, sampler=sampler, spacing=spacing, guidance=guidance,
-                        callback=callback,
-                        dtype=dtype, options=options)
+                        callback=callback, dtype=dtype, options=options)
     return stage.sample_upsample(cond, seed=seed, plan=plan, labels=labels)
 
 
@@ -79,8 +76,7 @@ def refine(stage: Stage, image: torch.Tensor, *, strength: float, seed: int, ste
     if strength == 0 or int(steps) < 1:
         return image.clamp(-1, 1)
     plan = SamplingPlan(steps=steps, sampler=sampler, spacing=spacing, guidance=guidance,
-                        callback=callback,
-                        dtype=dtype, options=options)
+                        callback=callback, dtype=dtype, options=options)
     return stage.sample_refine(image, strength=strength, seed=seed, plan=plan, labels=labels, s=s)
 
 
@@ -97,8 +93,7 @@ def check_size(stage: Stage, H: int, W: int, what: str = "image"):
     if H % m or W % m or H < m or W < m:
         raise CascadeError(f"{what} size {H}x{W} does not fit this stage",
                            f"sides that are multiples of {m} (e.g. {fitting_sizes(stage, H)})",
-                           f"{H}x{W}",
-                           stage=stage.name)
+                           f"{H}x{W}", stage=stage.name)
 
 
 def _expect_role(stage: Stage, role: str):
@@ -108,5 +103,4 @@ def _expect_role(stage: Stage, role: str):
 
 
 __all__ = ["LowResCond", "SamplingPlan", "make_condition", "generate", "super_resolve", "refine",
-           "run_sampler",
-           "convert_level", "check_size", "fit_condition"]
+           "run_sampler", "convert_level", "check_size", "fit_condition"]

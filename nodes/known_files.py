@@ -9,8 +9,7 @@ from __future__ import annotations
 SHIPPED = ("ships with the pack in its weights/ folder: restore it with `git checkout weights/` "
            "in the pack's folder, or reinstall the pack")
 KNOWN_FILES = {
-    "cifar10-base16.safetensors": SHIPPED,
-    "cifar10-sr16to32.safetensors": SHIPPED,
+    "cifar10-base16.safetensors": SHIPPED, "cifar10-sr16to32.safetensors": SHIPPED,
     "cifar10-refiner32.safetensors": SHIPPED,
 }
 

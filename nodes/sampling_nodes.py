@@ -43,8 +43,7 @@ class CDMBaseSampler:
         }}
 
     def sample(self, stage, seed, steps, sampler_name, spacing, class_name, guidance, batch_size,
-               truncate_s,
-               dtype):
+               truncate_s, dtype):
         st = stage.stage
         labels = _labels(st, class_name, batch_size, seed=seed)
         with bridge.on_compute_device(st):
@@ -68,26 +67,21 @@ class CDMSuperResStage:
     def INPUT_TYPES(cls):
         return {"required": {
             "stage": (STAGE_TYPE,), "lowres": (W.LOWRES_TYPE,), "seed": W.seed(),
-            "steps": W.steps(30),
-            "sampler_name": W.sampler(), "spacing": W.spacing(),
-            "class_name": W.classes(FROM_INPUT),
-            "guidance": W.guidance(),
+            "steps": W.steps(30), "sampler_name": W.sampler(), "spacing": W.spacing(),
+            "class_name": W.classes(FROM_INPUT), "guidance": W.guidance(),
             "size_mismatch": (["error", "resize to fit"], {"default": "error"}), "dtype": W.dtype(),
         }}
 
     def upscale(self, stage, lowres, seed, steps, sampler_name, spacing, class_name, guidance,
-                size_mismatch,
-                dtype):
+                size_mismatch, dtype):
         st = stage.stage
         if size_mismatch == "resize to fit":
             lowres = core.fit_condition(st, lowres)
         labels = _labels(st, class_name, lowres.image.shape[0], seed=seed, inherited=lowres.labels)
         with bridge.on_compute_device(st):
             image = core.super_resolve(st, lowres, seed=seed, steps=steps, sampler=sampler_name,
-                                       spacing=spacing,
-                                       labels=labels, guidance=guidance,
-                                       callback=bridge.Progress(steps),
-                                       dtype=W.torch_dtype(dtype))
+                                       spacing=spacing, labels=labels, guidance=guidance,
+                                       callback=bridge.Progress(steps), dtype=W.torch_dtype(dtype))
         return (to_comfy(image, bridge.intermediate_device()),)
 
 

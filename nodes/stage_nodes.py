@@ -67,8 +67,7 @@ def describe(loaded: LoadedStage) -> str:
     classes = ", ".join(cfg.class_names) if cfg.class_names else cfg.num_classes or "unconditional"
     lines = [
         f"{loaded.name}: {cfg.describe()} ({loaded.stage.num_parameters() / 1e6:.2f}M parameters)",
-        f"classes: {classes}",
-        f"schedule: {cfg.schedule.kind}, T={cfg.schedule.timesteps}, "
+        f"classes: {classes}", f"schedule: {cfg.schedule.kind}, T={cfg.schedule.timesteps}, "
         f"{cfg.parameterization}-prediction, "
         f"{'learned' if cfg.learn_sigma else 'fixed'} variance, {cfg.noise_conditioning} "
         "conditioning",

@@ -35,11 +35,9 @@ def spacing(default="karras"):
 
 
 def classes(default="random"):
-    return ("STRING",
-            {"default": default,
-             "tooltip": "a class name or index, one per image separated by commas, "
-                                                      "'random', 'all classes' (grouped) or "
-                                                      "'unconditional'"})
+    tip = ("a class name or index, one per image separated by commas, 'random', 'all classes' "
+           "(grouped) or 'unconditional'")
+    return ("STRING", {"default": default, "tooltip": tip})
 
 
 def guidance():
@@ -49,9 +47,8 @@ def guidance():
 
 
 def dtype():
-    return (list(DTYPES),
-            {"default": "fp32",
-             "tooltip": "inference precision (bf16/fp16 where the device has it)"})
+    tip = "inference precision (bf16/fp16 where the device has it)"
+    return (list(DTYPES), {"default": "fp32", "tooltip": tip})
 
 
 def torch_dtype(name: str) -> torch.dtype:

@@ -9,8 +9,7 @@ import cascade_core as cc
 from cascade_core.denoiser import Prediction
 
 TINY_UNET = cc.UNetConfig(base_channels=8, channel_mult=(1, 2), num_res_blocks=1,
-                          attention_resolutions=(4,),
-                          num_heads=2)
+                          attention_resolutions=(4,), num_heads=2)
 
 
 def tiny_stage(role="base", resolution=8, low_res=0, seed=0, **kw) -> cc.Stage:

@@ -63,14 +63,11 @@ def test_report_tables_from_results(tmp_path, capsys):
 
     from bench import report
     rows = [{"variant": "single-stage 32px", "s": None, "truncated": None, "swd": 50.0, "kid": 0.2,
-             "kid_std": 0.01,
-             "fid": 120.0, "sample_seconds": 100.0},
+             "kid_std": 0.01, "fid": 120.0, "sample_seconds": 100.0},
             {"variant": "cascade, amortized aug", "s": 0.2, "truncated": False, "swd": 40.0,
-             "kid": 0.1,
-             "kid_std": 0.005, "fid": 90.0, "sample_seconds": 150.0},
+             "kid": 0.1, "kid_std": 0.005, "fid": 90.0, "sample_seconds": 150.0},
             {"variant": "cascade, amortized aug", "s": 0.3, "truncated": True, "swd": 45.0,
-             "kid": 0.12,
-             "kid_std": 0.005, "fid": 95.0, "sample_seconds": 140.0}]
+             "kid": 0.12, "kid_std": 0.005, "fid": 95.0, "sample_seconds": 140.0}]
     variants = {k: {"steps": n} for k, n in (("single", 250), ("base", 469), ("sr_aug", 500))}
     (tmp_path / "ablation.json").write_text(json.dumps(
         {"budget_gflop": 35000.0, "num_samples": 1000, "reference": "test", "sampler_steps": 20,

@@ -174,8 +174,7 @@ def test_the_checks_catch_a_planted_violation(tmp_path, monkeypatch, rule):
     core = tmp_path / "cascade_core"
     (core / "process").mkdir(parents=True)
     body = {
-        "layers": "from ..models.stage import Stage\n",
-        "length": "def f():\n" + "    x = 1\n" * 61,
+        "layers": "from ..models.stage import Stage\n", "length": "def f():\n" + "    x = 1\n" * 61,
         "positional": "def g(a, b, c, d):\n    return a\n\n\ng(1, 2, 3, 4)\n",
     }[rule]
     (core / "process" / "bad.py").write_text(body)

@@ -74,8 +74,7 @@ def test_chain_sr_twice_on_a_batch(tiny_cascade):
     sr = NODE_CLASS_MAPPINGS["CDMSuperResStage"]()
     stage = _stage("cifar10-sr16to32.safetensors")
     args = dict(seed=1, steps=2, sampler_name="euler", spacing="karras", class_name="from input",
-                guidance=1.0,
-                size_mismatch="error", dtype="fp32")
+                guidance=1.0, size_mismatch="error", dtype="fp32")
     (x32,) = sr.upscale(stage, aug.augment(image, 0.1, 0.0, seed=0)[0], **args)
     (x64,) = sr.upscale(stage, aug.augment(x32, 0.1, 0.0, seed=0)[0], **args)
     assert x32.shape == (2, 32, 32, 3) and x64.shape == (2, 64, 64, 3)
@@ -124,8 +123,7 @@ def test_size_mismatch_error_and_resize(tmp_path):
     lowres = cc.make_condition(torch.zeros(1, 3, 10, 10), 0.1, 0)
     sr = NODE_CLASS_MAPPINGS["CDMSuperResStage"]()
     args = dict(seed=0, steps=2, sampler_name="euler", spacing="karras",
-                class_name="unconditional", guidance=1.0,
-                dtype="fp32")
+                class_name="unconditional", guidance=1.0, dtype="fp32")
     with pytest.raises(cc.CascadeError,
                        match=r"20x20 does not fit.*multiples of 8 \(e\.g\. \[8, 16, 24\]\)"):
         sr.upscale(stage, lowres, size_mismatch="error", **args)

@@ -107,6 +107,5 @@ def test_nodes_run_one_pass_stages(tmp_path):
         class_name="unconditional", guidance=1.0, size_mismatch="error", dtype="fp32")
     (ref,) = NODE_CLASS_MAPPINGS["CDMRefiner"]().refine(
         load("vit.safetensors"), up, strength=1.0, steps=10, seed=0, sampler_name="dpmpp_2m",
-        spacing="karras",
-        class_name="unconditional", guidance=1.0, s=0.05, dtype="fp32")
+        spacing="karras", class_name="unconditional", guidance=1.0, s=0.05, dtype="fp32")
     assert up.shape == ref.shape == (2, 16, 16, 3)

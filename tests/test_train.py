@@ -20,8 +20,7 @@ from train.stage_recipe import lr_factor
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--preset", "tiny", "--base-channels", "8", "--batch-size", "4", "--no-progress",
-        "--log-every", "1",
-        "--no-tensorboard"]
+        "--log-every", "1", "--no-tensorboard"]
 
 
 def make_folder(root: Path, classes=("red", "green", "blue"), per_class=4, size=16) -> Path:
@@ -77,8 +76,7 @@ def _weights(path):
 
 def test_resume_gives_bit_identical_weights(data, tmp_path):
     common = ["--resolution", "8", "--steps", "6", "--checkpoint-every", "100", "--label-dropout",
-              "0.3",
-              "--dropout", "0.1"]
+              "0.3", "--dropout", "0.1"]
     assert run("base", data, tmp_path / "a", *common) == 0
     assert run("base", data, tmp_path / "b", *common, "--stop-after", "3") == 0
     assert [p.name for p in (tmp_path / "b").glob("state-*.pt")] == ["state-0000003.pt"]
@@ -195,12 +193,9 @@ def test_init_from_fine_tunes(data, tmp_path):
 
 
 @pytest.mark.parametrize("case,message", [
-    ("empty", "no images in"),
-    ("unreadable", "cannot read image"),
-    ("unreadable_worker", "cannot read image"),
-    ("bad_npz", "'images' must be uint8"),
-    ("missing", "training data not found"),
-    ("wrong_init", "is a base stage"),
+    ("empty", "no images in"), ("unreadable", "cannot read image"),
+    ("unreadable_worker", "cannot read image"), ("bad_npz", "'images' must be uint8"),
+    ("missing", "training data not found"), ("wrong_init", "is a base stage"),
     ("bad_config", "unknown keys in"),
 ])
 def test_bad_input_is_a_clear_error(tmp_path, capsys, case, message):
@@ -221,8 +216,7 @@ def test_bad_input_is_a_clear_error(tmp_path, capsys, case, message):
         assert run("base", data, tmp_path / "b", "--resolution", "8", "--steps", "1") == 0
         capsys.readouterr()
         assert run("sr", data, tmp_path / "o", "--resolution", "16", "--low-res", "8", "--steps",
-                   "1",
-                   "--init-from", str(tmp_path / "b" / "latest.safetensors")) == 2
+                   "1", "--init-from", str(tmp_path / "b" / "latest.safetensors")) == 2
         assert message in capsys.readouterr().err
         return
     elif case == "bad_config":

@@ -37,8 +37,7 @@ def test_phase_of_epochs():
 
 def _cascade(coarse="diffusion", upsampler="pixelshuffle", refiner="conv"):
     cfg = ShallowTrainConfig(coarse=coarse, upsampler=upsampler, refiner=refiner, hidden=16,
-                             blocks=1, vit_depth=1,
-                             vit_heads=2, unet_channels=8, timesteps=50)
+                             blocks=1, vit_depth=1, vit_heads=2, unet_channels=8, timesteps=50)
     stages = {k: cc.Stage(c) for k, c in stage_configs(cfg, 3, ("a", "b", "c")).items()}
     return ShallowCascade(stages["coarse"], stages["upsampler"], stages["refiner"],
                           perceptual=None, perceptual_weight=0.0)
@@ -84,8 +83,7 @@ def test_three_phases_write_loadable_stages(data, tmp_path, kinds):
     argv = ["--data", str(data), "--out", str(tmp_path), *SMALL, "--coarse", kinds[0],
             "--upsampler", kinds[1],
             "--refiner", kinds[2], "--phase1-epochs", "1", "--phase2-epochs", "1",
-            "--phase3-epochs", "1",
-            "--timesteps", "50"]
+            "--phase3-epochs", "1", "--timesteps", "50"]
     assert main(argv) == 0
     lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 3 and all("epoch_seconds" in ln for ln in lines)
@@ -101,8 +99,7 @@ def test_three_phases_write_loadable_stages(data, tmp_path, kinds):
 
 def test_resume_mid_phase_is_bit_identical(data, tmp_path):
     common = ["--data", str(data), *SMALL, "--phase1-epochs", "1", "--phase2-epochs", "2",
-              "--phase3-epochs", "1",
-              "--timesteps", "50", "--coarse", "dae"]
+              "--phase3-epochs", "1", "--timesteps", "50", "--coarse", "dae"]
     assert main([*common, "--out", str(tmp_path / "a")]) == 0
     assert main([*common, "--out", str(tmp_path / "b"), "--stop-after-epochs",
                  "2"]) == 0  # inside phase 2
@@ -121,8 +118,7 @@ def test_perceptual_term_uses_a_classifier_file(data, tmp_path):
     argv = ["--data", str(data), "--out", str(tmp_path / "o"), *SMALL[:-2], "--perceptual",
             str(tmp_path / "clf.safetensors"),
             "--perceptual-weight", "0.5", "--phase1-epochs", "0", "--phase2-epochs", "1",
-            "--phase3-epochs", "0",
-            "--timesteps", "50"]
+            "--phase3-epochs", "0", "--timesteps", "50"]
     assert main(argv) == 0
     assert "loss_perceptual" in (tmp_path / "o" / "metrics.jsonl").read_text()
     bad = [*argv[:-12], "--perceptual", str(tmp_path / "missing.safetensors"),
@@ -167,7 +163,6 @@ def test_shallow_training_with_lpips(data, tmp_path):
     argv = ["--data", str(data), "--out", str(tmp_path / "o"), *SMALL[:-2], "--perceptual-weight",
             "0.5",
             "--lpips-backbone", str(backbone), "--lpips-linear", str(linear), "--phase1-epochs",
-            "0",
-            "--phase2-epochs", "1", "--phase3-epochs", "0", "--timesteps", "50"]
+            "0", "--phase2-epochs", "1", "--phase3-epochs", "0", "--timesteps", "50"]
     assert main(argv) == 0
     assert "loss_perceptual" in (tmp_path / "o" / "metrics.jsonl").read_text()

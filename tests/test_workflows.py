@@ -17,8 +17,7 @@ EXPECTED = {  # workflow -> {filename prefix: (count, size)}
     "02_full_cascade.json": {"cascade64": (4, 64), "preview": (4, 32)},
     "03_upscale_your_image.json": {"upscaled": (1, 32), "preview": (1, 32)},
     "04_augmentation_sweep.json": {"sweep_s0.00": (4, 32), "sweep_s0.15": (4, 32),
-                                   "sweep_s0.40": (4, 32),
-                                   "preview": (4, 16)},
+                                   "sweep_s0.40": (4, 32), "preview": (4, 16)},
 }
 
 
@@ -96,8 +95,7 @@ def test_bad_overrides_and_main_exit_code(tiny_cascade, tmp_path, capsys):
 def test_grid_output(tiny_cascade, tmp_path):
     grid = tmp_path / "grid.png"
     assert main([str(WORKFLOWS[0]), "--out", str(tmp_path / "o"), "--set", "steps=2", "--stages",
-                 str(tiny_cascade),
-                 "--grid", str(grid), "--grid-cols", "4"]) == 0
+                 str(tiny_cascade), "--grid", str(grid), "--grid-cols", "4"]) == 0
     assert Image.open(grid).size == (4 * 34, 2 * 34)
 
 

@@ -34,8 +34,7 @@ def build_parser(role: str, description: str) -> argparse.ArgumentParser:
                "global batch)\n"
                "precedence: defaults < --preset < --config file < flags; a run without "
                "--preset uses the tiny preset, and each default below names the preset values "
-               "where they differ",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+               "where they differ", formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default="", help="JSON or TOML file with any of the keys below")
     p.add_argument("--resume", nargs="?", const="auto", default="",
                    help="continue from the newest state in --out (or from the given state "

@@ -21,8 +21,7 @@ class TrainConfig(RunConfig):
     # what and where
     preset: str = option("tiny",
                          "model/optimizer size: tiny (CPU minute), small (shipped cascade), base "
-                         "(paper, GPU)",
-                     choices=("tiny", "small", "base"))
+                         "(paper, GPU)", choices=("tiny", "small", "base"))
     role: str = option("base", "base | sr | refiner (set by the entry point)",
                        choices=("base", "sr", "refiner"))
     name: str = option("", "stage name stored in the checkpoint")
@@ -83,8 +82,7 @@ class TrainConfig(RunConfig):
     num_samples: int = option(16, "images in a sample grid", min=1)
     sample_steps: int = option(20, "sampler steps for sample grids", min=1)
     checkpoint_every: int = option(500, "steps between checkpoints", min=1)
-    max_seconds: float = option(0.0,
-                                "stop (with a checkpoint) after this wall time (0 = no limit)",
+    max_seconds: float = option(0.0, "stop (with a checkpoint) after this wall time (0 = no limit)",
                                 min=0)
     stop_after: int = option(0,
                              "stop (with a checkpoint) after this many steps in this invocation (0 "
@@ -109,16 +107,14 @@ PRESETS = {
                  num_heads=4, dropout=0.1, batch_size=2048, lr=1e-4, warmup=1000,
                  lr_decay="constant",
                  ema_decay=0.9999, timesteps=4000, schedule="cosine", learn_sigma=True,
-                 steps=700000,
-                 sample_every=5000, checkpoint_every=5000),
+                 steps=700000, sample_every=5000, checkpoint_every=5000),
 }
 ROLE_PRESETS = {
     ("sr", "base"): dict(num_res_blocks=5, steps=400000),
     ("refiner", "base"): dict(num_res_blocks=3, learn_sigma=False, steps=200000),
     ("sr", "small"): dict(attention_resolutions="", crop=16, noise_conditioning="logsnr"),
     ("refiner", "small"): dict(attention_resolutions="", crop=16, noise_conditioning="logsnr",
-                               s_max=0.3,
-                               default_s=0.05),
+                               s_max=0.3, default_s=0.05),
     ("sr", "tiny"): dict(crop=0),
 }
 ROLE_DEFAULTS = {"base": dict(resolution=16), "sr": dict(resolution=32, low_res=16),
@@ -154,8 +150,7 @@ def resolve(role: str, preset: str, file_values: dict, cli_values: dict) -> Trai
     if preset not in PRESETS:
         raise CascadeError("unknown preset", f"one of {sorted(PRESETS)}", repr(preset))
     values = {"role": role, **ROLE_DEFAULTS[role], **PRESETS[preset],
-              **ROLE_PRESETS.get((role, preset), {}),
-              **file_values, **cli_values, "preset": preset}
+              **ROLE_PRESETS.get((role, preset), {}), **file_values, **cli_values, "preset": preset}
     cfg = TrainConfig(**values)
     if cfg.role == "refiner":
         cfg.low_res = cfg.resolution
@@ -200,8 +195,7 @@ def stage_config(cfg: TrainConfig, num_classes: int, class_names: tuple) -> Stag
                         num_heads=cfg.num_heads, dropout=cfg.dropout),
         schedule=ScheduleConfig(cfg.schedule, cfg.timesteps), parameterization=cfg.parameterization,
         learn_sigma=cfg.learn_sigma, noise_conditioning=cfg.noise_conditioning,
-        num_classes=num_classes,
-        class_names=class_names, upsample=cfg.upsample,
+        num_classes=num_classes, class_names=class_names, upsample=cfg.upsample,
         augmentation=AugmentConfig(cfg.aug_schedule, cfg.s_max, cfg.blur_prob,
                                    blur_sigma=(cfg.blur_sigma_min, cfg.blur_sigma_max),
                                    default_s=cfg.default_s),

@@ -53,8 +53,7 @@ class ImageSource:
             empty = [d.name for d, fs in zip(subdirs, per_class) if not fs]
             if empty:
                 raise CascadeError(f"class folders without images in {self.path}",
-                                   "images in every class folder",
-                                   empty[:5])
+                                   "images in every class folder", empty[:5])
             self.files = [f for fs in per_class for f in fs]
             self.labels = np.concatenate([np.full(len(fs), i) for i, fs in enumerate(per_class)])
         else:
@@ -74,8 +73,7 @@ class ImageSource:
             images = z["images"]
         except KeyError:
             raise CascadeError(f"{self.path.name} has no 'images' array",
-                               "keys 'images' [, 'labels']",
-                               sorted(z.files)) from None
+                               "keys 'images' [, 'labels']", sorted(z.files)) from None
         except (OSError, ValueError) as e:
             raise CascadeError(f"cannot read {self.path.name} ({e})") from None
         rgb = images.ndim == 4 and 3 in (images.shape[1], images.shape[3])
@@ -133,8 +131,7 @@ class ImageSource:
         if (w, h) != (size, size):
             scale = size / min(w, h)
             img = img.resize((max(size, round(w * scale)), max(size, round(h * scale))),
-                             Image.BICUBIC,
-                             reducing_gap=None)
+                             Image.BICUBIC, reducing_gap=None)
             w, h = img.size
             left, top = (w - size) // 2, (h - size) // 2
             img = img.crop((left, top, left + size, top + size))
@@ -266,8 +263,7 @@ class KeyedBatchSampler(torch.utils.data.Sampler):
 
 
 def loader(source, maker, *, batch_size: int, steps: int, seed: int, workers: int, rank: int,
-           world: int,
-           start_step: int, grad_accum: int = 1):
+           world: int, start_step: int, grad_accum: int = 1):
     """Batches of keyed examples for optimizer steps ``start_step + 1 .. steps`` of this rank."""
     sampler = KeyedBatchSampler(len(source), batch_size, grad_accum, rank=rank, world=world,
                                 seed=seed, start_step=start_step, steps=steps)
@@ -313,8 +309,7 @@ def verify_source(source: ImageSource, verify: str, bad_data: str, log=print) ->
     names = [str(source.files[i]) for i in bad]
     if bad and bad_data == "error":
         raise CascadeError(f"{len(bad)} image(s) in {source.path} do not decode",
-                           "images that decode (or --bad-data skip to leave them out)",
-                           names[:5])
+                           "images that decode (or --bad-data skip to leave them out)", names[:5])
     source.drop(bad)
     if not source.files:
         raise CascadeError(f"no readable images in {source.path}", "at least one", 0)

@@ -64,8 +64,7 @@ def reference_features(net, ref, size, limit, cache_dir: Path | None, log):
 
 
 def evaluate(images: np.ndarray, labels, ref: str, metrics, ref_num=0, inception=None,
-             classifier=None,
-             cache_dir=None, log=print) -> dict:
+             classifier=None, cache_dir=None, log=print) -> dict:
     size = images.shape[1]
     result = {"num_samples": len(images), "reference": str(ref), "resolution": size}
     unknown = set(metrics) - set(METRICS)

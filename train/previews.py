@@ -38,8 +38,7 @@ def preview_rows(stage, dataset, cfg) -> list[torch.Tensor]:
             out = super_resolve(stage, cond, seed=0, steps=cfg.sample_steps, labels=labels)
         else:
             low = F.interpolate(downsample(target, scfg.resolution // 2), size=target.shape[-2:],
-                                mode="bilinear",
-                                align_corners=False)
+                                mode="bilinear", align_corners=False)
             out = refine(stage, low, strength=1.0, seed=0, steps=cfg.sample_steps, labels=labels)
         return [low, out, target]
     finally:

@@ -88,10 +88,9 @@ class ShallowRecipe(Recipe):
                     load_parts(self.state_path, {"model": self.model, **extra})
                 net = DistributedDataParallel(self.model) if self.rt.world > 1 else self.model
                 yield Phase(first=first_epoch * self.per_epoch + 1,
-                            last=last_epoch * self.per_epoch,
-                            optimizer=opt, lr_schedule=sched, params=params, net=net,
-                            lr_every=self.per_epoch,
-                            grad_clip=1.0, number=number)
+                            last=last_epoch * self.per_epoch, optimizer=opt, lr_schedule=sched,
+                            params=params, net=net, lr_every=self.per_epoch, grad_clip=1.0,
+                            number=number)
             first_epoch = last_epoch
 
     def loss(self, phase, batch, step):
@@ -117,8 +116,7 @@ class ShallowRecipe(Recipe):
         if step % self.per_epoch == 0:
             if self.rt.is_main:
                 log.write(step // self.per_epoch, phase=phase.number,
-                          teacher_forcing=self.teacher_p,
-                          epoch_seconds=self.epoch_seconds,
+                          teacher_forcing=self.teacher_p, epoch_seconds=self.epoch_seconds,
                           **{f"loss_{k}": v / self.per_epoch for k, v in self.sums.items()})
             self.sums, self.epoch_seconds = {}, 0.0
 
@@ -158,8 +156,8 @@ def train_shallow(cfg: ShallowTrainConfig, resume: str = "", stop_after_epochs: 
     skipped = verify_source(source, cfg.verify_data, bad_data=cfg.bad_data,
                             log=print if rt.is_main else (lambda *a, **k: None))
     torch.manual_seed(cfg.seed)
-    stages = {k: Stage(c) for k,
-              c in stage_configs(cfg, source.num_classes, source.class_names).items()}
+    configs = stage_configs(cfg, source.num_classes, source.class_names)
+    stages = {k: Stage(c) for k, c in configs.items()}
     perceptual = None
     if cfg.perceptual_weight > 0:
         perceptual = LPIPS(cfg.lpips_backbone,

@@ -30,8 +30,7 @@ class ShallowTrainConfig(RunConfig):
     timesteps: int = option(1000, "timesteps of diffusion stages", min=2)
     phase1_epochs: int = option(35, "phase 1: coarse warm-up epochs", min=0)
     phase2_epochs: int = option(35, "phase 2: upsampler + refiner epochs (coarse frozen)", min=0)
-    phase3_epochs: int = option(30,
-                                "phase 3: joint fine-tuning epochs (gradients reach the coarse "
+    phase3_epochs: int = option(30, "phase 3: joint fine-tuning epochs (gradients reach the coarse "
                                 "stage)", min=0)
     epoch_size: int = option(0, "images per epoch (0 = the whole dataset)", min=0)
     lr_step: int = option(15, "StepLR step size in epochs (per phase)", min=1)
@@ -40,11 +39,9 @@ class ShallowTrainConfig(RunConfig):
     tf2_end: float = option(0.1, "... and at its end (linear)", min=0, max=1)
     tf3_start: float = option(0.1, "phase 3 teacher-forcing probability at its start", min=0, max=1)
     tf3_end: float = option(0.0, "... and at its end (linear)", min=0, max=1)
-    perceptual_weight: float = option(0.1,
-                                      "weight of the refiner's perceptual term (0 = MSE only)",
+    perceptual_weight: float = option(0.1, "weight of the refiner's perceptual term (0 = MSE only)",
                                       min=0)
-    perceptual: str = option("",
-                             "classifier file for the perceptual term (default: "
+    perceptual: str = option("", "classifier file for the perceptual term (default: "
                              "bench/models/cifar10-classifier)")
     lpips_backbone: str = option("",
                                  "use LPIPS instead: a local VGG16 state dict (torchvision layout)")
@@ -68,26 +65,21 @@ def teacher_forcing(cfg: ShallowTrainConfig, phase: int, progress: float) -> flo
 
 def stage_configs(cfg: ShallowTrainConfig, num_classes: int, class_names: tuple) -> dict:
     shallow = ShallowConfig(hidden=cfg.hidden, blocks=cfg.blocks, patch=cfg.patch,
-                            depth=cfg.vit_depth,
-                            heads=cfg.vit_heads, dae_sigma=cfg.dae_sigma)
+                            depth=cfg.vit_depth, heads=cfg.vit_heads, dae_sigma=cfg.dae_sigma)
     unet = UNetConfig(cfg.unet_channels, (1, 2, 2), 2, attention_resolutions=(), num_heads=4)
     sched = ScheduleConfig("cosine", cfg.timesteps)
     info = {"data": cfg.data, "recipe": "shallow", "seed": cfg.seed}
     common = dict(unet=unet, schedule=sched, shallow=shallow, parameterization="v")
     return {
         "coarse": StageConfig(role="base", resolution=cfg.coarse_res, kind=cfg.coarse,
-                              num_classes=num_classes,
-                              class_names=class_names,
-                              training={**info, "name": f"shallow-coarse-{cfg.coarse}"},
-                              **common),
+                              num_classes=num_classes, class_names=class_names,
+                              training={**info, "name": f"shallow-coarse-{cfg.coarse}"}, **common),
         "upsampler": StageConfig(role="sr", resolution=cfg.resolution, low_res=cfg.coarse_res,
-                                 kind=cfg.upsampler,
-                                 noise_conditioning="logsnr",
+                                 kind=cfg.upsampler, noise_conditioning="logsnr",
                                  training={**info, "name": f"shallow-upsampler-{cfg.upsampler}"},
                                  **common),
         "refiner": StageConfig(role="refiner", resolution=cfg.resolution, low_res=cfg.resolution,
-                               kind=cfg.refiner,
-                               noise_conditioning="logsnr",
+                               kind=cfg.refiner, noise_conditioning="logsnr",
                                training={**info, "name": f"shallow-refiner-{cfg.refiner}"},
                                **common),
     }

@@ -18,8 +18,7 @@ from cascade_core import Stage
 
 class ShallowCascade(nn.Module):
     def __init__(self, coarse: Stage, upsampler: Stage, refiner: Stage,
-                 perceptual: nn.Module | None,
-                 perceptual_weight: float):
+                 perceptual: nn.Module | None, perceptual_weight: float):
         super().__init__()
         self.coarse, self.upsampler, self.refiner = coarse, upsampler, refiner
         self.perceptual, self.perceptual_weight = perceptual, perceptual_weight

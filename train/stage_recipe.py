@@ -156,8 +156,7 @@ def train(cfg: TrainConfig, resume: str = "", init_from: str = "") -> Path | Non
         start = recipe.start = load_parts(state_path, recipe.parts())
     aug = scfg.augmentation
     maker = ExampleMaker(role=scfg.role, resolution=scfg.resolution, low_res=scfg.low_res,
-                         crop=cfg.crop,
-                         flip=cfg.flip, label_dropout=cfg.label_dropout,
+                         crop=cfg.crop, flip=cfg.flip, label_dropout=cfg.label_dropout,
                          timesteps=scfg.schedule.timesteps,
                          refiner_max_t=scfg.refiner_max_t, s_max=aug.s_max,
                          aug_schedule=aug.schedule,

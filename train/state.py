@@ -63,8 +63,7 @@ def save_stage_files(out: Path, step: int, ema, batch_size: int) -> Path:
     """The EMA stage as a loadable checkpoint (its metadata records the steps and images
     trained so far), plus ``latest.safetensors``."""
     cfg = ema.model.config
-    ema.model.config = replace(cfg,
-                               training={**cfg.training, "steps": step,
+    ema.model.config = replace(cfg, training={**cfg.training, "steps": step,
                                          "images_seen": step * batch_size})
     path = save_stage(ema.model, out / f"stage-{step:07d}.safetensors")
     save_stage(ema.model, out / "latest.safetensors")

@@ -126,8 +126,7 @@ class StageConfig:
                                self.low_res)
         if self.kind not in KINDS[self.role]:
             raise CascadeError(f"a {self.role} stage cannot be of kind {self.kind!r}",
-                               f"one of {KINDS[self.role]}",
-                               self.kind)
+                               f"one of {KINDS[self.role]}", self.kind)
         if self.resolution % self.size_multiple:
             raise CascadeError("resolution is not divisible by the network's downsampling",
                                f"a multiple of {self.size_multiple}", self.resolution)

@@ -66,13 +66,13 @@ class DenoisingAutoencoder(nn.Module):
 
     def forward(self, x, sigma, labels=None):
         """Clean-image estimate of ``x`` (noisy at ``sigma``, (B,)); a residual over ``x``."""
-        emb = self.sigma_mlp(sinusoidal_embedding(sigma * 1000,
-                                                  self.cfg.shallow.hidden).to(x.dtype))
+        features = sinusoidal_embedding(sigma * 1000, self.cfg.shallow.hidden)
+        emb = self.sigma_mlp(features.to(x.dtype))
         if self.class_emb is not None:
             if labels is None:
                 labels = torch.full((x.shape[0],), -1, device=x.device)
-            emb = emb + self.class_emb(torch.where(labels < 0, self.cfg.num_classes,
-                                                   labels)).to(emb.dtype)
+            classes = torch.where(labels < 0, self.cfg.num_classes, labels)
+            emb = emb + self.class_emb(classes).to(emb.dtype)
         h = self.stem(x)
         for block in self.blocks:
             h = block(h, emb)
@@ -138,8 +138,7 @@ class ViTRefiner(nn.Module):
         self.pos = nn.Parameter(torch.zeros(1, s.hidden, self.grid, self.grid))
         nn.init.normal_(self.pos, std=0.02)
         layer = nn.TransformerEncoderLayer(s.hidden, s.heads, 4 * s.hidden, dropout=0.0,
-                                           activation="gelu",
-                                           batch_first=True, norm_first=True)
+                                           activation="gelu", batch_first=True, norm_first=True)
         self.encoder = nn.TransformerEncoder(layer, s.depth, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(s.hidden)
         self.out = nn.Linear(s.hidden, cfg.channels * p * p)
@@ -160,5 +159,4 @@ class ViTRefiner(nn.Module):
 
 
 MODELS = {"dae": DenoisingAutoencoder, "pixelshuffle": PixelShuffleUpsampler,
-          "resnet": ResNetUpsampler,
-          "conv": ConvRefiner, "vit": ViTRefiner}
+          "resnet": ResNetUpsampler, "conv": ConvRefiner, "vit": ViTRefiner}

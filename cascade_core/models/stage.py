@@ -59,8 +59,8 @@ class Stage(nn.Module):
         if self.config.noise_conditioning == "timestep":
             return self.schedule.sigma_to_t(sigma) * (1000.0 / self.schedule.T)
         logsnr = -2 * sigma.float().clamp(min=1e-10).log()
-        return ((logsnr.clamp(-LOGSNR_RANGE,
-                              LOGSNR_RANGE) + LOGSNR_RANGE) * (1000.0 / (2 * LOGSNR_RANGE)))
+        logsnr = logsnr.clamp(-LOGSNR_RANGE, LOGSNR_RANGE)
+        return (logsnr + LOGSNR_RANGE) * (1000.0 / (2 * LOGSNR_RANGE))
 
     def timestep_input(self, t: torch.Tensor) -> torch.Tensor:
         """The same input for integer training timesteps ``t``."""
@@ -105,8 +105,7 @@ class Stage(nn.Module):
                            stage=self.name)
 
     def training_pass(self, target, *, generator: torch.Generator, cond=None, labels=None,
-                      noise=None,
-                      max_t: int | None = None):
+                      noise=None, max_t: int | None = None):
         """(per-example loss, clean-image estimate) of one training evaluation towards ``target``.
 
         Random draws come from ``generator`` in a fixed order (a timestep or noise level first,

@@ -23,8 +23,8 @@ def sinusoidal_embedding(x: torch.Tensor, dim: int, max_period: float = 10000.0)
     """Transformer-style (cos, sin) features of the scalars ``x`` (B,) at ``dim // 2``
     geometrically spaced frequencies: how noise levels, ``s`` and sigmas enter the networks."""
     half = dim // 2
-    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=x.device,
-                                                           dtype=torch.float32) / half)
+    steps = torch.arange(half, device=x.device, dtype=torch.float32)
+    freqs = torch.exp(-math.log(max_period) * steps / half)
     args = x.float()[:, None] * freqs[None]
     return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
 
@@ -197,8 +197,8 @@ class UNet(nn.Module):
         if self.class_emb is not None:
             if labels is None:
                 labels = torch.full((x.shape[0],), -1, device=x.device, dtype=torch.long)
-            emb = emb + self.class_emb(torch.where(labels < 0, self.cfg.num_classes,
-                                                   labels)).to(emb.dtype)
+            classes = torch.where(labels < 0, self.cfg.num_classes, labels)
+            emb = emb + self.class_emb(classes).to(emb.dtype)
         emb = emb.to(x.dtype)
         h, hs = self.stem(x), []
         hs.append(h)

@@ -143,8 +143,7 @@ def full_cascade():
         {"id": 6, "type": "CDMCondAugment", "pos": [1400, 0], "size": [280, 130],
          "values": {"s": 0.1}},
         {"id": 7, "type": "CDMSuperResStage", "pos": [1720, 0], "size": [320, 300],
-         "title": "SR 32->64 (same stage)",
-         "values": {"steps": 20}},
+         "title": "SR 32->64 (same stage)", "values": {"steps": 20}},
         {"id": 8, "type": "SaveImage", "pos": [2080, 0], "size": [320, 320],
          "values": {"filename_prefix": "cdm/cascade64"}},
         {"id": 9, "type": "PreviewImage", "pos": [1400, 220], "size": [260, 260]},
@@ -189,8 +188,7 @@ def upscale_your_image():
                             "denoises in a few steps."),
     ]
     links = [(1, 0, 4, "image"), (2, 0, 5, "stage"), (4, 0, 5, "lowres"), (3, 0, 6, "stage"),
-             (5, 0, 6, "image"),
-             (6, 0, 7, "images"), (5, 0, 8, "images")]
+             (5, 0, 6, "image"), (6, 0, 7, "images"), (5, 0, 8, "images")]
     return build("03_upscale_your_image", nodes, links)
 
 
@@ -217,8 +215,7 @@ def augmentation_sweep(levels=(0.0, 0.15, 0.4)):
         y = k * 320
         nodes += [
             {"id": aug, "type": "CDMCondAugment", "pos": [720, y], "size": [280, 130],
-             "title": f"CondAugment s={s}",
-             "values": {"s": s}},
+             "title": f"CondAugment s={s}", "values": {"s": s}},
             {"id": sr, "type": "CDMSuperResStage", "pos": [1040, y], "size": [320, 300],
              "title": f"SR at s={s}"},
             {"id": save, "type": "SaveImage", "pos": [1400, y], "size": [240, 230],

@@ -186,8 +186,7 @@ def set_widget(workflow: dict, classes: dict, target: str, value: str) -> int:
         changed += 1
     if not changed:
         raise WorkflowError(f"--set {target}: no node has that widget",
-                            "NODE.widget or widget of a node here",
-                            target)
+                            "NODE.widget or widget of a node here", target)
     return changed
 
 
@@ -222,8 +221,7 @@ def execution_order(prompt: dict) -> list[str]:
             if isinstance(value, list) and len(value) == 2 and isinstance(value[0], str):
                 if value[0] not in prompt:
                     raise WorkflowError(f"node {nid} takes an input from node {value[0]}, which "
-                                        "does not run",
-                                        "an active source node", value[0])
+                                        "does not run", "an active source node", value[0])
                 visit(value[0], path + [nid])
         state[nid] = "done"
         order.append(nid)

@@ -25,8 +25,7 @@ def sample_cascade(base, sr=None, refiner=None, n=1000, batch=100, seed=0, steps
         b = len(lab)
         cls = lab if k else None
         img, cond = generate(base, b, seed=seed + start, steps=steps, sampler=sampler,
-                             spacing=spacing, labels=cls,
-                             guidance=guidance,
+                             spacing=spacing, labels=cls, guidance=guidance,
                              truncate_s=s if (sr is not None and truncated and s > 0) else None)
         if sr is not None:
             if not (truncated and s > 0):
