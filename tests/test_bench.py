@@ -141,3 +141,11 @@ def test_soak_notices_a_leak_and_a_runner_that_stops_refusing(tiny_cascade, monk
     monkeypatch.setitem(soak.BAD, "steps -3", (0, lambda wf: None, "steps = -3"))  # a good file
     assert soak.main(["--quick", "--stages", str(tiny_cascade)]) == 1
     assert "steps -3: ran without an error" in capsys.readouterr().out
+
+
+def test_stage_gaps_quick(capsys):
+    from bench import stage_gaps
+    assert stage_gaps.main(["--quick"]) == 0
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if "class agreement" in ln]
+    names = [ln.split("  ")[0].strip() for ln in lines]
+    assert len(lines) == 7 and names[0] == "real 32px" and names[-1] == "cascade + refiner"

@@ -183,3 +183,10 @@ def test_a_sampler_going_non_finite_names_the_stage_and_the_first_step(tiny_casc
         cc.generate(stage, 2, seed=0, steps=5, sampler="euler", spacing="karras")
     with pytest.raises(cc.CascadeError, match="guidance must be a finite number"):
         cc.generate(stage, 1, seed=0, steps=2, guidance=float("inf"))
+
+
+def test_integral_floats_for_int_widgets_run_as_ints(tiny_cascade, tmp_path):
+    wf = write(tmp_path, "01", [("CDMBaseSampler", "batch_size", 2.0),
+                                ("CDMBaseSampler", "steps", 2.0), ("CDMSuperResStage", "steps", 2)])
+    assert len([p for p in run(wf, tmp_path / "out", stage_dirs=[tiny_cascade])
+                if p.parent.name != "previews"]) == 2

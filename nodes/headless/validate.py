@@ -75,7 +75,8 @@ def _hook_problem(cls, inputs: dict) -> str | None:
 
 
 def validate(prompt: dict, classes: dict):
-    """Raise one WorkflowError listing every problem of ``prompt``; return when there is none."""
+    """Raise one WorkflowError listing every problem of ``prompt``; return when there is none.
+    Integral floats given to INT widgets become ints, as ComfyUI converts them."""
     problems = []
     for nid, node in prompt.items():
         cls = classes[node["class_type"]]
@@ -89,6 +90,8 @@ def validate(prompt: dict, classes: dict):
                 found.append(_link_problem(prompt, classes, name=name, typ=typ, value=value))
             elif is_widget(typ):
                 found.append(widget_problem(name, typ, opts=opts, value=value))
+                if typ == "INT" and isinstance(value, float) and value.is_integer():
+                    node["inputs"][name] = int(value)  # as ComfyUI converts it
             else:
                 found.append(f"input {name!r} needs a {typ} link, found the value {value!r}")
         if not any(found):
