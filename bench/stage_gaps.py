@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 import cascade_core as cc
-from train.eval import evaluate
+from train.eval import CACHE_DIR, evaluate
 from train.metrics.sample_cascade import sample_cascade
 
 from .common import save
@@ -97,8 +97,9 @@ def main(argv=None) -> int:
     table = {}
     for name, imgs in images.items():
         lab = labels if name != "cascade" and "cascade" not in name else np.arange(len(imgs)) % 10
+        # the reference's Inception features are computed once and cached, not once per row
         table[name] = evaluate(imgs, lab, args.ref, metrics=metrics, ref_num=args.ref_num,
-                               log=lambda *a: None)
+                               cache_dir=CACHE_DIR, log=lambda *a: None)
         kid = table[name].get("kid")
         print(f"{name:<28} KID {kid if kid is None else round(kid, 4)} "
               f"± {table[name].get('kid_std', 0):.4f}  class agreement "

@@ -3,6 +3,9 @@
 Every error names the stage (or file) involved, what was expected and what was
 found, so a ComfyUI user sees a sentence instead of a torch stack trace.
 """
+import math
+
+import torch
 
 
 class CascadeError(ValueError):
@@ -39,10 +42,6 @@ def check_range(name: str, value: float, lo: float, hi: float, stage: str | None
 
 def check_finite(name: str, x, stage: str | None = None):
     """Raise a CascadeError when the tensor (or number) ``x`` holds NaN or infinite values."""
-    import math
-
-    import torch
-
     if isinstance(x, torch.Tensor):
         bad = int((~torch.isfinite(x)).sum())
         if bad:

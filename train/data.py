@@ -276,7 +276,12 @@ def loader(source, maker, *, batch_size: int, steps: int, seed: int, workers: in
                                        multiprocessing_context=context)
 
 
-VERIFY_BUDGET_S = 60.0  # --verify-data auto decodes everything when that takes about this long
+VERIFY_BUDGET_S = 60.0
+
+
+def _silent(*args, **kwargs):
+    pass
+  # --verify-data auto decodes everything when that takes about this long
 
 
 def _decodes(path: Path) -> bool:
@@ -288,7 +293,7 @@ def _decodes(path: Path) -> bool:
         return False
 
 
-def verify_source(source: ImageSource, verify: str, bad_data: str, log=print) -> list[str]:
+def verify_source(source: ImageSource, verify: str, bad_data: str, log=None) -> list[str]:
     """Decode every image before training (an .npz needs nothing). ``auto`` times the first 200
     images and goes on when the whole set takes at most ``VERIFY_BUDGET_S``. Unreadable files are
     an error naming them, or with ``bad_data == "skip"`` are left out and returned."""
@@ -302,8 +307,8 @@ def verify_source(source: ImageSource, verify: str, bad_data: str, log=print) ->
     bad = [i for i in range(probe) if not _decodes(source.files[i])]
     estimate = (time.time() - t0) / max(probe, 1) * n
     if verify == "auto" and estimate > VERIFY_BUDGET_S:
-        log(f"data check skipped: decoding all {n} images would take about {estimate:.0f} s "
-            "(--verify-data on forces it)")
+        (log or _silent)(f"data check skipped: decoding all {n} images would take about "
+                         f"{estimate:.0f} s (--verify-data on forces it)")
         return []
     bad += [i for i in range(probe, n) if not _decodes(source.files[i])]
     names = [str(source.files[i]) for i in bad]

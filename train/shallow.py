@@ -154,7 +154,7 @@ def train_shallow(cfg: ShallowTrainConfig, resume: str = "", stop_after_epochs: 
     rt = D.setup(cfg.device, cfg.precision, timeout=cfg.collective_timeout)
     out, source = Path(cfg.out), ImageSource(cfg.data)
     skipped = verify_source(source, cfg.verify_data, bad_data=cfg.bad_data,
-                            log=print if rt.is_main else (lambda *a, **k: None))
+                            log=print if rt.is_main else None)
     torch.manual_seed(cfg.seed)
     configs = stage_configs(cfg, source.num_classes, source.class_names)
     stages = {k: Stage(c) for k, c in configs.items()}

@@ -145,7 +145,7 @@ def train(cfg: TrainConfig, resume: str = "", init_from: str = "") -> Path | Non
     out = Path(cfg.out)
     source = ImageSource(cfg.data)
     skipped = verify_source(source, cfg.verify_data, bad_data=cfg.bad_data,
-                            log=print if rt.is_main else _quiet)
+                            log=print if rt.is_main else None)
     torch.manual_seed(cfg.seed)
     model = build_stage(cfg, source, init_from).to(rt.device).train()
     scfg = model.config
@@ -176,10 +176,6 @@ def train(cfg: TrainConfig, resume: str = "", init_from: str = "") -> Path | Non
     run_phases(recipe, rt, batches, start=start,
                feedback={"out": out, "tensorboard": cfg.tensorboard, "progress": cfg.progress})
     return recipe.last_path
-
-
-def _quiet(*args, **kwargs):
-    pass
 
 
 def _mean_across(value: float, rt) -> float:
