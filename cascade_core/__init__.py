@@ -7,14 +7,15 @@ from .classes import parse_classes
 from .denoiser import Denoiser
 from .ema import EMA
 from .errors import CascadeError, CheckpointError, SamplingInterrupted
-from .formats.stage_file import load_stage, read_config, save_stage
+from .formats.stage_file import load_classifier, load_stage, read_config, save_stage
 from .grid import image_grid
 from .handover import LowResCond, fit_condition, make_condition
 from .images import from_uint8, to_uint8
 from .losses import dae_loss, training_loss
+from .models.classifier import ClassifierConfig, NoisyClassifier
 from .models.config import KINDS, AugmentConfig, ShallowConfig, StageConfig, UNetConfig
 from .models.stage import Stage
-from .pipeline import check_size, generate, refine, super_resolve
+from .pipeline import check_size, generate, guide_check, refine, super_resolve
 from .process.augment import (
     aug_alpha_bar,
     aug_sigma,
@@ -37,7 +38,8 @@ from .sampling import SamplingPlan
 from .version import __version__
 
 __all__ = [
-    "AugmentConfig", "KINDS", "ShallowConfig", "dae_loss", "CascadeError", "CheckpointError",
+    "AugmentConfig", "ClassifierConfig", "NoisyClassifier", "load_classifier", "guide_check",
+    "KINDS", "ShallowConfig", "dae_loss", "CascadeError", "CheckpointError",
     "Denoiser", "DiscreteSchedule", "EMA", "LowResCond",
     "NoiseSource", "SAMPLERS", "SPACINGS", "SamplingInterrupted", "ScheduleConfig", "Stage",
     "StageConfig",

@@ -11,11 +11,16 @@ from .denoiser import Denoiser
 from .errors import CascadeError
 from .process.noise import NoiseSource
 from .process.samplers import get_sampler
+from .tiling import plan_tiles
 
 
 @dataclass(frozen=True)
 class SamplingPlan:
-    """How to sample a stage: steps, sampler, grid spacing, guidance, precision, progress."""
+    """How to sample a stage: steps, sampler, grid spacing, guidance, precision, progress.
+
+    ``classifier``/``classifier_scale``: a NoisyClassifier guiding a class-conditional base
+    (ADM-G); ``clip_denoised``: clamp every clean-image estimate to [-1, 1] (ADM's
+    ``clip_denoised=True``; on by default)."""
 
     steps: int = 30
     sampler: str = "dpmpp_2m"
@@ -24,6 +29,10 @@ class SamplingPlan:
     callback: Callable | None = None
     dtype: torch.dtype = torch.float32
     options: dict = field(default_factory=dict)  # sampler-specific keywords (eta, variance)
+    classifier: object | None = None
+    classifier_scale: float = 0.0
+    clip_denoised: bool = True
+    tiling: str | int = "auto"  # "auto" (by memory estimate), "off", or a tile side in pixels
 
 
 def autocast(device: torch.device, dtype: torch.dtype):
@@ -40,7 +49,9 @@ def run_sampler(stage, x, sigmas, plan: SamplingPlan, noise: NoiseSource, labels
     model = Denoiser(stage, labels=None if labels is None else labels.to(device),
                      cond=None if cond is None else cond.to(device),
                      aug_level=None if aug_level is None else aug_level.to(device),
-                     guidance=plan.guidance)
+                     guidance=plan.guidance, clip=plan.clip_denoised,
+                     classifier=plan.classifier, classifier_scale=plan.classifier_scale,
+                     tiles=plan_tiles(stage, x.shape, plan.tiling))
     last = {}
     watch = FiniteWatch(device)
 
@@ -50,7 +61,9 @@ def run_sampler(stage, x, sigmas, plan: SamplingPlan, noise: NoiseSource, labels
         if plan.callback is not None:
             plan.callback(info)
 
-    with torch.inference_mode(), autocast(device, plan.dtype):
+    # a guiding classifier needs autograd, which inference mode forbids
+    grad_free = torch.no_grad() if model.classifier is not None else torch.inference_mode()
+    with grad_free, autocast(device, plan.dtype):
         x = get_sampler(plan.sampler)(model, x.to(device), sigmas, noise=noise, callback=report,
                                       **plan.options)
         watch.step(len(sigmas) - 1, x)

@@ -125,13 +125,17 @@ def test_soak_quick(tiny_cascade, capsys):
 
 
 def test_soak_notices_a_leak_and_a_runner_that_stops_refusing(tiny_cascade, monkeypatch, capsys):
-    import numpy as np
+    import mmap
 
     from bench import soak
     leak, real = [], soak.run
 
     def leaky(*args, **kwargs):
-        leak.append(np.ones(2 ** 17))  # 1 MB that is never freed, per run
+        # 1 MB that is never freed, per run; mapped fresh and written, so it always adds resident
+        # pages (a malloc'ed block could reuse heap that earlier tests freed, and not show)
+        block = mmap.mmap(-1, 2 ** 20)
+        block.write(b"\1" * 2 ** 20)
+        leak.append(block)
         return real(*args, **kwargs)
 
     monkeypatch.setattr(soak, "run", leaky)

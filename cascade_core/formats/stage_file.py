@@ -3,6 +3,11 @@
 Metadata keys: ``cdm_stage`` (the StageConfig as JSON), ``cdm_format``
 ("cascade-stage"), ``cdm_dtype`` and ``cdm_version``. Nothing is ever
 unpickled, so a stage file from a stranger can only fail to load, not run code.
+Noisy classifiers (classifier guidance) use the same layout with ``cdm_format``
+"cascade-classifier" and ``cdm_classifier``.
+
+``load_stage`` / ``load_classifier`` also take OpenAI's released ``.pt`` files
+(read with ``torch.load(weights_only=True)``, described by ``formats.adm``).
 """
 from __future__ import annotations
 
@@ -14,46 +19,64 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from ..errors import CascadeError, CheckpointError
+from ..models.classifier import ClassifierConfig, NoisyClassifier
 from ..models.config import StageConfig
 from ..models.stage import Stage
 from ..version import __version__
+from .adm import load_adm
 from .atomic import atomic_write
+from .torch_file import TORCH_SUFFIXES, read_state_dict
 
 FORMAT_TAG = "cascade-stage"
+CLASSIFIER_TAG = "cascade-classifier"
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def save_stage(stage: Stage, path, dtype: str | None = None,
-               state_dict: dict | None = None) -> Path:
-    """Write ``stage`` (or ``state_dict`` with its config, e.g. EMA weights) atomically."""
+def save_stage(stage, path, dtype: str | None = None, state_dict: dict | None = None) -> Path:
+    """Write ``stage`` (or ``state_dict`` with its config, e.g. EMA weights) atomically; a
+    NoisyClassifier is written as a classifier file."""
     dtype = dtype or _dtype_name(stage.dtype)
     if dtype not in DTYPES:
         raise CascadeError("unknown checkpoint dtype", f"one of {sorted(DTYPES)}", repr(dtype))
     sd = state_dict if state_dict is not None else stage.state_dict()
     tensors = {k: v.detach().to("cpu", DTYPES[dtype]).contiguous() for k, v in sd.items()}
-    meta = {"cdm_format": FORMAT_TAG, "cdm_stage": json.dumps(stage.config.to_dict()),
-            "cdm_dtype": dtype, "cdm_version": __version__}
+    config = json.dumps(stage.config.to_dict())
+    meta = ({"cdm_format": CLASSIFIER_TAG, "cdm_classifier": config}
+            if isinstance(stage, NoisyClassifier)
+            else {"cdm_format": FORMAT_TAG, "cdm_stage": config})
+    meta.update({"cdm_dtype": dtype, "cdm_version": __version__})
     return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
 
 
-def read_config(path) -> tuple[StageConfig, dict]:
-    """The StageConfig and raw metadata of a stage file, without loading the weights."""
+def read_metadata(path) -> dict:
+    """The metadata of a safetensors file (a clear error for anything else)."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError("stage file not found", "an existing .safetensors file", str(path))
+        raise CheckpointError("stage file not found", "an existing .safetensors or .pt file",
+                              str(path))
     if path.suffix != ".safetensors":
-        raise CheckpointError("stages load only from safetensors files", "*.safetensors", path.name)
+        raise CheckpointError("unknown checkpoint type", f"*.safetensors or *{TORCH_SUFFIXES}",
+                              path.name)
     try:
         with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
+            return f.metadata() or {}
     except Exception as e:  # safetensors raises its own error types for corrupt headers
         raise CheckpointError(f"{path.name} is not a readable safetensors file ({e})") from None
-    if meta.get("cdm_format") != FORMAT_TAG or "cdm_stage" not in meta:
-        raise CheckpointError(f"{path.name} is not a cascade stage",
-                              "metadata 'cdm_format': 'cascade-stage'",
-                              sorted(meta) or "no metadata")
+
+
+def read_config(path, kind: str = "stage"):
+    """The config (StageConfig, or ClassifierConfig for ``kind="classifier"``) and raw metadata
+    of a file of ours, without loading the weights."""
+    path = Path(path)
+    meta = read_metadata(path)
+    tag, key, cls = ((FORMAT_TAG, "cdm_stage", StageConfig) if kind == "stage"
+                     else (CLASSIFIER_TAG, "cdm_classifier", ClassifierConfig))
+    if meta.get("cdm_format") != tag or key not in meta:
+        raise CheckpointError(f"{path.name} is not a {_WHAT[tag]}",
+                              f"metadata 'cdm_format': {tag!r}",
+                              _WHAT.get(meta.get("cdm_format"), sorted(meta) or "no metadata"))
     try:
-        cfg = StageConfig.from_dict(json.loads(meta["cdm_stage"]))
+        cfg = cls.from_dict(json.loads(meta[key]))
     except (json.JSONDecodeError, TypeError) as e:
         raise CheckpointError(f"{path.name} has unreadable stage metadata ({e})") from None
     except CascadeError as e:
@@ -64,18 +87,55 @@ def read_config(path) -> tuple[StageConfig, dict]:
     return cfg, meta
 
 
-def load_stage(path, device="cpu", dtype: str | torch.dtype | None = "fp32") -> Stage:
+_WHAT = {FORMAT_TAG: "cascade stage", CLASSIFIER_TAG: "noisy classifier (classifier guidance)"}
+
+
+def load_released(path, kind: str | None, overrides: dict | None = None):
+    """A released ``.pt`` file as a Stage or NoisyClassifier; with ``kind`` "stage" or
+    "classifier", the other kind is a clear error."""
+    name = Path(path).name
+    model = load_adm(read_state_dict(path), name, overrides)
+    is_classifier = isinstance(model, NoisyClassifier)
+    if kind is not None and is_classifier != (kind == "classifier"):
+        found = "a noisy classifier" if is_classifier else f"a diffusion stage ({model.name})"
+        raise CheckpointError(f"{name} is {found}", "a noisy classifier" if kind == "classifier"
+                              else "a diffusion stage", found)
+    return model
+
+
+def load_stage(path, device="cpu", dtype: str | torch.dtype | None = "fp32",
+               overrides: dict | None = None) -> Stage:
     """Build the stage a file describes and load its weights, as float32 by default (half-precision
     convolutions are very slow on CPUs; use autocast for low-precision inference) or, with
-    ``dtype=None``, in the dtype the file was saved in."""
+    ``dtype=None``, in the dtype the file was saved in. Released ``.pt`` files load through
+    ``formats.adm``, with ``overrides`` for its table values."""
+    if Path(path).suffix in TORCH_SUFFIXES:
+        stage = load_released(path, "stage", overrides)
+        return stage.to(device, _as_dtype(dtype or "fp32")).eval()
     cfg, meta = read_config(path)
+    stage = _load_weights(path, Stage(cfg), meta=meta, dtype=dtype)
+    return stage.to(device).eval()
+
+
+def load_classifier(path, device="cpu", dtype: str | torch.dtype = "fp32",
+                    overrides: dict | None = None) -> NoisyClassifier:
+    """A noisy classifier from a released ``.pt`` or a converted classifier file of ours."""
+    if Path(path).suffix in TORCH_SUFFIXES:
+        model = load_released(path, "classifier", overrides)
+    else:
+        cfg, meta = read_config(path, kind="classifier")
+        model = _load_weights(path, NoisyClassifier(cfg), meta=meta, dtype="fp32")
+    return model.to(device, _as_dtype(dtype)).eval()
+
+
+def _load_weights(path, stage, *, meta: dict, dtype):
+    cfg = stage.config
     name = Path(path).name
     try:
         with safe_open(str(path), framework="pt") as f:
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as e:
         raise CheckpointError(f"{name}: weights are corrupt ({e})") from None
-    stage = Stage(cfg)
     expected = stage.state_dict()
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
@@ -95,7 +155,7 @@ def load_stage(path, device="cpu", dtype: str | torch.dtype | None = "fp32") -> 
                         torch.float32) if dtype is None else _as_dtype(dtype)
     stage = stage.to(target)
     stage.load_state_dict(tensors)
-    return stage.to(device).eval()
+    return stage
 
 
 def _as_dtype(dtype) -> torch.dtype:

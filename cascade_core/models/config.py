@@ -14,30 +14,61 @@ ROLES = ("base", "sr", "refiner")
 # the model kinds each role can be (the shallow-cascade recipe mixes diffusion and one-pass stages)
 KINDS = {"base": ("diffusion", "dae"), "sr": ("diffusion", "pixelshuffle", "resnet"),
          "refiner": ("diffusion", "conv", "vit")}
-FORMAT_VERSION = 1
+# 2: U-Net options for released ADM files (fractional multipliers, head channels, QKV order,
+#    resblock up/down, scale-shift), null_class, aug_input and raw timestep input
+FORMAT_VERSION = 2
+NOISE_INPUTS = ("timestep", "timestep_raw", "logsnr")
+QKV_ORDERS = ("new", "legacy")
 
 
 @dataclass(frozen=True)
 class UNetConfig:
-    """The U-Net's shape: width, channel multipliers per level, blocks, attention, dropout."""
+    """The U-Net's shape: width, channel multipliers per level, blocks, attention, dropout.
+
+    The defaults are this pack's own design; the other options exist so that the released ADM
+    and improved-diffusion files load into the same network (``formats.adm``).
+    """
 
     base_channels: int = 64
-    channel_mult: tuple = (1, 2, 2)
+    channel_mult: tuple = (1, 2, 2)     # may be fractional (ADM 512px: 0.5); widths are int()
     num_res_blocks: int = 2
     attention_resolutions: tuple = (8,)  # feature-map sizes at the stage's training resolution
     num_heads: int = 4
     dropout: float = 0.0
+    num_head_channels: int = 0          # > 0: heads = channels // this (overrides num_heads)
+    qkv_order: str = "new"              # how qkv splits: "new" (q|k|v) or ADM's "legacy" (per head)
+    resblock_updown: bool = False       # resample inside residual blocks (ADM) instead of convs
+    scale_shift: bool = True            # embedding modulates the norm; False: it is added
 
     def __post_init__(self):
-        object.__setattr__(self, "channel_mult", tuple(int(m) for m in self.channel_mult))
+        mult = tuple(int(m) if float(m).is_integer() else float(m) for m in self.channel_mult)
+        object.__setattr__(self, "channel_mult", mult)
         object.__setattr__(self, "attention_resolutions",
                            tuple(int(r) for r in self.attention_resolutions))
-        if self.base_channels < 1 or not self.channel_mult or self.num_res_blocks < 1:
+        if (self.base_channels < 1 or not self.channel_mult or self.num_res_blocks < 1
+                or min(self.widths) < 1):
             raise CascadeError("invalid U-Net shape",
                                "base_channels, channel_mult and num_res_blocks >= 1",
                                (self.base_channels, self.channel_mult, self.num_res_blocks))
         if not 0 <= self.dropout < 1:
             raise CascadeError("dropout out of range", "[0, 1)", self.dropout)
+        if self.qkv_order not in QKV_ORDERS:
+            raise CascadeError("unknown QKV order", f"one of {QKV_ORDERS}", repr(self.qkv_order))
+
+    @property
+    def widths(self) -> tuple:
+        """Channels of each level: ``int(mult * base_channels)``, as ADM rounds them."""
+        return tuple(int(m * self.base_channels) for m in self.channel_mult)
+
+    def heads(self, channels: int) -> int:
+        """Attention heads at a width: by head channels if set, else ``num_heads`` (one head
+        where the width does not split)."""
+        if self.num_head_channels > 0:
+            if channels % self.num_head_channels:
+                raise CascadeError("attention width does not split into heads",
+                                   f"a multiple of {self.num_head_channels}", channels)
+            return channels // self.num_head_channels
+        return self.num_heads if channels % self.num_heads == 0 else 1
 
 
 @dataclass(frozen=True)
@@ -90,8 +121,12 @@ class StageConfig:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     parameterization: str = "eps"       # eps | x0 | v
     learn_sigma: bool = False           # hybrid loss with interpolated log-variance
-    noise_conditioning: str = "timestep"  # timestep | logsnr (continuous; retune schedules freely)
+    # timestep: t rescaled to [0, 1000); timestep_raw: t as is (ADM with T != 1000);
+    # logsnr: continuous (retune schedules freely)
+    noise_conditioning: str = "timestep"
     num_classes: int = 0
+    null_class: bool = True             # an extra class row for unconditional / CFG (ADM: none)
+    aug_input: bool = True              # sr/refiner: s is a network input (ADM-U: no)
     class_names: tuple = ()
     upsample: str = "bilinear"          # how the low-res conditioning is brought to size
     augmentation: AugmentConfig = field(default_factory=AugmentConfig)
@@ -107,8 +142,8 @@ class StageConfig:
         if self.parameterization not in ("eps", "x0", "v"):
             raise CascadeError("unknown parameterization", "eps, x0 or v",
                                repr(self.parameterization))
-        if self.noise_conditioning not in ("timestep", "logsnr"):
-            raise CascadeError("unknown noise conditioning", "timestep or logsnr",
+        if self.noise_conditioning not in NOISE_INPUTS:
+            raise CascadeError("unknown noise conditioning", f"one of {NOISE_INPUTS}",
                                repr(self.noise_conditioning))
         if self.upsample not in ("bilinear", "bicubic", "nearest"):
             raise CascadeError("unknown upsample mode", "bilinear, bicubic or nearest",

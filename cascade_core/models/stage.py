@@ -55,15 +55,18 @@ class Stage(nn.Module):
         return self.config.training.get("name") or self.config.describe()
 
     def noise_input(self, sigma: torch.Tensor) -> torch.Tensor:
-        """The network's noise-level input for VE noise level(s) ``sigma``, in [0, 1000]."""
-        if self.config.noise_conditioning == "timestep":
-            return self.schedule.sigma_to_t(sigma) * (1000.0 / self.schedule.T)
+        """The network's noise-level input for VE noise level(s) ``sigma``: in [0, 1000], or the
+        raw (fractional) timestep for ``timestep_raw``."""
+        if self.config.noise_conditioning != "logsnr":
+            return self.timestep_input(self.schedule.sigma_to_t(sigma))
         logsnr = -2 * sigma.float().clamp(min=1e-10).log()
         logsnr = logsnr.clamp(-LOGSNR_RANGE, LOGSNR_RANGE)
         return (logsnr + LOGSNR_RANGE) * (1000.0 / (2 * LOGSNR_RANGE))
 
     def timestep_input(self, t: torch.Tensor) -> torch.Tensor:
-        """The same input for integer training timesteps ``t``."""
+        """The same input for (integer training, or fractional) timesteps ``t``."""
+        if self.config.noise_conditioning == "timestep_raw":
+            return t.float()
         if self.config.noise_conditioning == "timestep":
             return t.float() * (1000.0 / self.schedule.T)
         return self.noise_input(self.schedule.sigmas.to(t.device)[t].float())

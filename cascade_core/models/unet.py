@@ -29,20 +29,46 @@ def sinusoidal_embedding(x: torch.Tensor, dim: int, max_period: float = 10000.0)
     return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
 
 
+class GroupNorm32(nn.GroupNorm):
+    """GroupNorm that normalises half-precision weights' activations in float32 (as ADM does):
+    fp16 statistics over large groups lose too much. Float32 and autocast runs are unchanged
+    (autocast already computes group_norm in float32)."""
+
+    def forward(self, x):
+        """Normalise ``x``; in float32 when ``x`` is half precision outside autocast."""
+        if x.dtype == torch.float32 or torch.is_autocast_enabled(x.device.type):
+            return super().forward(x)
+        return F.group_norm(x.float(), self.num_groups, self.weight.float(), self.bias.float(),
+                            self.eps).to(x.dtype)
+
+
 def group_norm(channels: int) -> nn.GroupNorm:
     """GroupNorm with up to 32 groups that divide ``channels`` (small test widths too)."""
     groups = math.gcd(32, channels)
-    return nn.GroupNorm(groups, channels)
+    return GroupNorm32(groups, channels)
+
+
+def resample(x: torch.Tensor, how: str | None) -> torch.Tensor:
+    """Parameter-free resampling inside ADM's up/down residual blocks."""
+    if how == "up":
+        return F.interpolate(x, scale_factor=2, mode="nearest")
+    if how == "down":
+        return F.avg_pool2d(x, kernel_size=2, stride=2)
+    return x
 
 
 class ResBlock(nn.Module):
-    """Residual block whose second normalisation is modulated by the embedding (ADM's
-    scale-shift); the last convolution starts at zero, so a new block is the identity."""
+    """Residual block conditioned on the embedding: by scale-shift of the second normalisation
+    (ADM's default) or, with ``scale_shift=False``, by adding it before that normalisation. With
+    ``resample`` "up"/"down" it also changes the resolution (ADM's resblock up/down). The last
+    convolution starts at zero, so a new block is the identity."""
 
-    def __init__(self, cin: int, cout: int, emb_dim: int, dropout: float):
+    def __init__(self, cin: int, cout: int, emb_dim: int, *, dropout: float,
+                 scale_shift: bool = True, resample: str | None = None):
         super().__init__()
+        self.scale_shift, self.resample = scale_shift, resample
         self.norm1, self.conv1 = group_norm(cin), nn.Conv2d(cin, cout, 3, padding=1)
-        self.emb = nn.Linear(emb_dim, 2 * cout)
+        self.emb = nn.Linear(emb_dim, (2 if scale_shift else 1) * cout)
         self.norm2, self.drop = group_norm(cout), nn.Dropout(dropout)
         self.conv2 = nn.Conv2d(cout, cout, 3, padding=1)
         nn.init.zeros_(self.conv2.weight)
@@ -50,21 +76,37 @@ class ResBlock(nn.Module):
         self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
 
     def forward(self, x, emb):
-        """``x`` (B, cin, H, W) and embedding ``emb`` (B, emb_dim) -> (B, cout, H, W)."""
-        h = self.conv1(F.silu(self.norm1(x)))
-        scale, shift = rearrange(self.emb(F.silu(emb)), "b (two c) -> two b c 1 1", two=2)
-        h = self.norm2(h) * (1 + scale) + shift
+        """``x`` (B, cin, H, W) and embedding ``emb`` (B, emb_dim) -> (B, cout, H', W')."""
+        h = self.conv1(resample(F.silu(self.norm1(x)), self.resample))
+        x = resample(x, self.resample)
+        e = rearrange(self.emb(F.silu(emb)), "b c -> b c 1 1")
+        if self.scale_shift:
+            scale, shift = e.chunk(2, dim=1)
+            h = self.norm2(h) * (1 + scale) + shift
+        else:
+            h = self.norm2(h + e)
         h = self.conv2(self.drop(F.silu(h)))
         return self.skip(x) + h
 
 
-class Attention(nn.Module):
-    """Multi-head self-attention over all positions, through the fused SDPA kernel; a residual
-    that starts at zero. Channels that do not split into ``heads`` fall back to one head."""
+# how the qkv projection's channels split: ours (and ADM's new order) is q|k|v, each split into
+# heads; ADM's legacy order is per head, q|k|v within each head (same shapes, other weights)
+QKV_LAYOUTS = {"new": "b (three n d) s -> three b n s d",
+               "legacy": "b (n three d) s -> three b n s d"}
 
-    def __init__(self, channels: int, heads: int):
+
+def attend(qkv: torch.Tensor, heads: int, order: str) -> torch.Tensor:
+    """Multi-head attention of a (B, 3C, S) qkv tensor through the fused SDPA kernel: (B, C, S)."""
+    q, k, v = rearrange(qkv, QKV_LAYOUTS[order], three=3, n=heads)
+    return rearrange(F.scaled_dot_product_attention(q, k, v), "b n s d -> b (n d) s")
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention over all positions; a residual that starts at zero."""
+
+    def __init__(self, channels: int, heads: int, order: str = "new"):
         super().__init__()
-        self.heads = heads if channels % heads == 0 else 1
+        self.heads, self.order = heads, order
         self.norm = group_norm(channels)
         self.qkv = nn.Conv2d(channels, 3 * channels, 1)
         self.out = nn.Conv2d(channels, channels, 1)
@@ -74,10 +116,9 @@ class Attention(nn.Module):
     def forward(self, x, emb=None):
         """``x`` plus attention over its ``H * W`` positions (``emb`` is unused)."""
         h, w = x.shape[-2:]
-        q, k, v = rearrange(self.qkv(self.norm(x)), "b (three n d) h w -> three b n (h w) d",
-                            three=3, n=self.heads)
-        o = F.scaled_dot_product_attention(q, k, v)
-        return x + self.out(rearrange(o, "b n (h w) d -> b (n d) h w", h=h, w=w))
+        qkv = rearrange(self.qkv(self.norm(x)), "b c h w -> b c (h w)")
+        o = rearrange(attend(qkv, self.heads, self.order), "b c (h w) -> b c h w", h=h, w=w)
+        return x + self.out(o)
 
 
 class Downsample(nn.Module):
@@ -114,25 +155,87 @@ class Block(nn.Sequential):
         return x
 
 
-class UNet(nn.Module):
+def embedding_mlp(ch: int, emb_dim: int) -> nn.Sequential:
+    """Sinusoidal features (``ch``) -> the blocks' embedding (``emb_dim``): ADM's time_embed."""
+    return nn.Sequential(nn.Linear(ch, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+
+
+class Encoder(nn.Module):
+    """The U-Net's downward half and middle: a stem convolution; per level ``num_res_blocks``
+    residual blocks (attention at the listed feature-map sizes) and a downsampling; a middle of
+    block-attention-block. The U-Net and the noisy classifier (``classifier.NoisyClassifier``)
+    are both Encoders: one copy of this code, the same parameter names (``stem``, ``down``,
+    ``mid``). ``skips`` lists the widths the decoder takes back."""
+
+    def build_encoder(self, u, resolution: int, in_ch: int, emb_dim: int):
+        """Create ``stem``, ``down`` and ``mid`` for a U-Net shape ``u`` at ``resolution``."""
+        widths = u.widths
+        self.attn_levels = {i for i in range(len(widths))
+                            if resolution // 2 ** i in u.attention_resolutions}
+        cur = widths[0]
+        self.stem = nn.Conv2d(in_ch, cur, 3, padding=1)
+        self.down, self.skips = nn.ModuleList(), [cur]
+        for level, width in enumerate(widths):
+            for _ in range(u.num_res_blocks):
+                self.down.append(level_block(u, cur, width, emb_dim=emb_dim,
+                                             attention=level in self.attn_levels))
+                cur = width
+                self.skips.append(cur)
+            if level < len(widths) - 1:
+                self.down.append(Block(ResBlock(cur, cur, emb_dim, dropout=u.dropout,
+                                                scale_shift=u.scale_shift, resample="down")
+                                       if u.resblock_updown else Downsample(cur)))
+                self.skips.append(cur)
+        self.mid = Block(ResBlock(cur, cur, emb_dim, dropout=u.dropout, scale_shift=u.scale_shift),
+                         Attention(cur, u.heads(cur), u.qkv_order),
+                         ResBlock(cur, cur, emb_dim, dropout=u.dropout, scale_shift=u.scale_shift))
+        self.out_channels = cur
+
+    def encode(self, x, emb):
+        """(middle features, every skip activation in order)."""
+        h = self.stem(x)
+        hs = [h]
+        for block in self.down:
+            h = block(h, emb)
+            hs.append(h)
+        return self.mid(h, emb), hs
+
+
+def level_block(u, cin: int, cout: int, *, emb_dim: int, attention: bool,
+                upsample: bool = False) -> Block:
+    """One residual block of a level, with attention if the level has it, and an upsampling
+    (a convolution or an up-resblock) at the end of an upward level."""
+    layers = [ResBlock(cin, cout, emb_dim, dropout=u.dropout, scale_shift=u.scale_shift)]
+    if attention:
+        layers.append(Attention(cout, u.heads(cout), u.qkv_order))
+    if upsample:
+        layers.append(ResBlock(cout, cout, emb_dim, dropout=u.dropout, scale_shift=u.scale_shift,
+                               resample="up")
+                      if u.resblock_updown else Upsample(cout))
+    return Block(*layers)
+
+
+class UNet(Encoder):
     """The denoising network of every diffusion stage (base, SR and refiner).
 
-    The layout follows ADM: a stem convolution; per resolution level,
-    ``num_res_blocks`` residual blocks (with attention at the feature-map sizes
-    listed in ``attention_resolutions``) and a downsampling; a middle of
-    block-attention-block; the mirror image upwards with one extra block per
-    level, each taking the skip connection of its partner; a zero-initialised
-    head. Why it is built this way:
+    The layout follows ADM: the ``Encoder`` (stem, levels of residual blocks with attention at
+    the sizes listed in ``attention_resolutions``, downsampling, a middle of
+    block-attention-block); the mirror image upwards with one extra block per level, each taking
+    the skip connection of its partner; a zero-initialised head. Why it is built this way:
 
     * one embedding of width ``4 * base_channels`` carries everything the
       blocks condition on: the noise level, plus the augmentation level ``s``
       (SR and refiner stages, CDM section 3: the model must know how noisy its
       conditioning is) and the class (with one extra "null" row for
-      classifier-free guidance and unconditional sampling);
+      classifier-free guidance and unconditional sampling, unless ``null_class`` is off);
     * conditioned stages concatenate the upsampled low-res image with ``x_t``
       at the input (SR3 / CDM), so the stem takes twice the channels;
     * stages that learn their variance output twice the channels (eps or v,
       then the log-variance interpolation of improved DDPM).
+
+    The options of ``UNetConfig`` beyond this pack's defaults (fractional multipliers, head
+    channels, legacy QKV order, resblock up/down, additive embedding) and the config's
+    ``null_class``/``aug_input`` exist so that released ADM files load into this same network.
     """
 
     def __init__(self, cfg: StageConfig):
@@ -141,71 +244,52 @@ class UNet(nn.Module):
         self.cfg = cfg
         emb_dim = 4 * ch
         self.emb_dim = emb_dim
-        self.noise_mlp = nn.Sequential(nn.Linear(ch, emb_dim), nn.SiLU(),
-                                       nn.Linear(emb_dim, emb_dim))
-        self.aug_mlp = (nn.Sequential(nn.Linear(ch, emb_dim), nn.SiLU(),
-                                      nn.Linear(emb_dim, emb_dim))
-                        if cfg.conditioned else None)
-        self.class_emb = nn.Embedding(cfg.num_classes + 1, emb_dim) if cfg.num_classes else None
+        self.noise_mlp = embedding_mlp(ch, emb_dim)
+        self.aug_mlp = embedding_mlp(ch, emb_dim) if cfg.conditioned and cfg.aug_input else None
+        rows = cfg.num_classes + (1 if cfg.null_class else 0)
+        self.class_emb = nn.Embedding(rows, emb_dim) if cfg.num_classes else None
         in_ch = cfg.channels * (2 if cfg.conditioned else 1)
         out_ch = cfg.channels * (2 if cfg.learn_sigma else 1)
-        self.stem = nn.Conv2d(in_ch, ch, 3, padding=1)
-
-        attn_levels = {i for i in range(len(u.channel_mult))
-                       if cfg.resolution // 2 ** i in u.attention_resolutions}
-        self.down, skips, cur = nn.ModuleList(), [ch], ch
-        for level, mult in enumerate(u.channel_mult):
-            for _ in range(u.num_res_blocks):
-                layers = [ResBlock(cur, ch * mult, emb_dim, dropout=u.dropout)]
-                cur = ch * mult
-                if level in attn_levels:
-                    layers.append(Attention(cur, u.num_heads))
-                self.down.append(Block(*layers))
-                skips.append(cur)
-            if level < len(u.channel_mult) - 1:
-                self.down.append(Block(Downsample(cur)))
-                skips.append(cur)
-        self.mid = Block(ResBlock(cur, cur, emb_dim, dropout=u.dropout),
-                         Attention(cur, u.num_heads),
-                         ResBlock(cur, cur, emb_dim, dropout=u.dropout))
+        self.build_encoder(u, cfg.resolution, in_ch=in_ch, emb_dim=emb_dim)
+        skips, cur = list(self.skips), self.out_channels
         self.up = nn.ModuleList()
-        for level, mult in reversed(list(enumerate(u.channel_mult))):
+        for level, width in reversed(list(enumerate(u.widths))):
             for i in range(u.num_res_blocks + 1):
-                layers = [ResBlock(cur + skips.pop(), ch * mult, emb_dim, dropout=u.dropout)]
-                cur = ch * mult
-                if level in attn_levels:
-                    layers.append(Attention(cur, u.num_heads))
-                if level and i == u.num_res_blocks:
-                    layers.append(Upsample(cur))
-                self.up.append(Block(*layers))
+                self.up.append(level_block(u, cur + skips.pop(), width, emb_dim=emb_dim,
+                                           attention=level in self.attn_levels,
+                                           upsample=bool(level) and i == u.num_res_blocks))
+                cur = width
         self.head = nn.Sequential(group_norm(cur), nn.SiLU(), nn.Conv2d(cur, out_ch, 3, padding=1))
         nn.init.zeros_(self.head[-1].weight)
         nn.init.zeros_(self.head[-1].bias)
 
-    def forward(self, x, c_noise, cond=None, aug_level=None, labels=None):
-        """``c_noise``: (B,) noise-level input in [0, 1000]; ``cond``: low-res image (B,C,h,w);
-        ``aug_level``: (B,) augmentation level s in [0, 1]; ``labels``: (B,) long, -1 = none."""
+    def embed(self, x, c_noise, *, aug_level, labels) -> torch.Tensor:
+        """The blocks' embedding: noise level, plus ``s`` and the class where the stage has them."""
         ch = self.cfg.unet.base_channels
         emb = self.noise_mlp(sinusoidal_embedding(c_noise, ch).to(x.dtype))
         if self.aug_mlp is not None:
             emb = emb + self.aug_mlp(sinusoidal_embedding(aug_level * 1000, ch).to(x.dtype))
-            if cond.shape[-2:] != x.shape[-2:]:
-                cond = F.interpolate(cond, size=x.shape[-2:], mode=self.cfg.upsample,
-                                     **({} if self.cfg.upsample == "nearest"
-                                        else {"align_corners": False}))
-            x = torch.cat([x, cond.to(x.dtype)], dim=1)
         if self.class_emb is not None:
             if labels is None:
                 labels = torch.full((x.shape[0],), -1, device=x.device, dtype=torch.long)
             classes = torch.where(labels < 0, self.cfg.num_classes, labels)
             emb = emb + self.class_emb(classes).to(emb.dtype)
-        emb = emb.to(x.dtype)
-        h, hs = self.stem(x), []
-        hs.append(h)
-        for block in self.down:
-            h = block(h, emb)
-            hs.append(h)
-        h = self.mid(h, emb)
+        return emb.to(x.dtype)
+
+    def upsample_cond(self, cond: torch.Tensor, size) -> torch.Tensor:
+        """The low-res conditioning brought to ``size`` the way this stage was trained."""
+        if tuple(cond.shape[-2:]) == tuple(size):
+            return cond
+        return F.interpolate(cond, size=tuple(size), mode=self.cfg.upsample,
+                             **({} if self.cfg.upsample == "nearest" else {"align_corners": False}))
+
+    def forward(self, x, c_noise, cond=None, aug_level=None, labels=None):
+        """``c_noise``: (B,) noise-level input in [0, 1000]; ``cond``: low-res image (B,C,h,w);
+        ``aug_level``: (B,) augmentation level s in [0, 1]; ``labels``: (B,) long, -1 = none."""
+        emb = self.embed(x, c_noise, aug_level=aug_level, labels=labels)
+        if self.cfg.conditioned:
+            x = torch.cat([x, self.upsample_cond(cond, x.shape[-2:]).to(x.dtype)], dim=1)
+        h, hs = self.encode(x, emb)
         for block in self.up:
             h = block(torch.cat([h, hs.pop()], dim=1), emb)
         return self.head(h)

@@ -57,6 +57,8 @@ def sample_ddpm(model, x, sigmas, noise=None, callback=None, variance: str = "au
 
     ``variance``: "small" (posterior variance), "large" (beta), "learned" (the
     model's interpolated log-variance) or "auto" (learned if the model has it).
+    Under classifier guidance the mean moves by variance x gradient (ADM's
+    ``condition_mean``), except at the last step to 0, which returns the estimate.
     """
     sig = [float(v) for v in sigmas]
     n = len(sig) - 1
@@ -84,11 +86,13 @@ def sample_ddpm(model, x, sigmas, noise=None, callback=None, variance: str = "au
         elif mode == "learned":
             if pred.var_frac is None:
                 raise CascadeError("learned variance requested from a stage that does not learn it")
-            frac = pred.var_frac.clamp(0, 1)
+            frac = pred.var_frac  # not clamped: ADM extrapolates outside [0, 1] too
             std = torch.exp(0.5 * (frac * math.log(large) + (1 - frac) * math.log(small)))
         else:
             raise CascadeError("unknown DDPM variance", "auto, small, large or learned",
                                repr(variance))
+        if pred.log_p_grad is not None:  # classifier guidance: ADM's condition_mean
+            mean = mean + std.to(x.device) ** 2 * pred.log_p_grad
         z_next = mean + std.to(x.device) * noise.randn_like(x)
         x = z_next / math.sqrt(abar_next)
     return x
