@@ -1,6 +1,8 @@
 """Class choices as people type them: names stored in the stage, indices, random, none."""
 from __future__ import annotations
 
+import difflib
+
 import torch
 
 from .errors import CascadeError
@@ -49,9 +51,18 @@ def _one(cfg: StageConfig, item: str, stage) -> int:
     names = [n.lower() for n in cfg.class_names]
     if low in names:
         return names.index(low)
-    if low.lstrip("-").isdigit() and 0 <= int(low) < cfg.num_classes:
+    if low.lstrip("-").isdigit():
+        if not 0 <= int(low) < cfg.num_classes:
+            raise CascadeError("class index out of range", f"0..{cfg.num_classes - 1}", int(low),
+                               stage=stage)
         return int(low)
-    valid = list(cfg.class_names) or [str(i) for i in range(cfg.num_classes)]
-    raise CascadeError(f"unknown class {item!r}",
-                       f"one of {valid + ['random', 'all classes', 'unconditional']}",
-                       repr(item), stage=stage)
+    extra = ["random", "all classes", "unconditional"]
+    if len(cfg.class_names) > 20:  # ImageNet: name the nearest few, not all 1000
+        near = difflib.get_close_matches(low, names, n=5, cutoff=0.5)
+        near = [cfg.class_names[names.index(n)] for n in near]
+        expected = (f"a class name such as {near}" if near else "one of the stage's class names "
+                    "(Stage Info lists them)") + f", an index 0..{cfg.num_classes - 1}, or {extra}"
+    else:
+        valid = list(cfg.class_names) or [str(i) for i in range(cfg.num_classes)]
+        expected = f"one of {valid + extra}"
+    raise CascadeError(f"unknown class {item!r}", expected, repr(item), stage=stage)

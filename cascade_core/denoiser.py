@@ -106,7 +106,7 @@ class Denoiser:
             return self.stage(zt, c_noise, cond=cond, aug_level=aug_level, labels=labels)
         full = None if cond is None else self.stage.net.upsample_cond(cond, zt.shape[-2:])
         return tiled_call(lambda x, c: self.stage(x, c_noise, cond=c, aug_level=aug_level,
-                                                  labels=labels), zt, full, self.tiles)
+                                                  labels=labels), zt, cond=full, plan=self.tiles)
 
 
 def check_conditioning(cfg, *, labels, guidance: float, stage: str):

@@ -44,10 +44,11 @@ def available_bytes(device) -> int:
         return FALLBACK_BUDGET
 
 
-def estimate_bytes(cfg, batch: int, height: int, width: int) -> int:
+def estimate_bytes(cfg, size: tuple) -> int:
     """A deliberately generous peak-memory estimate of one U-Net evaluation: the activations
     every level keeps for its skip connections, plus the largest attention matrix (PyTorch's
-    math kernel materialises heads x S x S floats)."""
+    math kernel materialises heads x S x S floats). ``size``: (batch, height, width)."""
+    batch, height, width = size
     u = cfg.unet
     acts = attention = 0
     levels = len(u.widths)
@@ -71,23 +72,25 @@ def plan_tiles(stage, shape, tiling, budget: int | None = None) -> TilePlan | No
     B, _, H, W = shape
     budget = budget or int(available_bytes(stage.device) * DEFAULT_BUDGET_FRACTION)
     if tiling not in ("auto", "off"):
-        return _explicit(cfg, int(tiling), H, W)
-    if estimate_bytes(cfg, B, H, W) <= budget:
+        return _explicit(cfg, int(tiling), size=(H, W))
+    need = estimate_bytes(cfg, (B, H, W))
+    if need <= budget:
         return None
     if tiling == "off":
         raise CascadeError(f"a {H}x{W} image is too large for this stage in one piece (about "
-                           f"{estimate_bytes(cfg, B, H, W) / 2 ** 30:.1f} GiB for one evaluation, "
+                           f"{need / 2 ** 30:.1f} GiB for one evaluation, "
                            f"budget {budget / 2 ** 30:.1f} GiB)",
                            "a smaller image, or tiling 'auto' or a tile size", f"{H}x{W}",
                            stage=stage.name)
     m = cfg.size_multiple
     side = max(m, (min(H, W) // m) * m)
-    while side > m and estimate_bytes(cfg, B, side, side) > budget:
+    while side > m and estimate_bytes(cfg, (B, side, side)) > budget:
         side = max(m, ((side * 3 // 4) // m) * m)
     return TilePlan(side, _overlap(side, m))
 
 
-def _explicit(cfg, tile: int, H: int, W: int) -> TilePlan | None:
+def _explicit(cfg, tile: int, *, size: tuple) -> TilePlan | None:
+    H, W = size
     m = cfg.size_multiple
     if tile < m or tile % m:
         raise CascadeError("tile size does not fit this stage", f"a multiple of {m}", tile)
@@ -121,7 +124,8 @@ def ramp(length: int, overlap: int, *, start: bool, end: bool) -> torch.Tensor:
     return w
 
 
-def tiled_call(fn, x: torch.Tensor, cond: torch.Tensor | None, plan: TilePlan) -> torch.Tensor:
+def tiled_call(fn, x: torch.Tensor, *, cond: torch.Tensor | None,
+               plan: TilePlan) -> torch.Tensor:
     """``fn(x_tile, cond_tile)`` over overlapping tiles of ``x`` (and of ``cond``, already at
     ``x``'s size), blended into one output."""
     H, W = x.shape[-2:]

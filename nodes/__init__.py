@@ -1,7 +1,7 @@
 """The ComfyUI nodes of the cascade pack (V1 node API), ids prefixed CDM."""
 from .augment_nodes import CDMCondAugment
 from .sampling_nodes import CDMBaseSampler, CDMRefiner, CDMSuperResStage
-from .stage_nodes import CDMStageInfo, CDMStageLoader
+from .stage_nodes import CDMClassifierLoader, CDMStageInfo, CDMStageLoader
 
 NODE_CLASS_MAPPINGS = {
     "CDMStageLoader": CDMStageLoader,
@@ -10,6 +10,7 @@ NODE_CLASS_MAPPINGS = {
     "CDMSuperResStage": CDMSuperResStage,
     "CDMRefiner": CDMRefiner,
     "CDMStageInfo": CDMStageInfo,
+    "CDMClassifierLoader": CDMClassifierLoader,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
     "CDMStageLoader": "Cascade Stage Loader",
@@ -18,4 +19,5 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "CDMSuperResStage": "SuperResStage",
     "CDMRefiner": "Refiner",
     "CDMStageInfo": "Stage Info",
+    "CDMClassifierLoader": "Cascade Classifier Loader",
 }

@@ -25,6 +25,8 @@ except ImportError:
 from .paths import escapes, inside  # noqa: E402  (after the optional ComfyUI imports)
 
 FOLDER = "cascade"
+# our stage files, and OpenAI's released ADM / improved-diffusion checkpoints (read tensors-only)
+EXTENSIONS = (".safetensors", ".pt", ".pth")
 PACK_WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
 _extra_dirs: list[Path] = []
 _interrupt = threading.Event()
@@ -37,12 +39,12 @@ def register_model_folder():
     paths = [os.path.join(folder_paths.models_dir, FOLDER), str(PACK_WEIGHTS)]
     entry = folder_paths.folder_names_and_paths.get(FOLDER)
     if entry is None:
-        folder_paths.folder_names_and_paths[FOLDER] = (paths, {".safetensors"})
+        folder_paths.folder_names_and_paths[FOLDER] = (paths, set(EXTENSIONS))
     else:
         for p in paths:
             if p not in entry[0]:
                 entry[0].append(p)
-        entry[1].add(".safetensors")
+        entry[1].update(EXTENSIONS)
 
 
 def add_stage_dir(path):
@@ -60,7 +62,8 @@ def stage_dirs() -> list[Path]:
 def stage_files() -> list[str]:
     if folder_paths is not None:
         return folder_paths.get_filename_list(FOLDER)
-    names = {f.name for d in stage_dirs() if d.is_dir() for f in d.glob("*.safetensors")}
+    names = {f.name for d in stage_dirs() if d.is_dir() for f in d.iterdir()
+             if f.suffix in EXTENSIONS and f.is_file()}
     return sorted(names)
 
 
@@ -112,8 +115,12 @@ def supported_dtypes() -> list[str]:
 @contextlib.contextmanager
 def on_compute_device(stage: torch.nn.Module):
     """Move a stage to the compute device for one run and back to the offload device after,
-    so a cascade of several stages runs where one fits (sequential offloading)."""
+    so a cascade of several stages runs where one fits (sequential offloading). ``None`` (an
+    optional model that is not connected) moves nothing."""
     device = compute_device()
+    if stage is None:
+        yield device
+        return
     if _comfy("free_memory") is not None:
         size = sum(p.numel() * p.element_size() for p in stage.parameters())
         with contextlib.suppress(Exception):  # older/newer ComfyUI may differ in signature

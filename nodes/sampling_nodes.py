@@ -5,7 +5,7 @@ from . import comfy_bridge as bridge
 from . import widgets as W
 from ._core import core
 from .images import from_comfy, to_comfy
-from .stage_nodes import STAGE_TYPE
+from .stage_nodes import CLASSIFIER_TYPE, STAGE_TYPE
 
 FROM_INPUT = "from input"
 
@@ -40,18 +40,22 @@ class CDMBaseSampler:
                                      "tooltip": "0 = full sampling (non-truncated); s > 0 = "
                                                 "truncated at s"}),
             "dtype": W.dtype(),
-        }}
+        }, "optional": {"classifier": (CLASSIFIER_TYPE, {"tooltip": "a noisy classifier: "
+                                                                    "classifier guidance (ADM-G)"}),
+                        "classifier_scale": W.classifier_scale()}}
 
     def sample(self, stage, seed, steps, sampler_name, spacing, class_name, guidance, batch_size,
-               truncate_s, dtype):
+               truncate_s, dtype, classifier=None, classifier_scale=1.0):
         st = stage.stage
         labels = _labels(st, class_name, batch_size, seed=seed)
-        with bridge.on_compute_device(st):
+        clf = None if classifier is None else classifier.stage
+        with bridge.on_compute_device(st), bridge.on_compute_device(clf):
             image, cond = core.generate(st, batch_size, seed=seed, steps=steps,
                                         sampler=sampler_name, spacing=spacing,
                                         labels=labels, guidance=guidance,
                                         truncate_s=truncate_s or None,
-                                        callback=bridge.Progress(steps), dtype=W.torch_dtype(dtype))
+                                        callback=bridge.Progress(steps), dtype=W.torch_dtype(dtype),
+                                        classifier=clf, classifier_scale=classifier_scale)
         return to_comfy(image, bridge.intermediate_device()), cond
 
 
@@ -70,10 +74,10 @@ class CDMSuperResStage:
             "steps": W.steps(30), "sampler_name": W.sampler(), "spacing": W.spacing(),
             "class_name": W.classes(FROM_INPUT), "guidance": W.guidance(),
             "size_mismatch": (["error", "resize to fit"], {"default": "error"}), "dtype": W.dtype(),
-        }}
+        }, "optional": {"tile_size": W.tile_size()}}
 
     def upscale(self, stage, lowres, seed, steps, sampler_name, spacing, class_name, guidance,
-                size_mismatch, dtype):
+                size_mismatch, dtype, tile_size=0):
         st = stage.stage
         if size_mismatch == "resize to fit":
             lowres = core.fit_condition(st, lowres)
@@ -81,7 +85,8 @@ class CDMSuperResStage:
         with bridge.on_compute_device(st):
             image = core.super_resolve(st, lowres, seed=seed, steps=steps, sampler=sampler_name,
                                        spacing=spacing, labels=labels, guidance=guidance,
-                                       callback=bridge.Progress(steps), dtype=W.torch_dtype(dtype))
+                                       callback=bridge.Progress(steps), dtype=W.torch_dtype(dtype),
+                                       tiling=W.tiling(tile_size))
         return (to_comfy(image, bridge.intermediate_device()),)
 
 
@@ -106,11 +111,11 @@ class CDMRefiner:
             "s": ("FLOAT", {"default": 0.05, "min": 0.0, "max": 1.0, "step": 0.01,
                             "tooltip": "conditioning augmentation of the refiner's input"}),
             "dtype": W.dtype(),
-        }}
+        }, "optional": {"tile_size": W.tile_size()}}
 
     # widget order (strength, steps, seed, ...) is frozen: UI workflows store values by position
     def refine(self, stage, image, strength, steps, seed, sampler_name, spacing, class_name,
-               guidance, s, dtype):
+               guidance, s, dtype, tile_size=0):
         st = stage.stage
         x = from_comfy(image)
         labels = _labels(st, class_name, x.shape[0], seed=seed)
@@ -118,5 +123,6 @@ class CDMRefiner:
             out = core.refine(st, x, strength=strength, seed=seed, steps=steps,
                               sampler=sampler_name,
                               spacing=spacing, labels=labels, guidance=guidance, s=s,
-                              callback=bridge.Progress(steps), dtype=W.torch_dtype(dtype))
+                              callback=bridge.Progress(steps), dtype=W.torch_dtype(dtype),
+                              tiling=W.tiling(tile_size))
         return (to_comfy(out, bridge.intermediate_device()),)

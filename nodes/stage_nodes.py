@@ -10,6 +10,7 @@ from ._core import core
 from .known_files import missing_file_hint
 
 STAGE_TYPE = "CDM_STAGE"
+CLASSIFIER_TYPE = "CDM_CLASSIFIER"
 _cache: dict = {}
 
 
@@ -29,28 +30,41 @@ class LoadedStage:
         return Path(self.path).stem
 
 
-def load(name: str) -> LoadedStage:
+def find(name: str) -> Path:
+    """The path of a file in the stage folders; a clear error (with a download hint for files
+    the pack knows) when it is not there."""
     path = bridge.stage_path(name)
     if path is None:
         raise core.CheckpointError(f"stage file {name!r} not found{missing_file_hint(name)}",
                                    f"one of {bridge.stage_files()} in the 'cascade' model folder",
                                    name)
-    key = (str(path), path.stat().st_mtime_ns)
+    return path
+
+
+def load(name: str, kind: str = "stage") -> LoadedStage:
+    """A stage (or, with ``kind="classifier"``, a noisy classifier), cached by path and mtime."""
+    path = find(name)
+    key = (kind, str(path), path.stat().st_mtime_ns)
     if key not in _cache:
-        _cache.clear()  # keep at most one generation of stages in memory
-        stage = core.load_stage(path, device=bridge.offload_device(), dtype="fp32")
-        _cache[key] = LoadedStage(stage, str(path))
+        # keep at most one generation of models in memory (a classifier beside its stages)
+        for old in [k for k in _cache if k[0] == kind]:
+            del _cache[old]
+        loader = core.load_stage if kind == "stage" else core.load_classifier
+        _cache[key] = LoadedStage(loader(path, device=bridge.offload_device(), dtype="fp32"),
+                                  str(path))
     return _cache[key]
 
 
 class CDMStageLoader:
-    """Load one stage of a cascade (base, super-resolution or refiner) from a .safetensors file."""
+    """Load one stage of a cascade (base, super-resolution or refiner): a .safetensors of this
+    pack, or a released OpenAI ADM / improved-diffusion .pt as it is downloaded."""
 
     CATEGORY = "cascade"
     RETURN_TYPES = (STAGE_TYPE,)
     RETURN_NAMES = ("stage",)
     FUNCTION = "load"
-    DESCRIPTION = "Loads a cascade stage from models/cascade or the pack's weights folder."
+    DESCRIPTION = ("Loads a cascade stage from models/cascade or the pack's weights folder: the "
+                   "pack's .safetensors or OpenAI's released ADM / improved-diffusion .pt files.")
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -61,10 +75,37 @@ class CDMStageLoader:
         return (load(stage_name),)
 
 
+class CDMClassifierLoader:
+    """Load a noisy classifier for classifier guidance (ADM-G): a released ``*_classifier.pt``
+    or its converted .safetensors."""
+
+    CATEGORY = "cascade"
+    RETURN_TYPES = (CLASSIFIER_TYPE,)
+    RETURN_NAMES = ("classifier",)
+    FUNCTION = "load"
+    DESCRIPTION = ("Loads a noisy classifier (OpenAI's 64/128/256/512 px ImageNet classifiers) "
+                   "to guide a base stage of the same size and classes.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"classifier_name": (bridge.stage_files(),
+                                                 {"tooltip": "a noisy classifier checkpoint"})}}
+
+    def load(self, classifier_name):
+        return (load(classifier_name, kind="classifier"),)
+
+
+def class_list(names) -> str:
+    """Class names for Stage Info: inline when few, numbered when many (ImageNet's 1000)."""
+    if len(names) <= 20:
+        return ", ".join(names)
+    return "\n" + "\n".join(f"  {i}: {n}" for i, n in enumerate(names))
+
+
 def describe(loaded: LoadedStage) -> str:
     cfg = loaded.config
     u, a, t = cfg.unet, cfg.augmentation, cfg.training
-    classes = ", ".join(cfg.class_names) if cfg.class_names else cfg.num_classes or "unconditional"
+    classes = class_list(cfg.class_names) if cfg.class_names else cfg.num_classes or "unconditional"
     lines = [
         f"{loaded.name}: {cfg.describe()} ({loaded.stage.num_parameters() / 1e6:.2f}M parameters)",
         f"classes: {classes}", f"schedule: {cfg.schedule.kind}, T={cfg.schedule.timesteps}, "
@@ -75,7 +116,9 @@ def describe(loaded: LoadedStage) -> str:
         "blocks/level, "
         f"attention at {list(u.attention_resolutions) or 'none'}",
     ]
-    if cfg.conditioned:
+    if cfg.conditioned and not cfg.aug_input:
+        lines.append("augmentation: none (trained on clean low-res images; takes s = 0 only)")
+    elif cfg.conditioned:
         lines.append(f"augmentation: s ~ U(0, {a.s_max}) on the {a.schedule} schedule, blur "
                      f"{a.blur_prob:.0%} "
                      f"with sigma {list(a.blur_sigma)}, default s {a.default_s}")

@@ -56,3 +56,19 @@ def torch_dtype(name: str) -> torch.dtype:
         raise core.CascadeError(f"{name} inference is not supported on {bridge.compute_device()}",
                                 f"one of {bridge.supported_dtypes()}", name)
     return DTYPES[name]
+
+
+def tile_size():
+    tip = ("0: split each evaluation into blended tiles only when one piece would not fit in "
+           "memory; -1: never (too large is an error); N: tiles of N pixels")
+    return ("INT", {"default": 0, "min": -1, "max": 4096, "step": 1, "tooltip": tip})
+
+
+def tiling(value: int):
+    """The core's ``tiling`` argument for a tile_size widget value."""
+    return {0: "auto", -1: "off"}.get(int(value), int(value))
+
+
+def classifier_scale():
+    tip = "classifier guidance scale (ADM-G: 1.0 for 64/256 px, 0.5 for 128 px, 4.0 for 512 px)"
+    return ("FLOAT", {"default": 1.0, "min": 0.0, "max": 100.0, "step": 0.1, "tooltip": tip})

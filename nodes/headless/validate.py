@@ -30,7 +30,7 @@ def widget_problem(name: str, typ, opts: dict, value) -> str | None:
     """Why ``value`` does not fit widget ``name`` of type ``typ`` (None when it does)."""
     if isinstance(typ, (list, tuple)):
         return None if value in typ else f"{name} = {value!r} is not one of {list(typ)[:12]}" + (
-            missing_file_hint(value) if name == "stage_name" else "")
+            missing_file_hint(value) if name in ("stage_name", "classifier_name") else "")
     if typ in ("INT", "FLOAT"):
         kind = "an integer" if typ == "INT" else "a number"
         number = _number(value, typ)

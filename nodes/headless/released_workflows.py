@@ -1,0 +1,90 @@
+"""Workflows 05 and 06: OpenAI's released ADM files as a cascade and as a photo upscaler.
+
+The files are not shipped (about 0.5-2 GB each). Where to get them is said
+three times, because ComfyUI refuses a missing file in a combo before any
+node runs: in a note on the canvas, in the workflow's top-level ``models``
+list (the frontend's missing-models dialog) and in the headless runner's
+error (``known_files``).
+"""
+from __future__ import annotations
+
+from ..known_files import download_url
+from .workflow_spec import build, loader, note
+
+BASE64 = "64x64_diffusion.pt"
+CLASSIFIER64 = "64x64_classifier.pt"
+UPSAMPLER256 = "64_256_upsampler.pt"
+
+
+def models(*files: str) -> list[dict]:
+    """The frontend's missing-models entries for released files."""
+    return [{"name": f, "url": download_url(f), "directory": "cascade"} for f in files]
+
+
+def download_note(node_id: int, pos: list, files: tuple, text: str) -> dict:
+    """A note that starts with where each file comes from."""
+    where = "\n".join(f"- {f}: {download_url(f)}" for f in files)
+    return note(node_id, pos, f"{text}\n\nNeeds OpenAI's released files in "
+                               f"ComfyUI/models/cascade/ (as downloaded, or converted with "
+                               f"`python -m cascade_core.formats.convert`):\n{where}",
+                size=(420, 320))
+
+
+def imagenet_64_to_256():
+    files = (BASE64, CLASSIFIER64, UPSAMPLER256)
+    nodes = [
+        loader(1, [0, 0], BASE64, title="ADM-G base (ImageNet 64px)"),
+        {"id": 2, "type": "CDMClassifierLoader", "pos": [0, 120], "size": [320, 60],
+         "title": "Noisy classifier (64px)", "values": {"classifier_name": CLASSIFIER64}},
+        loader(3, [0, 240], UPSAMPLER256, title="ADM-U upsampler (64->256)"),
+        {"id": 4, "type": "CDMBaseSampler", "pos": [360, 0], "size": [320, 380],
+         "values": {"seed": 0, "steps": 25, "sampler_name": "ddim", "spacing": "ddim",
+                    "class_name": "golden retriever", "batch_size": 1, "truncate_s": 0.0,
+                    "classifier_scale": 1.0}},
+        {"id": 5, "type": "CDMSuperResStage", "pos": [720, 0], "size": [320, 330],
+         "values": {"steps": 25, "sampler_name": "ddim", "spacing": "ddim",
+                    "class_name": "from input"}},
+        {"id": 6, "type": "PreviewImage", "pos": [720, 380], "size": [260, 260],
+         "title": "64px base sample"},
+        {"id": 7, "type": "SaveImage", "pos": [1080, 0], "size": [320, 360],
+         "values": {"filename_prefix": "cdm/imagenet256"}},
+        download_note(8, [0, 380], files,
+                      "ImageNet 256px in two stages (Dhariwal & Nichol 2021: ADM-G 64 + ADM-U "
+                      "256, FID 3.94 in their paper; quality with the real weights was not "
+                      "measured by this pack). The base is guided by the noisy classifier at "
+                      "classifier_scale; the upsampler takes the clean 64px sample (ADM-U was "
+                      "trained without noise augmentation, so it needs s = 0) and the same "
+                      "class. Class: any of the 1000 ImageNet names (Stage Info lists them) or an "
+                      "index. About 1 TFLOP per upsampler step: use a GPU, or few steps."),
+    ]
+    links = [(1, 0, 4, "stage"), (2, 0, 4, "classifier"), (3, 0, 5, "stage"),
+             (4, 1, 5, "lowres"), (4, 0, 6, "images"), (5, 0, 7, "images")]
+    return build("05_imagenet_64_to_256", nodes, links, models=models(*files))
+
+
+def upscale_photo_x4():
+    nodes = [
+        {"id": 1, "type": "LoadImage", "pos": [0, 0], "size": [300, 320],
+         "values": {"image": "cdm_example_32px.png"}},
+        loader(2, [0, 380], UPSAMPLER256, title="ADM-U upsampler (x4)"),
+        {"id": 3, "type": "CDMCondAugment", "pos": [360, 0], "size": [280, 130],
+         "values": {"s": 0.0}, "title": "CondAugment (s = 0 for ADM-U)"},
+        {"id": 4, "type": "CDMSuperResStage", "pos": [680, 0], "size": [320, 360],
+         "values": {"steps": 25, "sampler_name": "ddim", "spacing": "ddim",
+                    "class_name": "schooner", "size_mismatch": "resize to fit",
+                    "tile_size": 64}},
+        {"id": 5, "type": "SaveImage", "pos": [1040, 0], "size": [320, 360],
+         "values": {"filename_prefix": "cdm/photo_x4"}},
+        download_note(6, [0, 480], (UPSAMPLER256,),
+                      "A photo x4 through ADM-U 64->256, in 64px tiles blended at every step "
+                      "(tile_size; 0 tiles only when memory runs short). The example is 32px, so "
+                      "the output is 128px: ADM-U costs about 1 TFLOP per step at 256px. ADM-U "
+                      "is class-conditional without an unconditional mode, so name the ImageNet "
+                      "class closest to the photo."),
+    ]
+    links = [(1, 0, 3, "image"), (2, 0, 4, "stage"), (3, 0, 4, "lowres"), (4, 0, 5, "images")]
+    return build("06_upscale_photo_x4", nodes, links, models=models(UPSAMPLER256))
+
+
+RELEASED_WORKFLOWS = {"05_imagenet_64_to_256.json": imagenet_64_to_256,
+                      "06_upscale_photo_x4.json": upscale_photo_x4}
