@@ -21,7 +21,7 @@ def models(*files: str) -> list[dict]:
     return [{"name": f, "url": download_url(f), "directory": "cascade"} for f in files]
 
 
-def download_note(node_id: int, pos: list, files: tuple, text: str) -> dict:
+def download_note(node_id: int, pos: list, *, files: tuple, text: str) -> dict:
     """A note that starts with where each file comes from."""
     where = "\n".join(f"- {f}: {download_url(f)}" for f in files)
     return note(node_id, pos, f"{text}\n\nNeeds OpenAI's released files in "
@@ -48,8 +48,8 @@ def imagenet_64_to_256():
          "title": "64px base sample"},
         {"id": 7, "type": "SaveImage", "pos": [1080, 0], "size": [320, 360],
          "values": {"filename_prefix": "cdm/imagenet256"}},
-        download_note(8, [0, 380], files,
-                      "ImageNet 256px in two stages (Dhariwal & Nichol 2021: ADM-G 64 + ADM-U "
+        download_note(8, [0, 380], files=files,
+                      text="ImageNet 256px in two stages (Dhariwal & Nichol 2021: ADM-G 64 + ADM-U "
                       "256, FID 3.94 in their paper; quality with the real weights was not "
                       "measured by this pack). The base is guided by the noisy classifier at "
                       "classifier_scale; the upsampler takes the clean 64px sample (ADM-U was "
@@ -75,8 +75,8 @@ def upscale_photo_x4():
                     "tile_size": 64}},
         {"id": 5, "type": "SaveImage", "pos": [1040, 0], "size": [320, 360],
          "values": {"filename_prefix": "cdm/photo_x4"}},
-        download_note(6, [0, 480], (UPSAMPLER256,),
-                      "A photo x4 through ADM-U 64->256, in 64px tiles blended at every step "
+        download_note(6, [0, 480], files=(UPSAMPLER256,),
+                      text="A photo x4 through ADM-U 64->256, in 64px tiles blended at every step "
                       "(tile_size; 0 tiles only when memory runs short). The example is 32px, so "
                       "the output is 128px: ADM-U costs about 1 TFLOP per step at 256px. ADM-U "
                       "is class-conditional without an unconditional mode, so name the ImageNet "
