@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
-import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -30,7 +30,6 @@ import torch
 import cascade_core as cc
 from cascade_core.formats import adm
 from cascade_core.formats.adm_table import RELEASED
-from cascade_core.formats.convert import convert
 
 from .common import save
 
@@ -56,13 +55,21 @@ def random_released(name: str, folder: Path) -> Path:
     return path
 
 
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def run_in_child(args: list[str]) -> float:
+    """Run ``python -m nodes.run_workflow ARGS`` in a fresh process; its peak RSS in MB."""
+    code = ("import resource, sys; from nodes.run_workflow import main; rc = main(sys.argv[1:]); "
+            "print('PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024); "
+            "sys.exit(rc)")
+    done = subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT, capture_output=True,
+                          text=True)
+    if done.returncode:
+        raise SystemExit(f"run_workflow {' '.join(args)} failed:\n{done.stderr[-2000:]}")
+    return float(done.stdout.rsplit("PEAK", 1)[1])
 
 
 def run_workflows(steps: int) -> dict:
-    from nodes.headless.executor import run
-
+    """Convert random-weight files of the real shapes (with the command line), then run 05 and
+    06 each in a fresh process: wall time and that process's peak resident memory."""
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -71,20 +78,23 @@ def run_workflows(steps: int) -> dict:
         for name in sorted({f for files in WORKFLOW_FILES.values() for f in files}):
             src = random_released(name, tmp)
             t0 = time.perf_counter()
-            convert(src, stages / name.replace(".pt", ".safetensors"), dtype="fp16")
+            subprocess.run([sys.executable, "-m", "cascade_core.formats.convert", str(src),
+                            str(stages / name.replace(".pt", ".safetensors")), "--dtype", "fp16"],
+                           cwd=ROOT, check=True, capture_output=True)
             src.unlink()
             print(f"converted {name} in {time.perf_counter() - t0:.1f} s", flush=True)
         for wf, files in WORKFLOW_FILES.items():
-            sets = [f"steps={steps}"]
+            args = [str(ROOT / "workflows" / wf), "--out", str(tmp / "out" / wf), "--stages",
+                    str(stages), "--set", f"steps={steps}"]
             for f in files:
                 widget = "classifier_name" if "classifier" in f else "stage_name"
                 node = _node_with(ROOT / "workflows" / wf, f)
-                sets.append(f"{node}.{widget}={f.replace('.pt', '.safetensors')}")
+                args += ["--set", f"{node}.{widget}={f.replace('.pt', '.safetensors')}"]
             t0 = time.perf_counter()
-            saved = run(ROOT / "workflows" / wf, tmp / "out", sets, stage_dirs=[stages],
-                        input_dirs=[ROOT / "workflows"])
+            peak = run_in_child(args)
+            saved = sorted((tmp / "out" / wf).rglob("*.png"))
             results[wf] = {"seconds": round(time.perf_counter() - t0, 1), "steps": steps,
-                           "peak_rss_mb": round(peak_rss_mb()), "images": len(saved),
+                           "peak_rss_mb": round(peak), "images": len(saved),
                            "sizes": sorted({_size(p) for p in saved})}
             print(wf, results[wf], flush=True)
     return results
@@ -103,27 +113,27 @@ def _size(path: Path) -> str:
 
 
 def evaluation_seconds(entry, shapes: dict, dtype: torch.dtype) -> float:
-    """Seconds of one evaluation (classifiers: forward and gradient) at batch 1."""
+    """Seconds of one evaluation (classifiers: forward and gradient) at batch 1, after a warm-up
+    at a quarter of the pixels (classifiers: at full size, they are small)."""
     cfg = adm.adm_config(shapes, entry.files[0])
-    model = (cc.NoisyClassifier(cfg) if isinstance(cfg, cc.ClassifierConfig) else cc.Stage(cfg))
-    model.eval()
-    size = cfg.resolution
-    x = torch.randn(1, 3, size, size)
-    t = torch.tensor([500.0])
+    classifier = isinstance(cfg, cc.ClassifierConfig)
+    model = (cc.NoisyClassifier(cfg) if classifier else cc.Stage(cfg)).eval()
     labels = torch.tensor([1]) if cfg.num_classes else None
 
-    def once():
+    def once(size: int):
+        x = torch.randn(1, 3, size, size)
         with torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):
-            if isinstance(model, cc.NoisyClassifier):
+            if classifier:
                 model.log_prob_grad(x, torch.tensor([3.0]), torch.tensor([1]))
                 return
+            low = torch.randn(1, 3, size // cfg.factor, size // cfg.factor)
             with torch.no_grad():
-                low = torch.randn(1, 3, cfg.low_res, cfg.low_res) if cfg.role == "sr" else None
-                model(x, t, cond=low, labels=labels)
+                model(x, torch.tensor([500.0]), cond=low if cfg.role == "sr" else None,
+                      labels=labels)
 
-    once()  # warm-up
+    once(cfg.resolution if classifier else cfg.resolution // 2)
     t0 = time.perf_counter()
-    once()
+    once(cfg.resolution)
     return time.perf_counter() - t0
 
 

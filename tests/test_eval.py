@@ -67,3 +67,14 @@ def test_eval_errors(folder, capsys):
     assert E.main(["--images", str(folder), "--ref", str(folder), "--metrics", "ssim"]) == 2
     assert "unknown metrics" in capsys.readouterr().err
     assert E.main(["--images", str(folder / "nope"), "--ref", str(folder), "--metrics", "swd"]) == 2
+
+
+def test_held_out_reference_set_is_disjoint_from_the_reported_one(folder):
+    report, _ = E.load_images(folder, 32, limit=8)
+    held, _ = E.load_images(folder, 32, limit=8, held_out=True)
+    again, _ = E.load_images(folder, 32, limit=8, held_out=True)
+    assert report.shape == held.shape == (8, 32, 32, 3) and (held == again).all()
+    flat = {r.tobytes() for r in report}
+    assert not any(h.tobytes() in flat for h in held)  # no image in both
+    with pytest.raises(cc.CascadeError, match="not enough held-out"):
+        E.load_images(folder, 32, limit=12, held_out=True)  # 18 images: 6 left out

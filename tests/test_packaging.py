@@ -36,3 +36,7 @@ def test_wheel_has_no_top_level_nodes(tmp_path):
     tops = {name.split("/")[0] for name in names if not name.endswith(".dist-info/")}
     tops = {t for t in tops if not t.endswith(".dist-info")}
     assert tops == {"cascade_core", "train"}
+    for sub in ("cascade_core/process/schedules.py", "cascade_core/models/unet.py",
+                "cascade_core/formats/adm.py", "cascade_core/formats/data/imagenet_classes.txt",
+                "train/metrics/__init__.py"):
+        assert sub in names, sub  # sub-packages and data install too

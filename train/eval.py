@@ -34,27 +34,41 @@ DEFAULT_CLASSIFIER = DEFAULT
 PREPROCESSING = "uint8 -> bilinear 299 (align_corners=False) -> x/128-1"
 
 
-def load_images(path, size: int, limit: int = 0, seed: int = 0):
+def load_images(path, size: int, limit: int = 0, seed: int = 0, held_out: bool = False):
+    """``limit`` images of a folder (all for 0), a fixed random choice. ``held_out``: as many
+    from the images that choice leaves out, for selecting checkpoints and settings without
+    touching the reported reference set."""
     src = ImageSource(path)
     idx = np.arange(len(src))
     if limit and limit < len(idx):
-        idx = np.sort(np.random.default_rng(seed).choice(idx, limit, replace=False))
+        chosen = np.random.default_rng(seed).choice(idx, limit, replace=False)
+        if held_out:
+            rest = np.setdiff1d(idx, chosen)
+            if limit > len(rest):
+                raise CascadeError("not enough held-out reference images", f"<= {len(rest)}",
+                                   limit)
+            chosen = np.random.default_rng(seed + 1).choice(rest, limit, replace=False)
+        idx = np.sort(chosen)
+    elif held_out:
+        raise CascadeError("a held-out reference set needs --ref-num below the folder's size",
+                           f"< {len(idx)}", limit)
     return np.stack([src.load(int(i), size) for i in idx]), src.labels[idx]
 
 
 CACHE_DIR = Path.home() / ".cache" / "cdm-eval"
 
 
-def reference_features(net, ref, size, limit, cache_dir: Path | None, log):
+def reference_features(net, ref, size, limit, cache_dir: Path | None, log, held_out=False):
     """Inception features of the reference split, cached per dataset, split, size and count."""
     key = hashlib.sha1(json.dumps([str(Path(ref).resolve()), size, limit, PREPROCESSING,
-                                   str(net.path.name)]).encode()).hexdigest()[:16]
+                                   str(net.path.name)] + (["held-out"] if held_out else []))
+                       .encode()).hexdigest()[:16]
     name = f"ref-{Path(ref).name}-{size}px-{limit or 'all'}-{key}.npz"
     cache = cache_dir / name if cache_dir else None
     if cache is not None and cache.is_file():
         z = np.load(cache)
         return z["features"], z["images"]
-    images, _ = load_images(ref, size, limit)
+    images, _ = load_images(ref, size, limit, held_out=held_out)
     log(f"reference: {len(images)} images of {ref} at {size}px -> Inception features")
     feats = net(images)
     if cache is not None:
@@ -64,16 +78,17 @@ def reference_features(net, ref, size, limit, cache_dir: Path | None, log):
 
 
 def evaluate(images: np.ndarray, labels, ref: str, metrics, ref_num=0, inception=None,
-             classifier=None, cache_dir=None, log=print) -> dict:
+             classifier=None, cache_dir=None, log=print, held_out=False) -> dict:
     size = images.shape[1]
-    result = {"num_samples": len(images), "reference": str(ref), "resolution": size}
+    result = {"num_samples": len(images), "reference": str(ref), "resolution": size,
+              "reference_set": "held-out" if held_out else "report"}
     unknown = set(metrics) - set(METRICS)
     if unknown:
         raise CascadeError("unknown metrics", f"some of {METRICS}", sorted(unknown))
     if {"kid", "fid"} & set(metrics):
         net = InceptionFeatures(inception)
         ref_feats, ref_images = reference_features(net, ref, size, limit=ref_num,
-                                                   cache_dir=cache_dir, log=log)
+                                                   cache_dir=cache_dir, log=log, held_out=held_out)
         t0 = time.time()
         feats = net(images)
         result["inception_seconds"] = round(time.time() - t0, 1)
@@ -114,6 +129,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--ref", required=True,
                    help="reference images, e.g. ../shared/data/cifar10/test")
     p.add_argument("--ref-num", type=int, default=0, help="reference images used (0 = all)")
+    p.add_argument("--ref-held-out", action="store_true",
+                   help="score against --ref-num other reference images (disjoint from the "
+                        "reported set): for choosing checkpoints and settings")
     p.add_argument("--num", type=int, default=1000,
                    help="samples to draw (1k quick ... 50k paper protocol)")
     p.add_argument("--metrics", default="kid,fid", help=f"comma-separated, of {','.join(METRICS)}")
@@ -164,7 +182,8 @@ def main(argv=None) -> int:
                      labels=labels if labels is not None else np.full(len(images), -1))
         scores = evaluate(images, labels, args.ref, metrics=metrics, ref_num=args.ref_num,
                           inception=args.inception, classifier=args.classifier,
-                          cache_dir=Path(args.cache) if args.cache else None)
+                          cache_dir=Path(args.cache) if args.cache else None,
+                          held_out=args.ref_held_out)
     except CascadeError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
