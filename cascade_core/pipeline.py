@@ -32,6 +32,10 @@ def generate(stage: Stage, batch: int, *, seed: int, steps=30, sampler="dpmpp_2m
     check_finite("guidance", guidance, stage.name)
     s = 0.0 if truncate_s is None else check_range("truncation level s", truncate_s, 0.0, hi=1.0,
                                                    stage=stage.name)
+    if s >= 1.0:
+        raise CascadeError("truncate_s = 1 would hand the next stage pure noise: the base stage "
+                           "would do nothing", "0 <= truncate_s < 1 (0: full sampling)", s,
+                           stage=stage.name)
     if classifier is not None and classifier_scale:
         guide_check(stage, classifier, scale=classifier_scale)
     plan = SamplingPlan(steps=steps, sampler=sampler, spacing=spacing, guidance=guidance,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import threading
 from pathlib import Path
 
@@ -28,15 +29,21 @@ FOLDER = "cascade"
 # our stage files, and OpenAI's released ADM / improved-diffusion checkpoints (read tensors-only)
 EXTENSIONS = (".safetensors", ".pt", ".pth")
 PACK_WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
+EXAMPLE_INPUTS = Path(__file__).resolve().parent.parent / "workflows"
 _extra_dirs: list[Path] = []
 _interrupt = threading.Event()
 
 
 def register_model_folder():
-    """Register ``models/cascade`` and the pack's ``weights/`` as the ``cascade`` folder."""
+    """Register ``models/cascade`` (created if absent, so a user sees where files go) and the
+    pack's ``weights/`` as the ``cascade`` folder, and put the shipped workflows' example inputs
+    into ComfyUI's input folder where they are missing (LoadImage reads only from there)."""
     if folder_paths is None:
         return
     paths = [os.path.join(folder_paths.models_dir, FOLDER), str(PACK_WEIGHTS)]
+    with contextlib.suppress(OSError):  # a read-only install still runs
+        os.makedirs(paths[0], exist_ok=True)
+        copy_example_inputs(Path(folder_paths.get_input_directory()))
     entry = folder_paths.folder_names_and_paths.get(FOLDER)
     if entry is None:
         folder_paths.folder_names_and_paths[FOLDER] = (paths, set(EXTENSIONS))
@@ -45,6 +52,18 @@ def register_model_folder():
             if p not in entry[0]:
                 entry[0].append(p)
         entry[1].update(EXTENSIONS)
+
+
+def copy_example_inputs(input_dir: Path) -> list[Path]:
+    """Copy ``workflows/cdm_example_*.png`` into ``input_dir`` where absent; the copies made."""
+    made = []
+    for src in sorted(EXAMPLE_INPUTS.glob("cdm_example_*.png")):
+        dst = input_dir / src.name
+        if not dst.exists():
+            input_dir.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dst)
+            made.append(dst)
+    return made
 
 
 def add_stage_dir(path):

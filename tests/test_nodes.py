@@ -176,3 +176,25 @@ def test_pack_imports_as_any_package_without_shadowing_comfy_nodes(tmp_path):
     res = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     assert "CDMBaseSampler" in res.stdout
+
+
+def test_loading_in_comfyui_creates_the_model_folder_and_example_inputs(tmp_path, monkeypatch):
+    """What a fresh ComfyUI install needs from the pack at load: models/cascade exists, the
+    workflows' example images are in ComfyUI's input folder (LoadImage reads only there), and a
+    file a user already has there is never overwritten."""
+    from types import SimpleNamespace
+
+    from nodes import comfy_bridge
+
+    inputs = tmp_path / "input"
+    inputs.mkdir()
+    (inputs / "cdm_example_16px.png").write_bytes(b"the user's own file")
+    fake = SimpleNamespace(models_dir=str(tmp_path / "models"), folder_names_and_paths={},
+                           get_input_directory=lambda: str(inputs))
+    monkeypatch.setattr(comfy_bridge, "folder_paths", fake)
+    comfy_bridge.register_model_folder()
+    assert (tmp_path / "models" / "cascade").is_dir()
+    assert fake.folder_names_and_paths["cascade"][1] == {".safetensors", ".pt", ".pth"}
+    shipped = sorted(p.name for p in (ROOT / "workflows").glob("cdm_example_*.png"))
+    assert shipped and sorted(p.name for p in inputs.iterdir()) == shipped
+    assert (inputs / "cdm_example_16px.png").read_bytes() == b"the user's own file"

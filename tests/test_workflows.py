@@ -121,3 +121,51 @@ def test_widgets_renamed_in_0_2_keep_working(tiny_cascade, tmp_path):
                               "truncate_s": 0.0, "dtype": "fp32"}
     inputs = to_prompt(wf, CLASSES)[str(node["id"])]["inputs"]
     assert (inputs["sampler_name"], inputs["spacing"], inputs["steps"]) == ("heun", "ddim", 2)
+
+
+TITLE_H, SLOT_H = 30, 20  # LiteGraph: the title bar sits above pos; slots are 20 px apart
+
+
+def rect(node):
+    x, y = node["pos"]
+    w, h = node["size"]
+    return x, y - TITLE_H, x + w, y + h
+
+
+def segment_hits_rect(a, b, r, samples=200):
+    """Whether the straight segment a-b passes through rectangle r (sampled finely)."""
+    x0, y0, x1, y1 = r
+    for k in range(samples + 1):
+        t = k / samples
+        x, y = a[0] + t * (b[0] - a[0]), a[1] + t * (b[1] - a[1])
+        if x0 < x < x1 and y0 < y < y1:
+            return True
+    return False
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_layout_is_readable(path):
+    """Opens at >= 80% zoom in a 1920x1080 window; no node covers another; no wire runs under
+    a node it does not connect."""
+    wf = json.loads(path.read_text())
+    assert wf["extra"]["ds"]["scale"] >= 0.8
+    nodes = {n["id"]: n for n in wf["nodes"]}
+    ids = sorted(nodes)
+    for i, a in enumerate(ids):
+        for b in ids[i + 1:]:
+            ra, rb = rect(nodes[a]), rect(nodes[b])
+            overlap = ra[0] < rb[2] and rb[0] < ra[2] and ra[1] < rb[3] and rb[1] < ra[3]
+            assert not overlap, f"nodes {a} and {b} overlap"
+    for _, src, slot, dst, dst_slot, _ in wf["links"]:
+        s, d = nodes[src], nodes[dst]
+        start = (s["pos"][0] + s["size"][0], s["pos"][1] + 10 + SLOT_H * slot)
+        end = (d["pos"][0], d["pos"][1] + 10 + SLOT_H * dst_slot)
+        for nid in ids:
+            if nid not in (src, dst):
+                assert not segment_hits_rect(start, end, rect(nodes[nid])), (
+                    f"the wire {src}->{dst} runs under node {nid}")
+
+
+def test_every_workflow_has_a_template_thumbnail():
+    for path in WORKFLOWS:
+        assert path.with_suffix(".jpg").is_file(), "python -m nodes.headless.thumbnails"

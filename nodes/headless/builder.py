@@ -23,16 +23,16 @@ REFINER = "cifar10-refiner32.safetensors"
 def base_then_sr():
     nodes = [
         loader(1, [0, 0], BASE, title="Base stage (16px)"),
-        loader(2, [0, 420], SR, title="SR stage (16->32)"),
-        {"id": 3, "type": "CDMBaseSampler", "pos": [360, 0], "size": [320, 330],
+        loader(2, [380, 440], SR, title="SR stage (16->32)"),
+        {"id": 3, "type": "CDMBaseSampler", "pos": [380, 0], "size": [320, 360],
          "values": {"seed": 0, "steps": 30, "class_name": "random", "batch_size": 8,
                     "truncate_s": 0.15}},
-        {"id": 4, "type": "CDMSuperResStage", "pos": [720, 200], "size": [320, 300],
+        {"id": 4, "type": "CDMSuperResStage", "pos": [760, 0], "size": [320, 330],
          "values": {"steps": 30}},
-        {"id": 5, "type": "PreviewImage", "pos": [720, -160], "size": [260, 200]},
-        {"id": 6, "type": "SaveImage", "pos": [1080, 200], "size": [300, 300],
+        {"id": 5, "type": "PreviewImage", "pos": [760, 420], "size": [260, 220]},
+        {"id": 6, "type": "SaveImage", "pos": [1140, 0], "size": [300, 300],
          "values": {"filename_prefix": "cdm/base_sr"}},
-        note(7, [0, 540],
+        note(7, [0, 130],
              "Base then one SR stage (CDM Algorithm 2, truncated conditioning augmentation).\n\n"
                           "BaseSampler stops at the level truncate_s and hands z_s to the SR "
                           "stage, whose "
@@ -48,21 +48,22 @@ def base_then_sr():
 def full_cascade():
     nodes = [
         loader(1, [0, 0], BASE, title="Base stage (16px)"),
-        loader(2, [0, 420], SR, title="SR stage"),
-        {"id": 3, "type": "CDMBaseSampler", "pos": [360, 0], "size": [320, 330],
+        loader(2, [720, 200], SR, title="SR stage"),
+        {"id": 3, "type": "CDMBaseSampler", "pos": [360, 0], "size": [320, 360],
          "values": {"seed": 0, "steps": 30, "class_name": "random", "batch_size": 4}},
         {"id": 4, "type": "CDMCondAugment", "pos": [720, 0], "size": [280, 130],
          "values": {"s": 0.15}},
-        {"id": 5, "type": "CDMSuperResStage", "pos": [1040, 0], "size": [320, 300],
+        {"id": 5, "type": "CDMSuperResStage", "pos": [1040, 0], "size": [320, 330],
          "title": "SR 16->32"},
         {"id": 6, "type": "CDMCondAugment", "pos": [1400, 0], "size": [280, 130],
          "values": {"s": 0.1}},
-        {"id": 7, "type": "CDMSuperResStage", "pos": [1720, 0], "size": [320, 300],
+        {"id": 7, "type": "CDMSuperResStage", "pos": [1720, 0], "size": [320, 330],
          "title": "SR 32->64 (same stage)", "values": {"steps": 20}},
-        {"id": 8, "type": "SaveImage", "pos": [2080, 0], "size": [320, 320],
+        {"id": 8, "type": "SaveImage", "pos": [1720, 420], "size": [320, 320],
          "values": {"filename_prefix": "cdm/cascade64"}},
-        {"id": 9, "type": "PreviewImage", "pos": [1400, 220], "size": [260, 260]},
-        note(10, [0, 540],
+        {"id": 9, "type": "PreviewImage", "pos": [1040, 420], "size": [260, 260]},
+        loader(11, [1400, 200], SR, title="SR stage (the same file)"),
+        note(10, [0, 130],
              "The full cascade: base 16px -> CondAugment -> SR to 32px -> CondAugment -> the same "
              "SR "
                            "stage again to 64px (a recursive cascade: stages are convolutional, so "
@@ -72,7 +73,7 @@ def full_cascade():
                            "searches after training; try 0.05-0.3."),
     ]
     links = [(1, 0, 3, "stage"), (3, 0, 4, "image"), (2, 0, 5, "stage"), (4, 0, 5, "lowres"),
-             (5, 0, 6, "image"), (2, 0, 7, "stage"), (6, 0, 7, "lowres"), (7, 0, 8, "images"),
+             (5, 0, 6, "image"), (11, 0, 7, "stage"), (6, 0, 7, "lowres"), (7, 0, 8, "images"),
              (5, 0, 9, "images")]
     return build("02_full_cascade", nodes, links)
 
@@ -81,18 +82,18 @@ def upscale_your_image():
     nodes = [
         {"id": 1, "type": "LoadImage", "pos": [0, 0], "size": [300, 320],
          "values": {"image": "cdm_example_16px.png"}},
-        loader(2, [0, 380], SR, title="SR stage (x2)"),
-        loader(3, [0, 480], REFINER, title="Refiner (32px)"),
+        loader(2, [360, 200], SR, title="SR stage (x2)"),
+        loader(3, [680, 400], REFINER, title="Refiner (32px)"),
         {"id": 4, "type": "CDMCondAugment", "pos": [360, 0], "size": [280, 130],
          "values": {"s": 0.1}},
-        {"id": 5, "type": "CDMSuperResStage", "pos": [680, 0], "size": [320, 300],
+        {"id": 5, "type": "CDMSuperResStage", "pos": [680, 0], "size": [320, 330],
          "values": {"class_name": "unconditional", "size_mismatch": "resize to fit"}},
-        {"id": 6, "type": "CDMRefiner", "pos": [1040, 0], "size": [320, 330],
+        {"id": 6, "type": "CDMRefiner", "pos": [1040, 0], "size": [320, 360],
          "values": {"strength": 0.4}},
         {"id": 7, "type": "SaveImage", "pos": [1400, 0], "size": [300, 300],
          "values": {"filename_prefix": "cdm/upscaled"}},
-        {"id": 8, "type": "PreviewImage", "pos": [1040, 380], "size": [260, 260]},
-        note(9, [360, 200],
+        {"id": 8, "type": "PreviewImage", "pos": [1040, 420], "size": [260, 260]},
+        note(9, [0, 380],
              "Upscale your own image: LoadImage -> CondAugment -> SR stage (x2) -> Refiner.\n\n"
                             "Any IMAGE goes through CondAugment first; it gives the SR stage the "
                             "augmentation "
@@ -110,12 +111,11 @@ def upscale_your_image():
 def augmentation_sweep(levels=(0.0, 0.15, 0.4)):
     nodes = [
         loader(1, [0, 0], BASE, title="Base stage (16px)"),
-        loader(2, [0, 420], SR, title="SR stage (16->32)"),
-        {"id": 3, "type": "CDMBaseSampler", "pos": [360, 0], "size": [320, 330],
+        {"id": 3, "type": "CDMBaseSampler", "pos": [360, 0], "size": [320, 360],
          "values": {"seed": 0, "steps": 30, "class_name": "random", "batch_size": 4}},
-        {"id": 4, "type": "PreviewImage", "pos": [360, 380], "size": [260, 260],
+        {"id": 4, "type": "PreviewImage", "pos": [360, 420], "size": [260, 260],
          "title": "base output"},
-        note(5, [0, 540],
+        note(5, [0, 130],
              "Conditioning-augmentation sweep: one base output through the same SR stage at "
              "several "
                           "levels s, side by side. This is the paper's post-training search for "
@@ -126,8 +126,8 @@ def augmentation_sweep(levels=(0.0, 0.15, 0.4)):
     ]
     links = [(1, 0, 3, "stage"), (3, 0, 4, "images")]
     for k, s in enumerate(levels):
-        aug, sr, save = 10 + 3 * k, 11 + 3 * k, 12 + 3 * k
-        y = k * 320
+        aug, sr, save, stage = 10 + 4 * k, 11 + 4 * k, 12 + 4 * k, 13 + 4 * k
+        y = k * 340
         nodes += [
             {"id": aug, "type": "CDMCondAugment", "pos": [720, y], "size": [280, 130],
              "title": f"CondAugment s={s}", "values": {"s": s}},
@@ -135,8 +135,9 @@ def augmentation_sweep(levels=(0.0, 0.15, 0.4)):
              "title": f"SR at s={s}"},
             {"id": save, "type": "SaveImage", "pos": [1400, y], "size": [240, 230],
              "values": {"filename_prefix": f"cdm/sweep_s{s:.2f}"}},
+            loader(stage, [720, y + 190], SR, title="SR stage (16->32)"),
         ]
-        links += [(3, 0, aug, "image"), (2, 0, sr, "stage"), (aug, 0, sr, "lowres"),
+        links += [(3, 0, aug, "image"), (stage, 0, sr, "stage"), (aug, 0, sr, "lowres"),
                   (sr, 0, save, "images")]
     return build("04_augmentation_sweep", nodes, links)
 

@@ -27,7 +27,7 @@ def download_note(node_id: int, pos: list, *, files: tuple, text: str) -> dict:
     return note(node_id, pos, f"{text}\n\nNeeds OpenAI's released files in "
                                f"ComfyUI/models/cascade/ (as downloaded, or converted with "
                                f"`python -m cascade_core.formats.convert`):\n{where}",
-                size=(420, 320))
+                size=(330, 380))
 
 
 def imagenet_64_to_256():
@@ -36,19 +36,19 @@ def imagenet_64_to_256():
         loader(1, [0, 0], BASE64, title="ADM-G base (ImageNet 64px)"),
         {"id": 2, "type": "CDMClassifierLoader", "pos": [0, 120], "size": [320, 60],
          "title": "Noisy classifier (64px)", "values": {"classifier_name": CLASSIFIER64}},
-        loader(3, [0, 240], UPSAMPLER256, title="ADM-U upsampler (64->256)"),
-        {"id": 4, "type": "CDMBaseSampler", "pos": [360, 0], "size": [320, 380],
+        loader(3, [360, 460], UPSAMPLER256, title="ADM-U upsampler (64->256)"),
+        {"id": 4, "type": "CDMBaseSampler", "pos": [360, 0], "size": [320, 400],
          "values": {"seed": 0, "steps": 25, "sampler_name": "ddim", "spacing": "ddim",
                     "class_name": "golden retriever", "batch_size": 1, "truncate_s": 0.0,
                     "classifier_scale": 1.0}},
         {"id": 5, "type": "CDMSuperResStage", "pos": [720, 0], "size": [320, 330],
          "values": {"steps": 25, "sampler_name": "ddim", "spacing": "ddim",
                     "class_name": "from input"}},
-        {"id": 6, "type": "PreviewImage", "pos": [720, 380], "size": [260, 260],
+        {"id": 6, "type": "PreviewImage", "pos": [720, 420], "size": [260, 260],
          "title": "64px base sample"},
         {"id": 7, "type": "SaveImage", "pos": [1080, 0], "size": [320, 360],
          "values": {"filename_prefix": "cdm/imagenet256"}},
-        download_note(8, [0, 380], files=files,
+        download_note(8, [0, 260], files=files,
                       text="ImageNet 256px in two stages (Dhariwal & Nichol 2021: ADM-G 64 + ADM-U "
                       "256, FID 3.94 in their paper; quality with the real weights was not "
                       "measured by this pack). The base is guided by the noisy classifier at "
@@ -66,7 +66,7 @@ def upscale_photo_x4():
     nodes = [
         {"id": 1, "type": "LoadImage", "pos": [0, 0], "size": [300, 320],
          "values": {"image": "cdm_example_32px.png"}},
-        loader(2, [0, 380], UPSAMPLER256, title="ADM-U upsampler (x4)"),
+        loader(2, [360, 200], UPSAMPLER256, title="ADM-U upsampler (x4)"),
         {"id": 3, "type": "CDMCondAugment", "pos": [360, 0], "size": [280, 130],
          "values": {"s": 0.0}, "title": "CondAugment (s = 0 for ADM-U)"},
         {"id": 4, "type": "CDMSuperResStage", "pos": [680, 0], "size": [320, 360],
@@ -75,7 +75,7 @@ def upscale_photo_x4():
                     "tile_size": 64}},
         {"id": 5, "type": "SaveImage", "pos": [1040, 0], "size": [320, 360],
          "values": {"filename_prefix": "cdm/photo_x4"}},
-        download_note(6, [0, 480], files=(UPSAMPLER256,),
+        download_note(6, [0, 400], files=(UPSAMPLER256,),
                       text="A photo x4 through ADM-U 64->256, in 64px tiles blended at every step "
                       "(tile_size; 0 tiles only when memory runs short). The example is 32px, so "
                       "the output is 128px: ADM-U costs about 1 TFLOP per step at 256px. ADM-U "

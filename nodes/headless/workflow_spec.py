@@ -75,8 +75,9 @@ def build(name: str, nodes: list[dict], links: list[tuple], models: list | None 
     return workflow
 
 
-def _fit_view(nodes, width=1480, height=800, margin=30):
-    """The initial zoom and offset that show the whole graph in the canvas of a 1600x900 window."""
+def _fit_view(nodes, width=1840, height=960, margin=30):
+    """The initial zoom and offset that show the whole graph in the canvas of a 1920x1080 window
+    (less the frontend's side bar and menus)."""
     x0 = min(n["pos"][0] for n in nodes)
     y0 = min(n["pos"][1] for n in nodes) - 40  # title bars sit above pos
     x1 = max(n["pos"][0] + n["size"][0] for n in nodes)
