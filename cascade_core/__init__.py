@@ -12,6 +12,7 @@ from .formats.stage_file import load_classifier, load_stage, read_config, save_s
 from .grid import image_grid
 from .handover import LowResCond, fit_condition, make_condition
 from .images import from_uint8, to_uint8
+from .inspection import StageReport, factor_between, inspection_picture, stage_report
 from .losses import dae_loss, training_loss
 from .models.classifier import ClassifierConfig, NoisyClassifier
 from .models.config import KINDS, AugmentConfig, ShallowConfig, StageConfig, UNetConfig
@@ -40,7 +41,8 @@ from .version import __version__
 
 __all__ = [
     "AugmentConfig", "ClassifierConfig", "NoisyClassifier", "load_classifier", "guide_check",
-    "KINDS", "ShallowConfig", "dae_loss", "CascadeError", "CheckpointError",
+    "KINDS", "StageReport", "factor_between", "inspection_picture",
+    "stage_report", "ShallowConfig", "dae_loss", "CascadeError", "CheckpointError",
     "Denoiser", "DiscreteSchedule", "EMA", "LowResCond",
     "NoiseSource", "SAMPLERS", "SPACINGS", "SamplingInterrupted", "ScheduleConfig", "Stage",
     "StageConfig",

@@ -1,5 +1,6 @@
 """The ComfyUI nodes of the cascade pack (V1 node API), ids prefixed CDM."""
 from .augment_nodes import CDMCondAugment
+from .inspect_nodes import CDMStageInspector
 from .sampling_nodes import CDMBaseSampler, CDMRefiner, CDMSuperResStage
 from .stage_nodes import CDMClassifierLoader, CDMStageInfo, CDMStageLoader
 
@@ -11,6 +12,7 @@ NODE_CLASS_MAPPINGS = {
     "CDMRefiner": CDMRefiner,
     "CDMStageInfo": CDMStageInfo,
     "CDMClassifierLoader": CDMClassifierLoader,
+    "CDMStageInspector": CDMStageInspector,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
     "CDMStageLoader": "Cascade Stage Loader",
@@ -20,4 +22,5 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "CDMRefiner": "Refiner",
     "CDMStageInfo": "Stage Info",
     "CDMClassifierLoader": "Cascade Classifier Loader",
+    "CDMStageInspector": "Stage Inspector",
 }

@@ -75,7 +75,7 @@ def test_wrong_stage_and_sizes_raise(stages):
         cc.super_resolve(stages["sr"], cc.make_condition(torch.zeros(1, 1, 8, 8), 0.1, 0), seed=0)
     with pytest.raises(cc.CascadeError, match="out of range"):
         cc.generate(stages["base"], 1, seed=0, steps=2, truncate_s=1.2)
-    with pytest.raises(cc.CascadeError, match="truncate_s = 1 would hand the next stage pure noise"):
+    with pytest.raises(cc.CascadeError, match="truncate_s = 1 would hand the next stage pure"):
         cc.generate(stages["base"], 1, seed=0, steps=2, truncate_s=1.0)
 
 

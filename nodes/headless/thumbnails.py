@@ -1,4 +1,4 @@
-"""Template thumbnails: ComfyUI's frontend shows ``<workflow>.jpg`` beside each custom-node template.
+"""Template thumbnails: ComfyUI's frontend shows ``<workflow>.jpg`` beside each node-pack template.
 
     python -m nodes.headless.thumbnails   # writes workflows/<name>.jpg for every workflow
 
