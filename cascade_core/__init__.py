@@ -3,7 +3,10 @@
 Torch and the listed libraries only: no ComfyUI, no training loop, no image I/O.
 Inside, images are float32 NCHW in [-1, 1].
 """
-from . import formats  # noqa: F401  (cc.formats.adm_table for names and the table)
+from . import (
+    formats,  # noqa: F401  (cc.formats.adm_table for names and the table)
+    sweep,  # noqa: F401  (cc.sweep: parse_axis, cells_of, run_sweep)
+)
 from .classes import parse_classes
 from .denoiser import Denoiser
 from .ema import EMA

@@ -3,6 +3,7 @@ from .augment_nodes import CDMCondAugment
 from .inspect_nodes import CDMStageInspector
 from .sampling_nodes import CDMBaseSampler, CDMRefiner, CDMSuperResStage
 from .stage_nodes import CDMClassifierLoader, CDMStageInfo, CDMStageLoader
+from .sweep_nodes import CDMSweep
 
 NODE_CLASS_MAPPINGS = {
     "CDMStageLoader": CDMStageLoader,
@@ -13,6 +14,7 @@ NODE_CLASS_MAPPINGS = {
     "CDMStageInfo": CDMStageInfo,
     "CDMClassifierLoader": CDMClassifierLoader,
     "CDMStageInspector": CDMStageInspector,
+    "CDMSweep": CDMSweep,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
     "CDMStageLoader": "Cascade Stage Loader",
@@ -23,4 +25,5 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "CDMStageInfo": "Stage Info",
     "CDMClassifierLoader": "Cascade Classifier Loader",
     "CDMStageInspector": "Stage Inspector",
+    "CDMSweep": "Sweep (XY plot)",
 }

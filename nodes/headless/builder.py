@@ -142,9 +142,33 @@ def augmentation_sweep(levels=(0.0, 0.15, 0.4)):
     return build("04_augmentation_sweep", nodes, links)
 
 
+def sweep_s_and_steps():
+    nodes = [
+        {"id": 1, "type": "LoadImage", "pos": [0, 0], "size": [300, 320],
+         "values": {"image": "cdm_example_16px.png"}},
+        loader(2, [0, 400], SR, title="SR stage (16->32)"),
+        {"id": 3, "type": "CDMSweep", "pos": [360, 0], "size": [340, 480],
+         "values": {"x_axis": "s", "x_values": "0, 0.1, 0.2, 0.4", "y_axis": "steps",
+                    "y_values": "10, 20, 40", "class_name": "unconditional"}},
+        {"id": 4, "type": "SaveImage", "pos": [740, 0], "size": [420, 420],
+         "values": {"filename_prefix": "cdm/sweep_grid"}},
+        {"id": 5, "type": "PreviewImage", "pos": [740, 480], "size": [420, 200],
+         "title": "cells"},
+        note(6, [0, 520],
+             "Sweep (XY plot): one clean image through the SR stage at four augmentation levels "
+             "s (columns) and three step counts (rows). Every cell uses the same noise seeds, so "
+             "the cells differ only by their axis values. This is the paper's search for the best "
+             "s after training, in one node. Axes: s, steps, sampler, spacing, guidance, seed, "
+             "strength (refiners); up to 64 cells.", size=(330, 200)),
+    ]
+    links = [(1, 0, 3, "image"), (2, 0, 3, "stage"), (3, 0, 4, "images"), (3, 1, 5, "images")]
+    return build("07_sweep_s_and_steps", nodes, links)
+
+
 SHIPPED = {"01_base_then_sr.json": base_then_sr, "02_full_cascade.json": full_cascade,
            "03_upscale_your_image.json": upscale_your_image,
-           "04_augmentation_sweep.json": augmentation_sweep, **RELEASED_WORKFLOWS}
+           "04_augmentation_sweep.json": augmentation_sweep, **RELEASED_WORKFLOWS,
+           "07_sweep_s_and_steps.json": sweep_s_and_steps}
 
 
 def main():
