@@ -22,7 +22,7 @@ from .process.augment import aug_sigma
 from .process.diffusion import per_example, predict_x0, q_sample, target
 from .process.noise import AUGMENT_SEED_OFFSET, NoiseSource
 from .process.schedules import karras_sigmas, sampling_sigmas, truncate_sigmas
-from .sampling import SamplingPlan, autocast, run_sampler
+from .sampling import SamplingPlan, autocast, check_sigmas, run_sampler
 
 
 def _report(plan: SamplingPlan, info: dict):
@@ -38,7 +38,7 @@ class DiffusionStage(Stage, kinds=("diffusion",)):
         """Sample from z_T; with ``truncate_s`` stop exactly at that level and hand over z_s."""
         cfg, s = self.config, truncate_s
         noise = NoiseSource.from_seed(seed, batch)
-        sigmas = sampling_sigmas(self.schedule, plan.steps, plan.spacing)
+        sigmas = self.grid(plan)
         stop = aug_sigma(s, aug_schedule) if s > 0 else 0.0
         shape = (cfg.channels, cfg.resolution, cfg.resolution)
         if stop >= float(sigmas[0]):  # the whole reverse process lies above s: z_s is the noise
@@ -59,7 +59,7 @@ class DiffusionStage(Stage, kinds=("diffusion",)):
         B, C, h, w = cond.image.shape
         level = convert_level(cond.level, cond.schedule, cfg.augmentation.schedule)
         noise = NoiseSource.from_seed(seed, B)
-        sigmas = sampling_sigmas(self.schedule, plan.steps, plan.spacing)
+        sigmas = self.grid(plan)
         start = noise.randn((C, h * cfg.factor, w * cfg.factor), self.device)
         x = start * math.sqrt(1 + float(sigmas[0]) ** 2)
         x, _ = run_sampler(self, x, sigmas, plan=plan, noise=noise, labels=labels, cond=cond.image,
@@ -75,13 +75,23 @@ class DiffusionStage(Stage, kinds=("diffusion",)):
         noise = NoiseSource.from_seed(seed, B)
         cond = make_condition(image, s, NoiseSource.from_seed(seed + AUGMENT_SEED_OFFSET, B),
                               schedule=cfg.augmentation.schedule)
-        t_start = strength * cfg.refiner_max_t * (self.schedule.T - 1)
-        sigma_start = float(self.schedule.t_to_sigma(torch.tensor(t_start)))
-        sigmas = self._partial_sigmas(sigma_start, int(plan.steps), plan.spacing)
+        if plan.sigmas is not None:  # a given grid (ComfyUI's SIGMAS) says where to start
+            sigmas = check_sigmas(plan.sigmas, stage=self.name)
+            sigma_start = float(sigmas[0])
+        else:
+            t_start = strength * cfg.refiner_max_t * (self.schedule.T - 1)
+            sigma_start = float(self.schedule.t_to_sigma(torch.tensor(t_start)))
+            sigmas = self._partial_sigmas(sigma_start, int(plan.steps), plan.spacing)
         x = image.to(self.device).float() + noise.randn((C, H, W), self.device) * sigma_start
         x, _ = run_sampler(self, x, sigmas, plan=plan, noise=noise, labels=labels, cond=cond.image,
                            aug_level=cond.level)
         return x.clamp(-1, 1).cpu()
+
+    def grid(self, plan) -> torch.Tensor:
+        """The sampler's sigmas: the plan's own (ComfyUI's SIGMAS, checked) or the schedule's."""
+        if plan.sigmas is not None:
+            return check_sigmas(plan.sigmas, stage=self.name)
+        return sampling_sigmas(self.schedule, plan.steps, plan.spacing)
 
     def _partial_sigmas(self, sigma_start: float, steps: int, spacing: str) -> torch.Tensor:
         sched = self.schedule

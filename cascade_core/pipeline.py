@@ -20,13 +20,15 @@ from .sampling import SamplingPlan, run_sampler
 def generate(stage: Stage, batch: int, *, seed: int, steps=30, sampler="dpmpp_2m", spacing="karras",
              labels=None, guidance=1.0, truncate_s: float | None = None, aug_schedule="cosine",
              callback=None, dtype=torch.float32, classifier=None, classifier_scale: float = 0.0,
-             **options):
+             sigmas=None, **options):
     """Sample a base stage. Returns (images in [-1, 1], LowResCond for the next stage).
 
     With ``truncate_s`` the sampler stops exactly at the augmentation level s
     (Algorithm 2, truncated) and the handover carries z_s; otherwise it carries
     z_0 at level 0, to be augmented by ``make_condition``. A noisy ``classifier`` guides the
-    sampler at ``classifier_scale`` (ADM-G; see ``guide_check``).
+    sampler at ``classifier_scale`` (ADM-G; see ``guide_check``). ``sigmas`` (descending, to 0)
+    replaces the grid of ``steps`` and ``spacing``; ``sampler`` may also be a function with the
+    samplers' signature (ComfyUI's SAMPLER through ``nodes.comfy_samplers``).
     """
     _expect_role(stage, "base")
     check_finite("guidance", guidance, stage.name)
@@ -40,14 +42,14 @@ def generate(stage: Stage, batch: int, *, seed: int, steps=30, sampler="dpmpp_2m
         guide_check(stage, classifier, scale=classifier_scale)
     plan = SamplingPlan(steps=steps, sampler=sampler, spacing=spacing, guidance=guidance,
                         callback=callback, dtype=dtype, options=options, classifier=classifier,
-                        classifier_scale=float(classifier_scale))
+                        classifier_scale=float(classifier_scale), sigmas=sigmas)
     return stage.sample_base(batch=batch, seed=seed, plan=plan, labels=labels, truncate_s=s,
                              aug_schedule=aug_schedule)
 
 
 def super_resolve(stage: Stage, cond: LowResCond, *, seed: int, steps=30, sampler="dpmpp_2m",
                   spacing="karras", labels=None, guidance=1.0, callback=None, dtype=torch.float32,
-                  tiling="auto", **options):
+                  tiling="auto", sigmas=None, **options):
     """Sample an SR stage conditioned on ``cond`` at output size ``factor x`` the input.
 
     ``tiling``: "auto" splits each evaluation into blended tiles when one piece would not fit in
@@ -67,14 +69,15 @@ def super_resolve(stage: Stage, cond: LowResCond, *, seed: int, steps=30, sample
                            "condition", "a condition at s = 0",
                            f"s = {float(cond.level.max()):.3g}", stage=stage.name)
     plan = SamplingPlan(steps=steps, sampler=sampler, spacing=spacing, guidance=guidance,
-                        callback=callback, dtype=dtype, options=options, tiling=tiling)
+                        callback=callback, dtype=dtype, options=options, tiling=tiling,
+                        sigmas=sigmas)
     return stage.sample_upsample(cond, seed=seed, plan=plan, labels=labels)
 
 
 def refine(stage: Stage, image: torch.Tensor, *, strength: float, seed: int, steps=10,
            sampler="dpmpp_2m",
            spacing="karras", labels=None, guidance=1.0, s: float | None = None, callback=None,
-           dtype=torch.float32, tiling="auto", **options):
+           dtype=torch.float32, tiling="auto", sigmas=None, **options):
     """Refine ``image`` at its own size: noise it to ``strength`` of the refiner's trained
     range, then denoise it (one-pass refiners blend their output in by ``strength``).
 
@@ -93,7 +96,8 @@ def refine(stage: Stage, image: torch.Tensor, *, strength: float, seed: int, ste
     if strength == 0 or int(steps) < 1:
         return image.clamp(-1, 1)
     plan = SamplingPlan(steps=steps, sampler=sampler, spacing=spacing, guidance=guidance,
-                        callback=callback, dtype=dtype, options=options, tiling=tiling)
+                        callback=callback, dtype=dtype, options=options, tiling=tiling,
+                        sigmas=sigmas)
     return stage.sample_refine(image, strength=strength, seed=seed, plan=plan, labels=labels, s=s)
 
 

@@ -20,7 +20,8 @@ class SamplingPlan:
 
     ``classifier``/``classifier_scale``: a NoisyClassifier guiding a class-conditional base
     (ADM-G); ``clip_denoised``: clamp every clean-image estimate to [-1, 1] (ADM's
-    ``clip_denoised=True``; on by default)."""
+    ``clip_denoised=True``; on by default). ``sampler`` is a registered name or a function with
+    the samplers' signature (how ComfyUI's SAMPLER objects run, ``nodes.comfy_samplers``)."""
 
     steps: int = 30
     sampler: str = "dpmpp_2m"
@@ -33,6 +34,7 @@ class SamplingPlan:
     classifier_scale: float = 0.0
     clip_denoised: bool = True
     tiling: str | int = "auto"  # "auto" (by memory estimate), "off", or a tile side in pixels
+    sigmas: torch.Tensor | None = None  # a grid to walk instead of steps + spacing (SIGMAS)
 
 
 def autocast(device: torch.device, dtype: torch.dtype):
@@ -64,11 +66,25 @@ def run_sampler(stage, x, sigmas, plan: SamplingPlan, noise: NoiseSource, labels
     # a guiding classifier needs autograd, which inference mode forbids
     grad_free = torch.no_grad() if model.classifier is not None else torch.inference_mode()
     with grad_free, autocast(device, plan.dtype):
-        x = get_sampler(plan.sampler)(model, x.to(device), sigmas, noise=noise, callback=report,
-                                      **plan.options)
+        fn = plan.sampler if callable(plan.sampler) else get_sampler(plan.sampler)
+        x = fn(model, x.to(device), sigmas, noise=noise, callback=report, **plan.options)
         watch.step(len(sigmas) - 1, x)
     watch.check(stage.name, total=len(sigmas) - 1)
     return x.float(), last.get("denoised", x).float()
+
+
+def check_sigmas(sigmas, stage: str | None = None) -> torch.Tensor:
+    """A given sigma grid as float64: 1-D, at least two values, finite, non-negative and strictly
+    descending (it ends at 0, or at a truncation level the caller cuts it to)."""
+    t = torch.as_tensor(sigmas).detach().to("cpu", torch.float64).flatten()
+    ok = (len(t) >= 2 and bool(torch.isfinite(t).all()) and bool((t >= 0).all())
+          and bool((t[1:] < t[:-1]).all()))
+    if not ok:
+        shown = [round(float(v), 4) for v in t[:6]] + (["..."] if len(t) > 6 else [])
+        raise CascadeError("SIGMAS must be a descending list of noise levels", "at least two "
+                           "finite values, strictly descending, ending at 0 (or the truncation "
+                           "level)", shown, stage=stage)
+    return t
 
 
 class FiniteWatch:

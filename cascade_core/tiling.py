@@ -22,6 +22,9 @@ import torch
 from .errors import CascadeError
 
 DEFAULT_BUDGET_FRACTION = 0.5   # of the memory available when sampling starts
+# automatic tiles are at most this many times the stage's training resolution: attention costs
+# grow with the fourth power of the tile side, and the network has seen that much context
+MAX_TILE_FACTOR = 4
 FALLBACK_BUDGET = 4 * 2 ** 30   # where availability cannot be read
 
 
@@ -63,8 +66,9 @@ def estimate_bytes(cfg, size: tuple) -> int:
 def plan_tiles(stage, shape, tiling, budget: int | None = None) -> TilePlan | None:
     """The tiles for an output of ``shape`` (B, C, H, W), or None to run untiled.
 
-    ``tiling``: "auto" (tile when the estimate exceeds the budget), "off" (a clear error when
-    it does) or a tile side in pixels (a multiple of the stage's size multiple).
+    ``tiling``: "auto" (tile when the estimate exceeds the budget, with tiles of at most
+    ``MAX_TILE_FACTOR`` x the training resolution that fit it), "off" (a clear error when it
+    does) or a tile side in pixels (a multiple of the stage's size multiple).
     """
     cfg = stage.config
     if cfg.kind != "diffusion":
@@ -83,7 +87,7 @@ def plan_tiles(stage, shape, tiling, budget: int | None = None) -> TilePlan | No
                            "a smaller image, or tiling 'auto' or a tile size", f"{H}x{W}",
                            stage=stage.name)
     m = cfg.size_multiple
-    side = max(m, (min(H, W) // m) * m)
+    side = max(m, (min(H, W, MAX_TILE_FACTOR * cfg.resolution) // m) * m)
     while side > m and estimate_bytes(cfg, (B, side, side)) > budget:
         side = max(m, ((side * 3 // 4) // m) * m)
     return TilePlan(side, _overlap(side, m))

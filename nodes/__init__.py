@@ -1,5 +1,6 @@
 """The ComfyUI nodes of the cascade pack (V1 node API), ids prefixed CDM."""
 from .augment_nodes import CDMCondAugment
+from .comfy_samplers import CDMCascadeSigmas
 from .inspect_nodes import CDMStageInspector
 from .sampling_nodes import CDMBaseSampler, CDMRefiner, CDMSuperResStage
 from .stage_nodes import CDMClassifierLoader, CDMStageInfo, CDMStageLoader
@@ -15,6 +16,7 @@ NODE_CLASS_MAPPINGS = {
     "CDMClassifierLoader": CDMClassifierLoader,
     "CDMStageInspector": CDMStageInspector,
     "CDMSweep": CDMSweep,
+    "CDMCascadeSigmas": CDMCascadeSigmas,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
     "CDMStageLoader": "Cascade Stage Loader",
@@ -26,4 +28,5 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "CDMClassifierLoader": "Cascade Classifier Loader",
     "CDMStageInspector": "Stage Inspector",
     "CDMSweep": "Sweep (XY plot)",
+    "CDMCascadeSigmas": "Cascade Sigmas",
 }

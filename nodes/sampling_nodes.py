@@ -4,10 +4,27 @@ from __future__ import annotations
 from . import comfy_bridge as bridge
 from . import widgets as W
 from ._core import core
+from .comfy_samplers import comfy_sampler, warn_low_start
 from .images import from_comfy, to_comfy
 from .stage_nodes import CLASSIFIER_TYPE, STAGE_TYPE
 
 FROM_INPUT = "from input"
+# optional inputs of every sampling node: ComfyUI's own sampler and sigma grid
+COMFY_INPUTS = {"sampler": ("SAMPLER", {"tooltip": "a ComfyUI sampler (KSamplerSelect); "
+                                                   "overrides sampler_name"}),
+                "sigmas": ("SIGMAS", {"tooltip": "a ComfyUI sigma grid (Cascade Sigmas, Karras, "
+                                                 "Exponential, ...); overrides steps and "
+                                                 "spacing"})}
+
+
+def _sampling(st, sampler_name, *, sampler, sigmas, seed, steps):
+    """(the core's sampler argument, sigmas, progress total) with ComfyUI's inputs if wired."""
+    fn = sampler_name if sampler is None else comfy_sampler(sampler, st, seed)
+    if sigmas is None:
+        return fn, None, steps
+    grid = core.sampling.check_sigmas(sigmas, stage=st.name)
+    warn_low_start(st, grid)
+    return fn, grid, len(grid) - 1
 
 
 def _labels(stage, spec: str, batch: int, seed: int, inherited=None):
@@ -42,19 +59,22 @@ class CDMBaseSampler:
             "dtype": W.dtype(),
         }, "optional": {"classifier": (CLASSIFIER_TYPE, {"tooltip": "a noisy classifier: "
                                                                     "classifier guidance (ADM-G)"}),
-                        "classifier_scale": W.classifier_scale()}}
+                        "classifier_scale": W.classifier_scale(), **COMFY_INPUTS}}
 
     def sample(self, stage, seed, steps, sampler_name, spacing, class_name, guidance, batch_size,
-               truncate_s, dtype, classifier=None, classifier_scale=1.0):
+               truncate_s, dtype, classifier=None, classifier_scale=1.0, sampler=None,
+               sigmas=None):
         st = stage.stage
         labels = _labels(st, class_name, batch_size, seed=seed)
         clf = None if classifier is None else classifier.stage
+        fn, grid, total = _sampling(st, sampler_name, sampler=sampler, sigmas=sigmas, seed=seed,
+                                    steps=steps)
         with bridge.on_compute_device(st), bridge.on_compute_device(clf):
             image, cond = core.generate(st, batch_size, seed=seed, steps=steps,
-                                        sampler=sampler_name, spacing=spacing,
+                                        sampler=fn, spacing=spacing, sigmas=grid,
                                         labels=labels, guidance=guidance,
                                         truncate_s=truncate_s or None,
-                                        callback=bridge.Progress(steps), dtype=W.torch_dtype(dtype),
+                                        callback=bridge.Progress(total), dtype=W.torch_dtype(dtype),
                                         classifier=clf, classifier_scale=classifier_scale)
         return to_comfy(image, bridge.intermediate_device()), cond
 
@@ -74,19 +94,21 @@ class CDMSuperResStage:
             "steps": W.steps(30), "sampler_name": W.sampler(), "spacing": W.spacing(),
             "class_name": W.classes(FROM_INPUT), "guidance": W.guidance(),
             "size_mismatch": (["error", "resize to fit"], {"default": "error"}), "dtype": W.dtype(),
-        }, "optional": {"tile_size": W.tile_size()}}
+        }, "optional": {"tile_size": W.tile_size(), **COMFY_INPUTS}}
 
     def upscale(self, stage, lowres, seed, steps, sampler_name, spacing, class_name, guidance,
-                size_mismatch, dtype, tile_size=0):
+                size_mismatch, dtype, tile_size=0, sampler=None, sigmas=None):
         st = stage.stage
         if size_mismatch == "resize to fit":
             lowres = core.fit_condition(st, lowres)
         labels = _labels(st, class_name, lowres.image.shape[0], seed=seed, inherited=lowres.labels)
+        fn, grid, total = _sampling(st, sampler_name, sampler=sampler, sigmas=sigmas, seed=seed,
+                                    steps=steps)
         with bridge.on_compute_device(st):
-            image = core.super_resolve(st, lowres, seed=seed, steps=steps, sampler=sampler_name,
+            image = core.super_resolve(st, lowres, seed=seed, steps=steps, sampler=fn,
                                        spacing=spacing, labels=labels, guidance=guidance,
-                                       callback=bridge.Progress(steps), dtype=W.torch_dtype(dtype),
-                                       tiling=W.tiling(tile_size))
+                                       callback=bridge.Progress(total), dtype=W.torch_dtype(dtype),
+                                       tiling=W.tiling(tile_size), sigmas=grid)
         return (to_comfy(image, bridge.intermediate_device()),)
 
 
@@ -111,18 +133,19 @@ class CDMRefiner:
             "s": ("FLOAT", {"default": 0.05, "min": 0.0, "max": 1.0, "step": 0.01,
                             "tooltip": "conditioning augmentation of the refiner's input"}),
             "dtype": W.dtype(),
-        }, "optional": {"tile_size": W.tile_size()}}
+        }, "optional": {"tile_size": W.tile_size(), **COMFY_INPUTS}}
 
     # widget order (strength, steps, seed, ...) is frozen: UI workflows store values by position
     def refine(self, stage, image, strength, steps, seed, sampler_name, spacing, class_name,
-               guidance, s, dtype, tile_size=0):
+               guidance, s, dtype, tile_size=0, sampler=None, sigmas=None):
         st = stage.stage
         x = from_comfy(image)
         labels = _labels(st, class_name, x.shape[0], seed=seed)
+        fn, grid, total = _sampling(st, sampler_name, sampler=sampler, sigmas=sigmas, seed=seed,
+                                    steps=steps)
         with bridge.on_compute_device(st):
-            out = core.refine(st, x, strength=strength, seed=seed, steps=steps,
-                              sampler=sampler_name,
+            out = core.refine(st, x, strength=strength, seed=seed, steps=steps, sampler=fn,
                               spacing=spacing, labels=labels, guidance=guidance, s=s,
-                              callback=bridge.Progress(steps), dtype=W.torch_dtype(dtype),
-                              tiling=W.tiling(tile_size))
+                              callback=bridge.Progress(total), dtype=W.torch_dtype(dtype),
+                              tiling=W.tiling(tile_size), sigmas=grid)
         return (to_comfy(out, bridge.intermediate_device()),)

@@ -94,7 +94,7 @@ class CDMSweep:
                 bar({**info, "i": done - 1})
 
         with bridge.on_compute_device(st):
-            out = sweep.run_sweep(st, img, cells, settings, progress=progress)
+            out = sweep.run_sweep(st, img, cells=cells, settings=settings, progress=progress)
         grid = labelled_grid(out, x, y)
         axes = f"x: {x.name} = {list(x.values)}" + (f"; y: {y.name} = {list(y.values)}" if y
                                                     else "")
