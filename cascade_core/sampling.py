@@ -74,16 +74,16 @@ def run_sampler(stage, x, sigmas, plan: SamplingPlan, noise: NoiseSource, labels
 
 
 def check_sigmas(sigmas, stage: str | None = None) -> torch.Tensor:
-    """A given sigma grid as float64: 1-D, at least two values, finite, non-negative and strictly
-    descending (it ends at 0, or at a truncation level the caller cuts it to)."""
+    """A given sigma grid as float64: 1-D, at least two values, finite, strictly descending and
+    ending at 0 (a truncated base cuts it at its level itself)."""
     t = torch.as_tensor(sigmas).detach().to("cpu", torch.float64).flatten()
     ok = (len(t) >= 2 and bool(torch.isfinite(t).all()) and bool((t >= 0).all())
-          and bool((t[1:] < t[:-1]).all()))
+          and bool((t[1:] < t[:-1]).all()) and float(t[-1]) == 0.0)
     if not ok:
         shown = [round(float(v), 4) for v in t[:6]] + (["..."] if len(t) > 6 else [])
-        raise CascadeError("SIGMAS must be a descending list of noise levels", "at least two "
-                           "finite values, strictly descending, ending at 0 (or the truncation "
-                           "level)", shown, stage=stage)
+        raise CascadeError("SIGMAS must be a descending list of noise levels ending at 0",
+                           "at least two finite values, strictly descending, the last 0 (a "
+                           "truncated base stops at its level by itself)", shown, stage=stage)
     return t
 
 

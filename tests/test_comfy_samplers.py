@@ -43,10 +43,16 @@ def test_cascade_sigmas_node_drives_the_sampler_exactly(base):
 
 
 @pytest.mark.parametrize("bad", [[1.0, 2.0, 0.0], [3.0, 3.0, 0.0], [5.0], [2.0, float("nan"), 0.0],
-                                 [2.0, -1.0]])
+                                 [2.0, -1.0], [5.0, 1.0, 0.5]])
 def test_bad_sigmas_are_refused(base, bad):
     with pytest.raises(cc.CascadeError, match="SIGMAS must be a descending list"):
         run_base(base, sigmas=torch.tensor(bad))
+
+
+def test_sigmas_with_a_truncated_base_stop_at_its_level(base):
+    (sigmas,) = NODE_CLASS_MAPPINGS["CDMCascadeSigmas"]().sigmas(base, steps=6, spacing="karras")
+    assert torch.allclose(run_base(base, sigmas=sigmas, truncate_s=0.3),
+                          run_base(base, steps=6, truncate_s=0.3), atol=1e-4)
 
 
 def test_a_grid_far_below_the_stage_top_warns(base, caplog):

@@ -143,3 +143,15 @@ def test_classifier_loader_node_and_pt_files_are_listed(tiny_adm, monkeypatch):
     assert isinstance(clf.stage, cc.NoisyClassifier)
     with pytest.raises(cc.CheckpointError, match="is not a noisy classifier"):
         NODE_CLASS_MAPPINGS["CDMClassifierLoader"]().load("tiny_base.safetensors")
+
+
+def test_guidance_works_with_a_classifier_loaded_in_inference_mode(tiny_adm):
+    """ComfyUI runs every node under torch.inference_mode: a classifier loaded (or moved) there
+    has inference-tensor weights, which autograd refuses unless they are replaced."""
+    base = cc.load_stage(tiny_adm / "tiny_base.safetensors")
+    with torch.inference_mode():
+        clf = cc.load_classifier(tiny_adm / "tiny_clf.safetensors")
+        assert any(p.is_inference() for p in clf.parameters())
+        guided, _ = cc.generate(base, 1, seed=0, steps=2, sampler="ddim", spacing="ddim",
+                                labels=torch.tensor([1]), classifier=clf, classifier_scale=2.0)
+    assert torch.isfinite(guided).all()

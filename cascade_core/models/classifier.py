@@ -130,13 +130,26 @@ class NoisyClassifier(Encoder):
     def log_prob_grad(self, zt: torch.Tensor, sigma, labels: torch.Tensor) -> torch.Tensor:
         """``d log p(labels | z_t) / d z_t`` at VE level ``sigma``, computed with autograd even
         when called under ``inference_mode`` or ``no_grad`` (the sampler's context)."""
-        sigma = torch.as_tensor(sigma, dtype=torch.float64).flatten().expand(zt.shape[0])
-        t = self.schedule.sigma_to_t(sigma).to(zt.device)
-        with torch.inference_mode(False), torch.enable_grad():
+        self.leave_inference_mode()
+        with torch.inference_mode(False), torch.enable_grad():  # every tensor here is ordinary
+            sigma = torch.as_tensor(sigma, dtype=torch.float64).clone().flatten()
+            t = self.schedule.sigma_to_t(sigma.expand(zt.shape[0])).to(zt.device)
             z = zt.detach().clone().requires_grad_(True)
             logp = F.log_softmax(self(z.to(self.dtype), t).float(), dim=-1)
-            chosen = logp.gather(1, labels.view(-1, 1).to(z.device)).sum()
+            chosen = logp.gather(1, labels.clone().view(-1, 1).to(z.device)).sum()
             return torch.autograd.grad(chosen, z)[0]
+
+    def leave_inference_mode(self):
+        """Weights created under ``torch.inference_mode`` (ComfyUI runs every node in it, so a
+        classifier loaded or moved there has such weights) cannot take part in autograd: replace
+        them, once, by ordinary copies."""
+        if not any(p.is_inference() for p in self.parameters()):
+            return
+        with torch.inference_mode(False):
+            for module in self.modules():
+                for name, p in list(module._parameters.items()):
+                    if p is not None and p.is_inference():
+                        module._parameters[name] = nn.Parameter(p.clone(), requires_grad=False)
 
     @property
     def dtype(self) -> torch.dtype:
