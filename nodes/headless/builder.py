@@ -23,13 +23,13 @@ REFINER = "cifar10-refiner32.safetensors"
 def base_then_sr():
     nodes = [
         loader(1, [0, 0], BASE, title="Base stage (16px)"),
-        loader(2, [380, 440], SR, title="SR stage (16->32)"),
-        {"id": 3, "type": "CDMBaseSampler", "pos": [380, 0], "size": [320, 360],
+        loader(2, [760, 680], SR, title="SR stage (16->32)"),
+        {"id": 3, "type": "CDMBaseSampler", "pos": [380, 0], "size": [320, 620],
          "values": {"seed": 0, "steps": 30, "class_name": "random", "batch_size": 8,
                     "truncate_s": 0.15}},
-        {"id": 4, "type": "CDMSuperResStage", "pos": [760, 0], "size": [320, 330],
+        {"id": 4, "type": "CDMSuperResStage", "pos": [760, 0], "size": [320, 600],
          "values": {"steps": 30}},
-        {"id": 5, "type": "PreviewImage", "pos": [760, 420], "size": [260, 220]},
+        {"id": 5, "type": "PreviewImage", "pos": [380, 700], "size": [320, 240]},
         {"id": 6, "type": "SaveImage", "pos": [1140, 0], "size": [300, 300],
          "values": {"filename_prefix": "cdm/base_sr"}},
         note(7, [0, 130],
@@ -49,19 +49,19 @@ def full_cascade():
     nodes = [
         loader(1, [0, 0], BASE, title="Base stage (16px)"),
         loader(2, [720, 200], SR, title="SR stage"),
-        {"id": 3, "type": "CDMBaseSampler", "pos": [360, 0], "size": [320, 360],
+        {"id": 3, "type": "CDMBaseSampler", "pos": [360, 0], "size": [320, 620],
          "values": {"seed": 0, "steps": 30, "class_name": "random", "batch_size": 4}},
         {"id": 4, "type": "CDMCondAugment", "pos": [720, 0], "size": [280, 130],
          "values": {"s": 0.15}},
-        {"id": 5, "type": "CDMSuperResStage", "pos": [1040, 0], "size": [320, 330],
+        {"id": 5, "type": "CDMSuperResStage", "pos": [1040, 0], "size": [320, 600],
          "title": "SR 16->32"},
         {"id": 6, "type": "CDMCondAugment", "pos": [1400, 0], "size": [280, 130],
          "values": {"s": 0.1}},
-        {"id": 7, "type": "CDMSuperResStage", "pos": [1720, 0], "size": [320, 330],
+        {"id": 7, "type": "CDMSuperResStage", "pos": [1720, 0], "size": [320, 600],
          "title": "SR 32->64 (same stage)", "values": {"steps": 20}},
-        {"id": 8, "type": "SaveImage", "pos": [1720, 420], "size": [320, 320],
+        {"id": 8, "type": "SaveImage", "pos": [1720, 680], "size": [320, 340],
          "values": {"filename_prefix": "cdm/cascade64"}},
-        {"id": 9, "type": "PreviewImage", "pos": [1040, 420], "size": [260, 260]},
+        {"id": 9, "type": "PreviewImage", "pos": [1040, 680], "size": [320, 260]},
         loader(11, [1400, 200], SR, title="SR stage (the same file)"),
         note(10, [0, 130],
              "The full cascade: base 16px -> CondAugment -> SR to 32px -> CondAugment -> the same "
@@ -83,16 +83,16 @@ def upscale_your_image():
         {"id": 1, "type": "LoadImage", "pos": [0, 0], "size": [300, 320],
          "values": {"image": "cdm_example_16px.png"}},
         loader(2, [360, 200], SR, title="SR stage (x2)"),
-        loader(3, [680, 400], REFINER, title="Refiner (32px)"),
+        loader(3, [680, 680], REFINER, title="Refiner (32px)"),
         {"id": 4, "type": "CDMCondAugment", "pos": [360, 0], "size": [280, 130],
          "values": {"s": 0.1}},
-        {"id": 5, "type": "CDMSuperResStage", "pos": [680, 0], "size": [320, 330],
+        {"id": 5, "type": "CDMSuperResStage", "pos": [680, 0], "size": [320, 600],
          "values": {"class_name": "unconditional", "size_mismatch": "resize to fit"}},
-        {"id": 6, "type": "CDMRefiner", "pos": [1040, 0], "size": [320, 360],
+        {"id": 6, "type": "CDMRefiner", "pos": [1040, 0], "size": [320, 620],
          "values": {"strength": 0.4}},
         {"id": 7, "type": "SaveImage", "pos": [1400, 0], "size": [300, 300],
          "values": {"filename_prefix": "cdm/upscaled"}},
-        {"id": 8, "type": "PreviewImage", "pos": [1040, 420], "size": [260, 260]},
+        {"id": 8, "type": "PreviewImage", "pos": [1040, 700], "size": [320, 260]},
         note(9, [0, 380],
              "Upscale your own image: LoadImage -> CondAugment -> SR stage (x2) -> Refiner.\n\n"
                             "Any IMAGE goes through CondAugment first; it gives the SR stage the "
@@ -111,9 +111,9 @@ def upscale_your_image():
 def augmentation_sweep(levels=(0.0, 0.15, 0.4)):
     nodes = [
         loader(1, [0, 0], BASE, title="Base stage (16px)"),
-        {"id": 3, "type": "CDMBaseSampler", "pos": [360, 0], "size": [320, 360],
+        {"id": 3, "type": "CDMBaseSampler", "pos": [360, 0], "size": [320, 620],
          "values": {"seed": 0, "steps": 30, "class_name": "random", "batch_size": 4}},
-        {"id": 4, "type": "PreviewImage", "pos": [360, 420], "size": [260, 260],
+        {"id": 4, "type": "PreviewImage", "pos": [360, 700], "size": [320, 260],
          "title": "base output"},
         note(5, [0, 130],
              "Conditioning-augmentation sweep: one base output through the same SR stage at "
@@ -127,11 +127,11 @@ def augmentation_sweep(levels=(0.0, 0.15, 0.4)):
     links = [(1, 0, 3, "stage"), (3, 0, 4, "images")]
     for k, s in enumerate(levels):
         aug, sr, save, stage = 10 + 4 * k, 11 + 4 * k, 12 + 4 * k, 13 + 4 * k
-        y = k * 340
+        y = k * 385
         nodes += [
             {"id": aug, "type": "CDMCondAugment", "pos": [720, y], "size": [280, 130],
              "title": f"CondAugment s={s}", "values": {"s": s}},
-            {"id": sr, "type": "CDMSuperResStage", "pos": [1040, y], "size": [320, 300],
+            {"id": sr, "type": "CDMSuperResStage", "pos": [1040, y], "size": [320, 350],
              "title": f"SR at s={s}"},
             {"id": save, "type": "SaveImage", "pos": [1400, y], "size": [240, 230],
              "values": {"filename_prefix": f"cdm/sweep_s{s:.2f}"}},

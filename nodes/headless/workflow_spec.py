@@ -75,9 +75,9 @@ def build(name: str, nodes: list[dict], links: list[tuple], models: list | None 
     return workflow
 
 
-def _fit_view(nodes, width=1840, height=960, margin=30):
+def _fit_view(nodes, width=1870, height=990, margin=30):
     """The initial zoom and offset that show the whole graph in the canvas of a 1920x1080 window
-    (less the frontend's side bar and menus)."""
+    (less the frontend's 48 px side bar and 90 px of menu and tab bars)."""
     x0 = min(n["pos"][0] for n in nodes)
     y0 = min(n["pos"][1] for n in nodes) - 40  # title bars sit above pos
     x1 = max(n["pos"][0] + n["size"][0] for n in nodes)
