@@ -9,6 +9,7 @@ adapter module here, not a model: it maps a foreign state dict's keys onto the
 one U-Net of ``models.unet``, infers a StageConfig from the tensor shapes (and
 a table of released files where shapes are not enough), and hands back the
 config and weights, so that the rest of the pack never knows where a stage
-came from. None ships yet; the released-checkpoints issue (OpenAI ADM /
-improved-diffusion ``.pt`` files) adds the first.
+came from. The first is ``adm`` (with ``adm_table`` and ``torch_file``): OpenAI's
+released ADM / improved-diffusion ``.pt`` files; ``convert`` writes any of them
+as a stage file of ours.
 """
