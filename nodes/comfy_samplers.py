@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
+from . import widgets as W
 from ._core import core
 from .stage_nodes import STAGE_TYPE
 
@@ -128,8 +129,6 @@ class CDMCascadeSigmas:
 
     @classmethod
     def INPUT_TYPES(cls):
-        from . import widgets as W
-
         return {"required": {"stage": (STAGE_TYPE,), "steps": W.steps(30),
                              "spacing": W.spacing()}}
 
