@@ -27,6 +27,7 @@ from ..models.config import AugmentConfig, StageConfig, UNetConfig
 from ..models.stage import Stage
 from ..process.schedules import ScheduleConfig
 from .adm_table import RELEASED, TableEntry, imagenet_class_names
+from .weight_check import check_finite_weights, mismatch
 
 
 def fingerprint(shapes: dict) -> str:
@@ -202,22 +203,14 @@ def to_our_keys(state: dict, kind: str) -> dict:
 def fit_shapes(tensors: dict, expected: dict, name: str) -> dict:
     """Match ``tensors`` to a module's state dict: ADM's 1-D convolutions (attention qkv and
     projection) become our 1x1 2-D ones; anything missing, extra or misshapen is an error."""
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected))
-    out, wrong = {}, []
+    out = {}
     for k, v in tensors.items():
-        if k not in expected:
-            continue
-        want = expected[k].shape
-        if v.shape != want and v.dim() + 1 == len(want) and want[-1] == 1:
+        want = expected[k].shape if k in expected else None
+        if want is not None and v.shape != want and v.dim() + 1 == len(want) and want[-1] == 1:
             v = v.unsqueeze(-1)
-        if v.shape != want:
-            wrong.append(f"{k} {tuple(v.shape)} vs {tuple(want)}")
         out[k] = v
-    if missing or unexpected or wrong:
-        found = "; ".join(filter(None, [f"missing {missing[:3]}" if missing else "",
-                                        f"unexpected {unexpected[:3]}" if unexpected else "",
-                                        f"shape mismatch {wrong[:3]}" if wrong else ""]))
+    found = mismatch(out, expected)
+    if found:
         raise CheckpointError(f"{name}: weights do not fit the inferred network", "a match",
                               found)
     return out
@@ -235,10 +228,7 @@ def load_adm(state: dict, name: str, overrides: dict | None = None):
         tensors = {f"net.{k}": v for k, v in to_our_keys(state, "unet").items()}
     expected = model.state_dict()
     fitted = fit_shapes(tensors, expected, name)
-    broken = [k for k, v in state.items() if v.is_floating_point() and not v.isfinite().all()]
-    if broken:
-        raise CheckpointError(f"{name}: {len(broken)} weight tensor(s) hold NaN or infinite values",
-                              "finite weights", ", ".join(broken[:3]))
+    check_finite_weights(state, name)
     model.load_state_dict({k: v.to(expected[k].dtype) for k, v in fitted.items()})
     return model.eval()
 

@@ -26,6 +26,7 @@ from ..version import __version__
 from .adm import load_adm
 from .atomic import atomic_write
 from .torch_file import TORCH_SUFFIXES, read_state_dict
+from .weight_check import check_finite_weights, mismatch
 
 FORMAT_TAG = "cascade-stage"
 CLASSIFIER_TAG = "cascade-classifier"
@@ -136,21 +137,11 @@ def _load_weights(path, stage, *, meta: dict, dtype):
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as e:
         raise CheckpointError(f"{name}: weights are corrupt ({e})") from None
-    expected = stage.state_dict()
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected))
-    wrong = [f"{k} {tuple(tensors[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
-             if k in tensors and tensors[k].shape != v.shape]
-    if missing or unexpected or wrong:
-        found = "; ".join(filter(None, [f"missing {missing[:3]}" if missing else "",
-                                        f"unexpected {unexpected[:3]}" if unexpected else "",
-                                        f"shape mismatch {wrong[:3]}" if wrong else ""]))
+    found = mismatch(tensors, stage.state_dict())
+    if found:
         raise CheckpointError(f"{name}: weights do not match the stage config", cfg.describe(),
                               found)
-    broken = [k for k, v in tensors.items() if v.is_floating_point() and not v.isfinite().all()]
-    if broken:
-        raise CheckpointError(f"{name}: {len(broken)} weight tensor(s) hold NaN or infinite values",
-                              "finite weights", ", ".join(broken[:3]))
+    check_finite_weights(tensors, name)
     target = DTYPES.get(meta.get("cdm_dtype", "fp32"),
                         torch.float32) if dtype is None else _as_dtype(dtype)
     stage = stage.to(target)
