@@ -25,9 +25,9 @@ def forward_flops(fn) -> int:
     return counter.get_total_flops()
 
 
-def interleaved(fns: dict, repeats: int = 5, warmup: int = 1) -> dict:
-    """Median seconds per call of each function, timed in alternation so that load on the
-    machine affects every contender alike."""
+def alternating(fns: dict, repeats: int = 5, warmup: int = 1) -> dict:
+    """Seconds per call of each function, timed in alternation so that load on the machine
+    affects every contender alike: ``{name: {"median", "min", "max", "runs"}}``."""
     for fn in fns.values():
         for _ in range(warmup):
             fn()
@@ -37,15 +37,37 @@ def interleaved(fns: dict, repeats: int = 5, warmup: int = 1) -> dict:
             t0 = time.perf_counter()
             fn()
             times[k].append(time.perf_counter() - t0)
-    return {k: statistics.median(v) for k, v in times.items()}
+    return {k: {"median": statistics.median(v), "min": min(v), "max": max(v), "runs": len(v)}
+            for k, v in times.items()}
 
 
-def peak_matmul_flops(n: int = 1024, repeats: int = 5) -> float:
-    """This CPU's measured fp32 matmul throughput in FLOP/s (best of ``repeats``)."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def interleaved(fns: dict, repeats: int = 5, warmup: int = 1) -> dict:
+    """Median seconds per call of each function (``alternating``'s medians)."""
+    return {k: v["median"] for k, v in alternating(fns, repeats, warmup).items()}
+
+
+def peak_matmul_flops(n: int = 1024, repeats: int = 5, dtype=torch.float32) -> float:
+    """This CPU's measured matmul throughput in FLOP/s (best of ``repeats``)."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     a @ b
     best = min(_time(lambda: a @ b) for _ in range(repeats))
     return 2 * n ** 3 / best
+
+
+def peak_conv_flops(channels: int = 256, size: int = 32, repeats: int = 5,
+                    dtype=torch.float32) -> float:
+    """This CPU's measured 3x3-convolution throughput in FLOP/s (batch 8, best of ``repeats``),
+    in ``dtype`` through autocast as the models run."""
+    conv = torch.nn.Conv2d(channels, channels, 3, padding=1)
+    x = torch.randn(8, channels, size, size)
+    flops = 2 * 8 * size * size * channels * channels * 9
+
+    def run():
+        with torch.inference_mode(), torch.autocast("cpu", dtype=dtype,
+                                                    enabled=dtype != torch.float32):
+            conv(x)
+    run()
+    return flops / min(_time(run) for _ in range(repeats))
 
 
 def _time(fn) -> float:

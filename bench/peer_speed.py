@@ -1,153 +1,213 @@
-"""Our U-Net against diffusers' UNet2DModel of the same configuration, side by side.
+"""Our U-Net against diffusers' UNet2DModel (and guided-diffusion's own) at the same settings.
 
-    python -m bench.peer_speed            # the shipped stage sizes
-    python -m bench.peer_speed --quick    # seconds; what CI runs
+    python -m bench.peer_speed                    # shipped sizes: sampling at batch 1/16/64 and
+                                                  # a training step, fp32 and bf16
+    python -m bench.peer_speed --adm [--guided PATH/guided-diffusion]
+                                                  # ADM 64 px and 64->256 shapes, batch 1 and 4
+    python -m bench.peer_speed --levers           # channels_last and torch.compile, both sides
+    python -m bench.peer_speed --quick            # seconds; what CI runs
 
-Prints both models' parameter and FLOP counts (so the match is visible), the
-sampling throughput (one denoiser evaluation of a batch) and the training
-throughput (forward, backward and AdamW step), as ratios ours/theirs, and the
-fraction of this CPU's measured peak fp32 matmul throughput our sampler reaches.
-diffusers is installed only for this benchmark (pip install diffusers); without
-it the script says so and measures our model alone.
+Every row times the contenders in alternation in one process (median of --repeats, spread
+shown) on the same inputs, threads and precision (bf16 = autocast, where this CPU computes it
+natively), and prints ours/theirs (> 1: ours is faster), the achieved GFLOP/s and the share of
+this machine's measured 3x3-convolution and matmul peaks in that precision. diffusers is
+installed only for this benchmark (pip install diffusers); without it, ours is timed alone.
 """
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
+import time
 
 import torch
 
 import cascade_core as cc
 
-from .common import forward_flops, interleaved, peak_matmul_flops, save
+from . import peers
+from .common import alternating, forward_flops, peak_conv_flops, peak_matmul_flops, save
 
-SHIPPED = {  # name -> (stage config, batch for sampling, batch for training)
-    "base16": (cc.StageConfig(role="base", resolution=16, num_classes=10,
-                              unet=cc.UNetConfig(32, (1, 2, 2), 2, attention_resolutions=(8,),
-                                                 num_heads=4)), 64, 64),
-    "sr16to32": (cc.StageConfig(role="sr", resolution=32, low_res=16, num_classes=10,
-                                unet=cc.UNetConfig(32, (1, 2, 2), 2, attention_resolutions=(),
-                                                   num_heads=4)), 16, 64),
+SHIPPED = {
+    "base16": cc.StageConfig(role="base", resolution=16, num_classes=10,
+                             unet=cc.UNetConfig(32, (1, 2, 2), 2, attention_resolutions=(8,),
+                                                num_heads=4)),
+    "sr16to32": cc.StageConfig(role="sr", resolution=32, low_res=16, num_classes=10,
+                               unet=cc.UNetConfig(32, (1, 2, 2), 2, attention_resolutions=(),
+                                                  num_heads=4)),
 }
-QUICK = {"base8": (cc.StageConfig(role="base", resolution=8, num_classes=10,
-                                  unet=cc.UNetConfig(32, (1, 2), 1, attention_resolutions=(4,),
-                                                     num_heads=4)), 4, 4)}
+QUICK = {"base8": cc.StageConfig(role="base", resolution=8, num_classes=10,
+                                 unet=cc.UNetConfig(32, (1, 2), 1, attention_resolutions=(4,),
+                                                    num_heads=4))}
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
-def diffusers_twin(cfg: cc.StageConfig):
-    """A diffusers UNet2DModel with our block layout: same widths, blocks, attention levels, heads,
-    scale-shift embedding, class embedding, conv down/nearest-conv up."""
-    from diffusers import UNet2DModel
-
-    u = cfg.unet
-    levels = len(u.channel_mult)
-    attn = [cfg.resolution // 2 ** i in u.attention_resolutions for i in range(levels)]
-    widths = tuple(u.base_channels * m for m in u.channel_mult)
-    return UNet2DModel(
-        sample_size=cfg.resolution, in_channels=cfg.channels * (2 if cfg.conditioned else 1),
-        out_channels=cfg.channels, block_out_channels=widths, layers_per_block=u.num_res_blocks,
-        down_block_types=tuple("AttnDownBlock2D" if a else "DownBlock2D" for a in attn),
-        up_block_types=tuple("AttnUpBlock2D" if a else "UpBlock2D" for a in reversed(attn)),
-        attention_head_dim=widths[-1] // u.num_heads, norm_num_groups=min(32, u.base_channels),
-        resnet_time_scale_shift="scale_shift", num_class_embeds=cfg.num_classes or None,
-        downsample_type="conv", upsample_type="conv", dropout=u.dropout,
-    )
+def contenders(cfg, guided: str | None = None, name: str = "") -> dict:
+    """name -> (model, call) for every peer that can be built here."""
+    out = {"ours": peers.ours(cfg)}
+    if importlib.util.find_spec("diffusers") is not None:
+        out["diffusers"] = peers.diffusers_unet(cfg)
+    if guided:
+        out["guided"] = peers.guided_unet(name, guided)
+    return out
 
 
-def compare(name, cfg, batch_sample, batch_train, repeats):
-    ours = cc.Stage(cfg).eval()
-    x, t, y = torch.randn(batch_sample, 3, cfg.resolution,
-                          cfg.resolution), torch.full((batch_sample,), 500.0), \
-        torch.arange(batch_sample) % max(cfg.num_classes, 1)
+def sampling_row(models: dict, cfg, *, batch: int, dtype: str, repeats: int) -> dict:
+    """One denoiser evaluation of a batch, each contender, in alternation."""
+    inp = peers.inputs(cfg, batch)
 
-    def ours_call(m, x, t, y):
-        if not cfg.conditioned:
-            return m(x, t, labels=y)
-        return m(x, t, x[:, :, ::cfg.factor, ::cfg.factor], torch.zeros(len(x)), y)  # concat inside
+    def run(m, call):
+        with torch.inference_mode(), torch.autocast("cpu", dtype=DTYPES[dtype],
+                                                    enabled=dtype != "fp32"):
+            call(m, inp)
+    times = alternating({k: (lambda m=m, c=c: run(m, c)) for k, (m, c) in models.items()},
+                        repeats=repeats)
+    return {"batch": batch, "dtype": dtype, "what": "sampling", "seconds": times}
 
-    def theirs_call(m, x, t, y):
-        if cfg.conditioned:  # the same bilinear upsampling and concatenation, done outside
-            cond = torch.nn.functional.interpolate(x[:, :, ::cfg.factor, ::cfg.factor],
-                                                   size=x.shape[-2:],
-                                                   mode="bilinear", align_corners=False)
-            x = torch.cat([x, cond], 1)
-        return m(x, t, class_labels=y).sample
 
-    models = {"ours": (ours, ours_call)}
-    try:
-        theirs = diffusers_twin(cfg).eval()
-        models["diffusers"] = (theirs, theirs_call)
-    except ImportError:
-        print("diffusers is not installed: measuring our model alone (pip install diffusers to "
-              "compare)")
-    row = {"batch_sample": batch_sample, "batch_train": batch_train}
-    for k, (m, call) in models.items():
-        row[f"{k}_params"] = sum(p.numel() for p in m.parameters())
-        flops = forward_flops(lambda m=m, call=call: call(m, x[:1], t[:1], y[:1]))
-        row[f"{k}_gflops_per_image"] = flops / 1e9
-    with torch.inference_mode():
-        sample = interleaved({k: (lambda m=m, call=call: call(m, x, t, y)) for k,
-                              (m, call) in models.items()},
-                             repeats)
-    copies = batch_train // batch_sample + 1
-    xt = x.repeat(copies, 1, 1, 1)[:batch_train]
-    tt, yt = t.repeat(copies)[:batch_train], y.repeat(copies)[:batch_train]
+def training_row(models: dict, cfg, *, batch: int, dtype: str, repeats: int) -> dict:
+    """Forward, backward and AdamW step on a batch, each contender, in alternation."""
+    inp = peers.inputs(cfg, batch)
+    x = inp.x
     opts = {k: torch.optim.AdamW(m.parameters(), 1e-4) for k, (m, _) in models.items()}
 
-    def train_step(k):
+    def step(k):
         m, call = models[k]
         m.train()
-        loss = (call(m, xt, tt, yt)[:, :3] - xt).pow(2).mean()
+        with torch.autocast("cpu", dtype=DTYPES[dtype], enabled=dtype != "fp32"):
+            loss = (call(m, inp)[:, :3].float() - x).pow(2).mean()
         opts[k].zero_grad(set_to_none=True)
         loss.backward()
         opts[k].step()
+        m.eval()
+    times = alternating({k: (lambda k=k: step(k)) for k in models}, repeats=repeats)
+    return {"batch": batch, "dtype": dtype, "what": "training", "seconds": times}
 
-    train = interleaved({k: (lambda k=k: train_step(k)) for k in models}, repeats)
-    for k in models:
-        row[f"{k}_sample_images_per_s"] = batch_sample / sample[k]
-        row[f"{k}_train_images_per_s"] = batch_train / train[k]
-    if "diffusers" in models:
-        for what in ("sample", "train"):
-            ours, peer = row[f"ours_{what}_images_per_s"], row[f"diffusers_{what}_images_per_s"]
-            row[f"{what}_speed_ratio"] = ours / peer
+
+def annotate(row: dict, flops: float, peaks: dict) -> dict:
+    """Ratios ours/peer, and our achieved GFLOP/s against the peaks (training = 3x forward)."""
+    sec = {k: v["median"] for k, v in row["seconds"].items()}
+    row["ratio"] = {k: sec[k] / sec["ours"] for k in sec if k != "ours"}
+    work = flops * row["batch"] * (3 if row["what"] == "training" else 1)
+    row["gflops_per_s"] = work / sec["ours"] / 1e9
+    row["share_of_conv_peak"] = work / sec["ours"] / peaks[f"conv_{row['dtype']}"]
+    row["share_of_matmul_peak"] = work / sec["ours"] / peaks[f"matmul_{row['dtype']}"]
     return row
 
 
-def _print_row(name: str, row: dict, peak: float):
-    peer = "diffusers_params" in row
-    print(f"{name}: params ours {row['ours_params']:,}"
-          + (f" vs diffusers {row['diffusers_params']:,}" if peer else ""))
-    print(f"  GFLOPs/image ours {row['ours_gflops_per_image']:.3f}"
-          + (f" vs diffusers {row['diffusers_gflops_per_image']:.3f}" if peer else ""))
-    for what, label in (("sample", "sampling"), ("train", "training")):
-        print(f"  {label} {row[f'ours_{what}_images_per_s']:.1f} img/s"
-              + (f" vs {row[f'diffusers_{what}_images_per_s']:.1f}: ratio "
-                 f"{row[f'{what}_speed_ratio']:.2f}x" if f"{what}_speed_ratio" in row else ""))
-    print(f"  our sampler reaches {row['ours_fraction_of_peak_matmul']:.1%} of the measured peak "
-          f"matmul ({peak / 1e9:.1f} GFLOP/s)")
+def show(name: str, row: dict):
+    s = row["seconds"]
+    cells = "  ".join(f"{k} {v['median']:.4f}s [{v['min']:.4f}-{v['max']:.4f}]"
+                      for k, v in s.items())
+    ratios = "  ".join(f"ours/{k} {r:.2f}x" for k, r in row["ratio"].items())
+    print(f"{name:<11} {row['what']:<8} b{row['batch']:<3} {row['dtype']}  {cells}  {ratios}  "
+          f"{row['gflops_per_s']:.0f} GFLOP/s = {row['share_of_conv_peak']:.0%} of conv peak, "
+          f"{row['share_of_matmul_peak']:.0%} of matmul peak", flush=True)
+
+
+def measure_peaks(quick: bool) -> dict:
+    have = cc.precision.native_dtypes("cpu")
+    peaks = {}
+    for name, dtype in DTYPES.items():
+        if name in have:
+            peaks[f"matmul_{name}"] = peak_matmul_flops(512 if quick else 2048, dtype=dtype)
+            peaks[f"conv_{name}"] = peak_conv_flops(64 if quick else 256, dtype=dtype)
+    print("measured peaks (GFLOP/s): " + ", ".join(f"{k} {v / 1e9:.0f}" for k, v in peaks.items()))
+    return peaks
+
+
+def evaluation_flops(model_and_call, cfg) -> float:
+    """FLOPs of one evaluation of one image (PyTorch's flop counter)."""
+    model, call = model_and_call
+    inp = peers.inputs(cfg, 1)
+    with torch.inference_mode():
+        return forward_flops(lambda: call(model, inp))
+
+
+def table(configs: dict, plan: dict, opts) -> dict:
+    """Every (config, what, batch, dtype) of ``plan``; rows keyed by config name."""
+    peaks = measure_peaks(opts.quick)
+    dtypes = [d for d in DTYPES if f"conv_{d}" in peaks]
+    rows = {}
+    for name, cfg in configs.items():
+        torch.manual_seed(0)
+        models = contenders(cfg, opts.guided if name in peers.ADM else None, name=name)
+        flops = evaluation_flops(models["ours"], cfg)
+        rows[name] = {"gflops_per_image": flops / 1e9, "rows": []}
+        for what, batches in plan.items():
+            make = sampling_row if what == "sampling" else training_row
+            for batch in batches:
+                for dtype in dtypes:
+                    row = make(models, cfg, batch=batch, dtype=dtype, repeats=opts.repeats)
+                    row = annotate(row, flops, peaks)
+                    rows[name]["rows"].append(row)
+                    show(name, row)
+    return {"peaks_gflops": {k: v / 1e9 for k, v in peaks.items()}, "configs": rows}
+
+
+def levers(opts) -> dict:
+    """channels_last, then torch.compile on top, for both sides: the SR stage at batch 16."""
+    cfg = (QUICK if opts.quick else SHIPPED)["base8" if opts.quick else "sr16to32"]
+    batch = 4 if opts.quick else 16
+    out = {}
+    for lever in ("eager", "channels_last", "channels_last+compile"):
+        torch.manual_seed(0)
+        models = contenders(cfg)
+        for k, (m, call) in list(models.items()):
+            if lever != "eager":
+                m = peers.to_channels_last(m)
+            if lever.endswith("compile"):
+                m = torch.compile(m)
+            models[k] = (m, call)
+        for dtype in [d for d in DTYPES if d in cc.precision.native_dtypes("cpu")]:
+            first = first_call_seconds(models, cfg, batch=batch, dtype=dtype)  # = compile time
+            row = {**sampling_row(models, cfg, batch=batch, dtype=dtype, repeats=opts.repeats),
+                   "first_call_s": first}
+            out[f"{lever} {dtype}"] = row
+            print(f"{lever:<22} {dtype}  " + "  ".join(
+                f"{k} {v['median']:.4f}s [{v['min']:.4f}-{v['max']:.4f}] (first call "
+                f"{first[k]:.1f}s)" for k, v in row["seconds"].items()), flush=True)
+    return out
+
+
+def first_call_seconds(models: dict, cfg, *, batch: int, dtype: str) -> dict:
+    """Seconds of each contender's first evaluation (for a compiled model: its compile time)."""
+    inp = peers.inputs(cfg, batch)
+    out = {}
+    for k, (m, call) in models.items():
+        t0 = time.perf_counter()
+        with torch.inference_mode(), torch.autocast("cpu", dtype=DTYPES[dtype],
+                                                    enabled=dtype != "fp32"):
+            call(m, inp)
+        out[k] = time.perf_counter() - t0
+    return out
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.peer_speed", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--adm", action="store_true", help="the ADM 64 px and 64->256 shapes")
+    p.add_argument("--guided", default=None, help="path of a guided-diffusion clone (--adm)")
+    p.add_argument("--levers", action="store_true", help="channels_last and torch.compile")
     p.add_argument("--quick", action="store_true", help="a tiny configuration, seconds (CI)")
-    p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=0)
-    args = p.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    configs, repeats = (QUICK, 2) if args.quick else (SHIPPED, args.repeats)
-    peak = peak_matmul_flops(512 if args.quick else 1024)
-    rows = {}
-    for name, (cfg, bs, bt) in configs.items():
-        row = compare(name, cfg, batch_sample=bs, batch_train=bt, repeats=repeats)
-        flops_per_s = row["ours_sample_images_per_s"] * row["ours_gflops_per_image"] * 1e9
-        row["ours_fraction_of_peak_matmul"] = flops_per_s / peak
-        rows[name] = row
-        _print_row(name, row, peak)
-    if not args.quick:
-        save("peer_speed", {"peak_matmul_gflops": peak / 1e9, "rows": rows})
+    opts = p.parse_args(argv)
+    if opts.threads:
+        torch.set_num_threads(opts.threads)
+    if importlib.util.find_spec("diffusers") is None:
+        print("diffusers is not installed: timing our model alone (pip install diffusers)")
+    if opts.quick:
+        opts.repeats = 2
+    if opts.levers:
+        result, name = {"levers": levers(opts)}, "peer_levers"
+    elif opts.adm:
+        result, name = table(peers.ADM, {"sampling": (1, 4)}, opts), "peer_adm"
+    else:
+        plan = ({"sampling": (1, 4), "training": (4,)} if opts.quick else
+                {"sampling": (1, 16, 64), "training": (64,)})
+        result, name = table(QUICK if opts.quick else SHIPPED, plan, opts), "peer_speed"
+    if not opts.quick:
+        print(f"wrote {save(name, {'threads': torch.get_num_threads(), **result})}")
     return 0
 
 

@@ -5,9 +5,11 @@ Inside, images are float32 NCHW in [-1, 1].
 """
 from . import (
     formats,  # noqa: F401  (cc.formats.adm_table for names and the table)
+    precision,  # noqa: F401  (cc.precision: native dtypes, what "auto" means)
     sweep,  # noqa: F401  (cc.sweep: parse_axis, cells_of, run_sweep)
 )
 from .classes import parse_classes
+from .compiling import compile_stage, uncompile_stage
 from .denoiser import Denoiser
 from .ema import EMA
 from .errors import CascadeError, CheckpointError, SamplingInterrupted
@@ -54,4 +56,5 @@ __all__ = [
     "load_stage", "make_condition", "noise_augment",
     "parse_classes", "read_config", "refine", "respace", "sampling_sigmas", "save_stage",
     "space_timesteps", "super_resolve", "training_loss", "from_uint8", "to_uint8", "SamplingPlan",
+    "compile_stage", "uncompile_stage",
 ]

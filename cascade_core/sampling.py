@@ -9,6 +9,7 @@ import torch
 
 from .denoiser import Denoiser
 from .errors import CascadeError
+from .precision import resolve_dtype
 from .process.noise import NoiseSource
 from .process.samplers import get_sampler
 from .tiling import plan_tiles
@@ -28,7 +29,7 @@ class SamplingPlan:
     spacing: str = "karras"
     guidance: float = 1.0
     callback: Callable | None = None
-    dtype: torch.dtype = torch.float32
+    dtype: torch.dtype | str = torch.float32  # or "auto"/"fp32"/"bf16"/"fp16" (precision.py)
     options: dict = field(default_factory=dict)  # sampler-specific keywords (eta, variance)
     classifier: object | None = None
     classifier_scale: float = 0.0
@@ -37,8 +38,10 @@ class SamplingPlan:
     sigmas: torch.Tensor | None = None  # a grid to walk instead of steps + spacing (SIGMAS)
 
 
-def autocast(device: torch.device, dtype: torch.dtype):
-    """Autocast to ``dtype`` on ``device``'s type; a no-op for float32."""
+def autocast(device: torch.device, dtype):
+    """Autocast to ``dtype`` ("auto", a name or a torch dtype, resolved for ``device`` by
+    ``cascade_core.precision``) on ``device``'s type; a no-op for float32."""
+    dtype = resolve_dtype(dtype, device)
     if dtype == torch.float32:
         return contextlib.nullcontext()
     return torch.autocast(torch.device(device).type, dtype=dtype)

@@ -73,6 +73,13 @@ def add_stage_dir(path):
         _extra_dirs.insert(0, p)
 
 
+def remove_stage_dir(path):
+    """Undo ``add_stage_dir`` (a benchmark's temporary folder of stand-in stages)."""
+    p = Path(path).resolve()
+    if p in _extra_dirs:
+        _extra_dirs.remove(p)
+
+
 def stage_dirs() -> list[Path]:
     env = [Path(p) for p in os.environ.get("CDM_STAGE_DIRS", "").split(os.pathsep) if p]
     return [*_extra_dirs, *env, PACK_WEIGHTS]
@@ -122,13 +129,6 @@ def offload_device() -> torch.device:
 def intermediate_device() -> torch.device:
     fn = _comfy("intermediate_device")
     return fn() if fn is not None else torch.device("cpu")
-
-
-def supported_dtypes() -> list[str]:
-    dev = compute_device()
-    if dev.type == "cuda":
-        return ["fp32", "bf16", "fp16"] if torch.cuda.is_bf16_supported() else ["fp32", "fp16"]
-    return ["fp32", "bf16"]
 
 
 @contextlib.contextmanager

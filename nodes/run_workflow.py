@@ -9,6 +9,7 @@ the workflow embedded, so dropping one into ComfyUI reopens its graph.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import time
 from pathlib import Path
@@ -35,6 +36,8 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=0,
                    help="torch CPU threads (default: torch's choice)")
     args = p.parse_args(argv)
+    # the nodes report through logging as in ComfyUI (compile times, warnings): show them
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.threads:
         torch.set_num_threads(args.threads)
     t0 = time.time()

@@ -59,12 +59,14 @@ class CDMBaseSampler:
             "dtype": W.dtype(),
         }, "optional": {"classifier": (CLASSIFIER_TYPE, {"tooltip": "a noisy classifier: "
                                                                     "classifier guidance (ADM-G)"}),
-                        "classifier_scale": W.classifier_scale(), **COMFY_INPUTS}}
+                        "classifier_scale": W.classifier_scale(), **COMFY_INPUTS},
+                "hidden": W.HIDDEN}
 
     def sample(self, stage, seed, steps, sampler_name, spacing, class_name, guidance, batch_size,
                truncate_s, dtype, classifier=None, classifier_scale=1.0, sampler=None,
-               sigmas=None):
+               sigmas=None, unique_id=None, extra_pnginfo=None):
         st = stage.stage
+        precision = W.torch_dtype(dtype, (extra_pnginfo, unique_id))  # before any work: bad = error
         labels = _labels(st, class_name, batch_size, seed=seed)
         clf = None if classifier is None else classifier.stage
         fn, grid, total = _sampling(st, sampler_name, sampler=sampler, sigmas=sigmas, seed=seed,
@@ -74,7 +76,7 @@ class CDMBaseSampler:
                                         sampler=fn, spacing=spacing, sigmas=grid,
                                         labels=labels, guidance=guidance,
                                         truncate_s=truncate_s or None,
-                                        callback=bridge.Progress(total), dtype=W.torch_dtype(dtype),
+                                        callback=bridge.Progress(total), dtype=precision,
                                         classifier=clf, classifier_scale=classifier_scale)
         return to_comfy(image, bridge.intermediate_device()), cond
 
@@ -94,11 +96,13 @@ class CDMSuperResStage:
             "steps": W.steps(30), "sampler_name": W.sampler(), "spacing": W.spacing(),
             "class_name": W.classes(FROM_INPUT), "guidance": W.guidance(),
             "size_mismatch": (["error", "resize to fit"], {"default": "error"}), "dtype": W.dtype(),
-        }, "optional": {"tile_size": W.tile_size(), **COMFY_INPUTS}}
+        }, "optional": {"tile_size": W.tile_size(), **COMFY_INPUTS}, "hidden": W.HIDDEN}
 
     def upscale(self, stage, lowres, seed, steps, sampler_name, spacing, class_name, guidance,
-                size_mismatch, dtype, tile_size=0, sampler=None, sigmas=None):
+                size_mismatch, dtype, tile_size=0, sampler=None, sigmas=None, unique_id=None,
+                extra_pnginfo=None):
         st = stage.stage
+        precision = W.torch_dtype(dtype, (extra_pnginfo, unique_id))  # before any work: bad = error
         if size_mismatch == "resize to fit":
             lowres = core.fit_condition(st, lowres)
         labels = _labels(st, class_name, lowres.image.shape[0], seed=seed, inherited=lowres.labels)
@@ -107,7 +111,7 @@ class CDMSuperResStage:
         with bridge.on_compute_device(st):
             image = core.super_resolve(st, lowres, seed=seed, steps=steps, sampler=fn,
                                        spacing=spacing, labels=labels, guidance=guidance,
-                                       callback=bridge.Progress(total), dtype=W.torch_dtype(dtype),
+                                       callback=bridge.Progress(total), dtype=precision,
                                        tiling=W.tiling(tile_size), sigmas=grid)
         return (to_comfy(image, bridge.intermediate_device()),)
 
@@ -133,12 +137,14 @@ class CDMRefiner:
             "s": ("FLOAT", {"default": 0.05, "min": 0.0, "max": 1.0, "step": 0.01,
                             "tooltip": "conditioning augmentation of the refiner's input"}),
             "dtype": W.dtype(),
-        }, "optional": {"tile_size": W.tile_size(), **COMFY_INPUTS}}
+        }, "optional": {"tile_size": W.tile_size(), **COMFY_INPUTS}, "hidden": W.HIDDEN}
 
     # widget order (strength, steps, seed, ...) is frozen: UI workflows store values by position
     def refine(self, stage, image, strength, steps, seed, sampler_name, spacing, class_name,
-               guidance, s, dtype, tile_size=0, sampler=None, sigmas=None):
+               guidance, s, dtype, tile_size=0, sampler=None, sigmas=None, unique_id=None,
+               extra_pnginfo=None):
         st = stage.stage
+        precision = W.torch_dtype(dtype, (extra_pnginfo, unique_id))  # before any work: bad = error
         x = from_comfy(image)
         labels = _labels(st, class_name, x.shape[0], seed=seed)
         fn, grid, total = _sampling(st, sampler_name, sampler=sampler, sigmas=sigmas, seed=seed,
@@ -146,6 +152,6 @@ class CDMRefiner:
         with bridge.on_compute_device(st):
             out = core.refine(st, x, strength=strength, seed=seed, steps=steps, sampler=fn,
                               spacing=spacing, labels=labels, guidance=guidance, s=s,
-                              callback=bridge.Progress(total), dtype=W.torch_dtype(dtype),
+                              callback=bridge.Progress(total), dtype=precision,
                               tiling=W.tiling(tile_size), sigmas=grid)
         return (to_comfy(out, bridge.intermediate_device()),)

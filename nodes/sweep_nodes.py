@@ -72,10 +72,11 @@ class CDMSweep:
             "strength": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 1.0, "step": 0.01,
                                    "tooltip": "refiner strength where it is not an axis"}),
             "dtype": W.dtype(),
-        }}
+        }, "hidden": W.HIDDEN}
 
     def sweep(self, stage, image, x_axis, x_values, y_axis, y_values, seed, steps, sampler_name,
-              spacing, class_name, guidance, s, strength, dtype):
+              spacing, class_name, guidance, s, strength, dtype, unique_id=None,
+              extra_pnginfo=None):
         st = stage.stage
         x = sweep.parse_axis(x_axis, x_values)
         y = None if y_axis == NONE else sweep.parse_axis(y_axis, y_values)
@@ -85,7 +86,7 @@ class CDMSweep:
                   else core.parse_classes(st.config, class_name, 1, seed=seed, stage=st.name))
         settings = {"seed": seed, "steps": steps, "sampler": sampler_name, "spacing": spacing,
                     "guidance": guidance, "s": s, "strength": strength, "labels": labels,
-                    "dtype": W.torch_dtype(dtype)}
+                    "dtype": W.torch_dtype(dtype, (extra_pnginfo, unique_id))}
         bar = bridge.Progress(sum(int(c.get("steps", steps)) for c in cells))
 
         def progress(done, total, info):

@@ -11,7 +11,6 @@ LOWRES_TYPE = "CDM_LOWRES"
 # loading; the headless runner maps old names in dict-valued widgets and --set.
 RENAMED = {"sampler": "sampler_name", "schedule": "spacing"}
 MAX_SEED = 0xFFFFFFFFFFFFFFFF
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def seed():
@@ -47,15 +46,27 @@ def guidance():
 
 
 def dtype():
-    tip = "inference precision (bf16/fp16 where the device has it)"
-    return (list(DTYPES), {"default": "fp32", "tooltip": tip})
+    tip = ("inference precision. auto: bf16 where the device computes it natively (CPUs with "
+           "AVX512-BF16 or AMX, recent GPUs), fp16 on older GPUs, fp32 elsewhere; the precision "
+           "used is written into the saved PNG. fp32 gives the same image for a seed everywhere")
+    return (list(core.precision.CHOICES), {"default": "auto", "tooltip": tip})
 
 
-def torch_dtype(name: str) -> torch.dtype:
-    if name not in bridge.supported_dtypes():
-        raise core.CascadeError(f"{name} inference is not supported on {bridge.compute_device()}",
-                                f"one of {bridge.supported_dtypes()}", name)
-    return DTYPES[name]
+def torch_dtype(name: str, record=None) -> torch.dtype:
+    """The widget's precision resolved for the compute device (an error naming the device's
+    precisions when it has not this one). ``record``: a node's ``(extra_pnginfo, unique_id)``;
+    the choice is noted there, so that SaveImage writes it into the PNG."""
+    device = bridge.compute_device()
+    resolved = core.precision.resolve_name(name, device)
+    info, node_id = record if record is not None else (None, None)
+    if isinstance(info, dict):
+        info.setdefault(PRECISION_KEY, {})[str(node_id)] = {
+            "dtype": resolved, "requested": name, "device": core.precision.describe(device)}
+    return core.precision.DTYPES[resolved]
+
+
+PRECISION_KEY = "cascade_precision"  # PNG text chunk: node id -> the precision it sampled in
+HIDDEN = {"unique_id": "UNIQUE_ID", "extra_pnginfo": "EXTRA_PNGINFO"}
 
 
 def tile_size():

@@ -6,6 +6,9 @@ from pathlib import Path
 # from more, and on a loaded machine two threads per process oversubscribe the cores and run
 # many times slower (the suite's budget, 5 minutes on 2 cores, assumes this)
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# "auto" precision means fp32 in the tests whatever this CPU has, so that their numbers do not
+# depend on the machine (tests/test_precision.py lifts this to check what auto resolves to)
+os.environ["CASCADE_DTYPE"] = "fp32"
 
 import numpy as np
 import pytest

@@ -1,17 +1,26 @@
 """The benchmarks' --quick modes: they run in seconds and print what they measure."""
 import importlib.util
 
+import cascade_core as cc
 from bench import peer_speed, preset_cost, samplers
 
 
 def test_peer_speed_quick(capsys):
     assert peer_speed.main(["--quick"]) == 0
     out = capsys.readouterr().out
-    assert "GFLOPs/image ours" in out and "of the measured peak matmul" in out
+    lines = [ln for ln in out.splitlines() if ln.startswith("base8")]
+    assert len(lines) == 3 * len(cc.precision.native_dtypes("cpu"))  # sampling b1, b4; training
+    assert all("of conv peak" in ln and "of matmul peak" in ln for ln in lines)
     if importlib.util.find_spec("diffusers") is None:
-        assert "diffusers is not installed" in out
+        assert "diffusers is not installed" in out and "ours/diffusers" not in out
     else:
-        assert "ratio" in out
+        assert all("ours/diffusers" in ln for ln in lines)
+
+
+def test_peak_conv_flops_is_plausible():
+    from bench.common import peak_conv_flops
+    fp32 = peak_conv_flops(channels=32, size=8, repeats=2)
+    assert 1e8 < fp32 < 1e14  # between 0.1 GFLOP/s and 100 TFLOP/s on any CPU
 
 
 def test_preset_cost_quick(capsys):
@@ -153,3 +162,30 @@ def test_stage_gaps_quick(capsys):
     lines = [ln for ln in capsys.readouterr().out.splitlines() if "class agreement" in ln]
     names = [ln.split("  ")[0].strip() for ln in lines]
     assert len(lines) == 7 and names[0] == "real 32px" and names[-1] == "cascade + refiner"
+
+
+def test_tune_defaults_equality_rule_and_pick():
+    from bench.tune_defaults import OLD, cost, equal_or_better, pick
+    old = {**OLD, "kid": 0.050, "kid_std": 0.001, "class_accuracy": 0.50, "num": 1000}
+    same = {**old, "steps": 10, "sr_steps": 10, "kid": 0.0527}  # 1.9 combined std worse: equal
+    worse = {**old, "steps": 15, "sr_steps": 15, "kid": 0.0529}  # 2.05 std: not equal
+    less_agreement = {**same, "dtype": "bf16", "class_accuracy": 0.45}  # -2.2 std
+    assert equal_or_better(same, old) and not equal_or_better(worse, old)
+    assert not equal_or_better(less_agreement, old)
+    assert pick([old, same, worse, less_agreement], cost) is same
+    assert pick([old, worse], cost) is old  # nothing equal: keep the old defaults
+
+
+def test_tune_defaults_quick(capsys):
+    from bench import tune_defaults
+    assert tune_defaults.main(["all", "--quick"]) == 0
+    out = capsys.readouterr().out
+    assert "| 30 + 30 | fp32 |" in out and "| 2 + 2 | fp32 |" in out and "(old)" in out
+    assert "| old |" in out and "| new |" in out and "speed-up" in out
+
+
+def test_loader_speed_quick(capsys):
+    from bench import loader_speed
+    assert loader_speed.main(["--quick"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("the loader costs") == 2 and "base:" in out and "sr:" in out

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PRODUCT = ("cascade_core", "nodes", "train", "bench")
 # the engine's layers, lowest first: a module may import its own layer and those below it
 LAYERS = {"foundation": 0, "process": 1, "models": 2, "formats": 3, "top": 4}
-FOUNDATION = {"errors", "version", "images"}
+FOUNDATION = {"errors", "version", "images", "precision"}
 EXTERNAL = {"torch", "np", "F", "nn", "math", "os", "json", "time", "re", "sys", "dist", "kornia",
             "Image", "shutil", "subprocess", "random", "argparse", "copy", "signal", "tempfile",
             "einops", "hashlib", "inspect", "threading", "contextlib", "tqdm", "zipfile", "io"}

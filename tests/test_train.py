@@ -257,3 +257,30 @@ def test_gradient_accumulation_matches_one_big_batch(data, tmp_path):
     a = _weights(tmp_path / "one" / "latest.safetensors")
     b = _weights(tmp_path / "acc" / "latest.safetensors")
     assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-5
+
+
+def test_resume_continues_the_run_as_it_was_started(data, tmp_path, capsys):
+    """``--resume`` alone (no flags but --out) continues a fine-tuning run with its own settings
+    and architecture, bit-identical to the run done in one go."""
+    assert run("base", data, tmp_path / "init", "--resolution", "8", "--steps", "2",
+               "--base-channels", "16") == 0
+    tune = ["--resolution", "8", "--steps", "4", "--lr", "3e-4", "--checkpoint-every", "100",
+            "--init-from", str(tmp_path / "init" / "latest.safetensors")]
+    assert run("base", data, tmp_path / "a", *tune) == 0
+    assert run("base", data, tmp_path / "b", *tune, "--stop-after", "2") == 0
+    # only the folder: the preset, lr, steps and the 16-channel architecture come from the run
+    assert main("base", "", ["--out", str(tmp_path / "b"), "--resume", "--no-progress"]) == 0
+    a = _weights(tmp_path / "a" / "latest.safetensors")
+    b = _weights(tmp_path / "b" / "latest.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_with_another_architecture_is_a_clear_error(data, tmp_path, capsys):
+    assert run("base", data, tmp_path / "a", "--resolution", "8", "--steps", "4",
+               "--stop-after", "2", "--checkpoint-every", "100") == 0
+    (tmp_path / "a" / "config.json").unlink()  # nothing to say what the run was
+    capsys.readouterr()
+    assert run("base", data, tmp_path / "a", "--resolution", "8", "--steps", "4",
+               "--base-channels", "16", "--resume") == 2
+    err = capsys.readouterr().err
+    assert "was written by a run with another architecture" in err and "Traceback" not in err

@@ -4,10 +4,11 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import asdict, fields
+from pathlib import Path
 
 from cascade_core import CascadeError
 
-from .config import PRESETS, TrainConfig, load_file, resolve
+from .config import PRESETS, TrainConfig, load_file, resolve, run_settings
 from .options import accepted, field_kind, flag
 
 EXAMPLES = {
@@ -89,6 +90,8 @@ def parse(role: str, description: str, argv=None):
     args = build_parser(role, description).parse_args(argv)
     values = {k: v for k, v in vars(args).items() if v is not None and k not in RUN_FLAGS}
     file_values = load_file(args.config) if args.config else {}
+    if args.resume and not args.config:  # continue the run as it was started; flags still win
+        file_values = run_settings(run_folder(args.resume, values.get("out")))
     preset = values.pop("preset", None) or file_values.pop("preset", None) or "tiny"
     file_values.pop("role", None)
     cfg = resolve(role, preset, file_values, cli_values=values)
@@ -96,6 +99,15 @@ def parse(role: str, description: str, argv=None):
         raise CascadeError("no training data given",
                            "--data PATH (an image folder or an .npz file)", "nothing")
     return cfg, args.resume, args.init_from
+
+
+def run_folder(resume: str, out: str | None) -> Path:
+    """The folder of the run ``--resume`` continues: the given folder, a state file's folder, or
+    ``--out``."""
+    if resume != "auto":
+        p = Path(resume)
+        return p if p.is_dir() else p.parent
+    return Path(out or TrainConfig.out)
 
 
 def main(role: str, description: str, argv=None) -> int:

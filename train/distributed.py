@@ -10,7 +10,7 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
-from cascade_core import CascadeError
+from cascade_core import CascadeError, precision
 
 _monitor, _probe = None, 10.0
 PROBE_SECONDS = 10.0  # how long the diagnosis waits for the other ranks after a timeout
@@ -39,17 +39,14 @@ def pick_device(name: str) -> torch.device:
 
 
 def pick_precision(name: str, device: torch.device) -> tuple[torch.dtype | None, bool]:
-    if name == "auto":
-        if device.type != "cuda":
-            return None, False
-        return (torch.bfloat16, False) if torch.cuda.is_bf16_supported() else (torch.float16, True)
-    if name == "fp32":
-        return None, False
-    if name == "bf16":
-        return torch.bfloat16, False
-    if device.type != "cuda":
+    """(autocast dtype or None for fp32, whether a gradient scaler is needed): ``auto`` and
+    the names are resolved by ``cascade_core.precision`` (native precisions only)."""
+    if name == "fp16" and device.type == "cpu":
         raise CascadeError("fp16 training needs a GPU", "bf16 or fp32 on the CPU", "fp16")
-    return torch.float16, True
+    resolved = precision.resolve_name(name, device)
+    if resolved == "fp32":
+        return None, False
+    return precision.DTYPES[resolved], resolved == "fp16"
 
 
 def setup(device_name: str, precision: str, timeout: float = 600.0) -> Runtime:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cascade_core import CascadeError, from_uint8, load_stage
+from cascade_core import CascadeError, from_uint8, load_stage, precision
 
 from .data import ImageSource
 from .metrics import classifier as C
@@ -143,6 +143,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--truncated", action="store_true",
                    help="truncated (not re-noised) augmentation")
     p.add_argument("--guidance", type=float, default=1.0)
+    p.add_argument("--dtype", default="fp32", choices=("auto", "fp32", "bf16", "fp16"),
+                   help="sampling precision (auto: bf16 where the device computes it natively)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch", type=int, default=100)
     p.add_argument("--inception", default=None, help="path to the FID Inception TorchScript file")
@@ -166,10 +168,11 @@ def _images(args) -> tuple:
     images, labels = sample_cascade(base, sr, ref, n=args.num, batch=args.batch, seed=args.seed,
                                     steps=args.steps, sr_steps=args.sr_steps, sampler=args.sampler,
                                     spacing="karras", s=args.s, truncated=args.truncated,
-                                    guidance=args.guidance)
+                                    guidance=args.guidance, dtype=args.dtype)
     keys = ("base", "sr", "refiner", "steps", "sr_steps", "sampler", "s", "truncated", "guidance",
             "seed")
-    return images, labels, {k: getattr(args, k) for k in keys}
+    return images, labels, {**{k: getattr(args, k) for k in keys},
+                            "dtype": precision.resolve_name(args.dtype, base.device)}
 
 
 def main(argv=None) -> int:

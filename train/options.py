@@ -93,8 +93,12 @@ class RunConfig:
     lr: float = option(2e-4, "peak AdamW learning rate", gt=0, max=1)
     label_dropout: float = option(0.1, "fraction of labels replaced by the null class (for "
                                        "guidance)", min=0, max=1)
-    precision: str = option("auto", "auto: bf16 on GPUs that have it, else fp16; fp32 on CPU",
+    precision: str = option("auto", "auto: bf16 autocast where the device computes it natively "
+                                    "(GPUs that have it, CPUs with AVX512-BF16 or AMX), fp16 "
+                                    "with loss scaling on older GPUs, else fp32",
                             choices=("auto", "fp32", "bf16", "fp16"))
+    compile: bool = option(False, "torch.compile the network (the compile time is printed and "
+                                  "logged; falls back to eager with a warning if it fails)")
     device: str = option("auto", "auto | cpu | cuda | cuda:N", pattern=r"^(auto|cpu|cuda(:\d+)?)$",
                          what="auto, cpu, cuda or cuda:N")
     keep: int = option(3, "training states (and stage checkpoints) kept", min=1)

@@ -14,6 +14,8 @@ from cascade_core import (
     EMA,
     CascadeError,
     Stage,
+    StageConfig,
+    compile_stage,
     image_grid,
     load_stage,
     read_config,
@@ -31,6 +33,7 @@ from .state import (
     load_parts,
     prepare_out,
     prune,
+    recorded_architecture,
     save_parts,
     save_stage_files,
     stage_parts,
@@ -49,8 +52,12 @@ def lr_factor(cfg: TrainConfig, step: int) -> float:
     return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * shape
 
 
-def build_stage(cfg: TrainConfig, source: ImageSource, init_from: str | None) -> Stage:
-    """A new stage from the config, or the stage of ``init_from`` to fine-tune (same role)."""
+def build_stage(cfg: TrainConfig, source: ImageSource, init_from: str | None, *,
+                recorded: StageConfig | None = None) -> Stage:
+    """A new stage from the config, or the stage of ``init_from`` to fine-tune (same role), or,
+    when resuming, the architecture the run recorded (its state's weights replace these)."""
+    if recorded is not None:
+        return Stage(recorded)
     if not init_from:
         return Stage(stage_config(cfg, source.num_classes, source.class_names))
     init_cfg, _ = read_config(init_from)
@@ -139,6 +146,18 @@ class StageRecipe(Recipe):
         prune(self.out, self.cfg.keep)
 
 
+def example_maker(cfg: TrainConfig, scfg: StageConfig) -> ExampleMaker:
+    """What turns one training image into an example for this stage (crop, flip, label dropout,
+    timestep, noise, and for SR/refiner stages the augmented condition)."""
+    aug = scfg.augmentation
+    return ExampleMaker(role=scfg.role, resolution=scfg.resolution, low_res=scfg.low_res,
+                        crop=cfg.crop, flip=cfg.flip, label_dropout=cfg.label_dropout,
+                        timesteps=scfg.schedule.timesteps,
+                        refiner_max_t=scfg.refiner_max_t, s_max=aug.s_max,
+                        aug_schedule=aug.schedule,
+                        blur_prob=aug.blur_prob, blur_range=aug.blur_sigma)
+
+
 def train(cfg: TrainConfig, resume: str = "", init_from: str = "") -> Path | None:
     """Train one stage; returns the path of the last stage checkpoint written (on rank 0)."""
     rt = D.setup(cfg.device, cfg.precision, timeout=cfg.collective_timeout)
@@ -147,20 +166,17 @@ def train(cfg: TrainConfig, resume: str = "", init_from: str = "") -> Path | Non
     skipped = verify_source(source, cfg.verify_data, bad_data=cfg.bad_data,
                             log=print if rt.is_main else None)
     torch.manual_seed(cfg.seed)
-    model = build_stage(cfg, source, init_from).to(rt.device).train()
+    state_path = find_resume(out, resume)
+    recorded = recorded_architecture(state_path.parent) if state_path is not None else None
+    model = build_stage(cfg, source, init_from, recorded=recorded).to(rt.device).train()
     scfg = model.config
     start = 0
     recipe = StageRecipe(cfg, rt, model, out=out, preview_set=None, start=start)
-    state_path = find_resume(out, resume)
+    if cfg.compile:  # after the EMA copy was taken: only the trained network is compiled
+        compile_stage(model, log=print if rt.is_main else (lambda *a: None))
     if state_path is not None:
         start = recipe.start = load_parts(state_path, recipe.parts())
-    aug = scfg.augmentation
-    maker = ExampleMaker(role=scfg.role, resolution=scfg.resolution, low_res=scfg.low_res,
-                         crop=cfg.crop, flip=cfg.flip, label_dropout=cfg.label_dropout,
-                         timesteps=scfg.schedule.timesteps,
-                         refiner_max_t=scfg.refiner_max_t, s_max=aug.s_max,
-                         aug_schedule=aug.schedule,
-                         blur_prob=aug.blur_prob, blur_range=aug.blur_sigma)
+    maker = example_maker(cfg, scfg)
     if rt.is_main:
         prepare_out(out, skipped)
         (out / "config.json").write_text(json.dumps({**asdict(cfg), "stage": scfg.to_dict()},

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from cascade_core import CascadeError, save_stage
+from cascade_core import CascadeError, StageConfig, save_stage
 from cascade_core.formats.atomic import atomic_write
 
 STATE_PATTERN = re.compile(r"state-(\d+)\.pt$")
@@ -47,7 +47,13 @@ def load_parts(path: Path, parts: dict) -> int:
         raise CascadeError(f"training state {path.name} does not match this run", sorted(parts),
                            f"missing {missing}")
     for name, part in parts.items():
-        part.load_state_dict(state[name])
+        try:
+            part.load_state_dict(state[name])
+        except (RuntimeError, ValueError, KeyError) as e:
+            first = str(e).strip().splitlines()[0][:160]
+            raise CascadeError(f"training state {path.name} was written by a run with another "
+                               f"architecture or optimizer ({name}: {first}); resume with that "
+                               f"run's settings (--config {path.parent / 'config.json'})") from None
     torch.set_rng_state(state["rng_cpu"])
     if state["rng_cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["rng_cuda"])
@@ -68,6 +74,19 @@ def save_stage_files(out: Path, step: int, ema, batch_size: int) -> Path:
     path = save_stage(ema.model, out / f"stage-{step:07d}.safetensors")
     save_stage(ema.model, out / "latest.safetensors")
     return path
+
+
+def recorded_architecture(folder: Path) -> StageConfig | None:
+    """The stage architecture a run recorded in its ``config.json`` (None when it has none), so
+    that a resumed fine-tuning run rebuilds the network it trained, whatever the flags say."""
+    path = Path(folder) / "config.json"
+    if not path.is_file():
+        return None
+    try:
+        recorded = json.loads(path.read_text()).get("stage")
+        return StageConfig.from_dict(recorded) if recorded else None
+    except (json.JSONDecodeError, TypeError, ValueError, KeyError) as e:
+        raise CascadeError(f"{path} holds no readable stage architecture ({e})") from None
 
 
 def find_resume(out: Path, resume: str) -> Path | None:

@@ -22,6 +22,7 @@ from ..errors import CascadeError, CheckpointError
 from ..models.classifier import ClassifierConfig, NoisyClassifier
 from ..models.config import StageConfig
 from ..models.stage import Stage
+from ..precision import DTYPES
 from ..version import __version__
 from .adm import load_adm
 from .atomic import atomic_write
@@ -30,7 +31,6 @@ from .weight_check import check_finite_weights, mismatch
 
 FORMAT_TAG = "cascade-stage"
 CLASSIFIER_TAG = "cascade-classifier"
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def save_stage(stage, path, dtype: str | None = None, state_dict: dict | None = None) -> Path:

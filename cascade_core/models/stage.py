@@ -48,6 +48,7 @@ class Stage(nn.Module):
         self.config = config
         self.net = NETWORKS[config.kind](config)
         self.schedule = DiscreteSchedule.from_config(config.schedule)
+        self.runner = None  # a compiled stand-in for self.net (cascade_core.compiling), or None
 
     @property
     def name(self) -> str:
@@ -73,7 +74,7 @@ class Stage(nn.Module):
 
     def forward(self, zt, c_noise, cond=None, aug_level=None, labels=None):
         """The network's raw output for ``z_t`` at noise input ``c_noise`` (diffusion kinds)."""
-        return self.net(zt, c_noise, cond, aug_level, labels)
+        return (self.runner or self.net)(zt, c_noise, cond, aug_level, labels)
 
     @property
     def dtype(self) -> torch.dtype:

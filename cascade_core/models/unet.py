@@ -91,13 +91,18 @@ class ResBlock(nn.Module):
 
 # how the qkv projection's channels split: ours (and ADM's new order) is q|k|v, each split into
 # heads; ADM's legacy order is per head, q|k|v within each head (same shapes, other weights)
-QKV_LAYOUTS = {"new": "b (three n d) s -> three b n s d",
-               "legacy": "b (n three d) s -> three b n s d"}
+QKV_LAYOUTS = {"new": "b s (three n d) -> three b n s d",
+               "legacy": "b s (n three d) -> three b n s d"}
 
 
 def attend(qkv: torch.Tensor, heads: int, order: str) -> torch.Tensor:
-    """Multi-head attention of a (B, 3C, S) qkv tensor through the fused SDPA kernel: (B, C, S)."""
-    q, k, v = rearrange(qkv, QKV_LAYOUTS[order], three=3, n=heads)
+    """Multi-head attention of a (B, 3C, S) qkv tensor through the fused SDPA kernel: (B, C, S).
+
+    q, k and v are made contiguous along the head dimension first (one copy of qkv): with a
+    strided last dimension SDPA falls back to its unfused math path, 2-3x slower on a CPU at
+    1,024 positions (bench/RESULTS.md, issue 12)."""
+    tokens = rearrange(qkv, "b c s -> b s c").contiguous()
+    q, k, v = rearrange(tokens, QKV_LAYOUTS[order], three=3, n=heads)
     return rearrange(F.scaled_dot_product_attention(q, k, v), "b n s d -> b (n d) s")
 
 

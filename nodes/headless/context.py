@@ -12,3 +12,6 @@ class RunContext:
         self.input_dirs = [Path(d) for d in input_dirs]
         self.prompt, self.workflow = prompt, workflow
         self.saved: list[Path] = []
+        # PNG text chunks beyond the prompt, as ComfyUI's extra_pnginfo: the workflow, and what
+        # nodes add (the precision each sampling node resolved "auto" to)
+        self.extra_pnginfo: dict = {} if workflow is None else {"workflow": workflow}

@@ -30,6 +30,14 @@ def _resolve(value, results: dict):
     return results[value[0]][value[1]] if is_link else value
 
 
+def hidden_inputs(cls, nid: str, context: RunContext) -> dict:
+    """What ComfyUI hands a node's hidden inputs: its id, and the dict of extra PNG text that
+    SaveImage writes (shared by every node of the run, so a node can add to it)."""
+    given = {"UNIQUE_ID": nid, "EXTRA_PNGINFO": context.extra_pnginfo}
+    hidden = cls.INPUT_TYPES().get("hidden", {})
+    return {name: given[kind] for name, kind in hidden.items() if kind in given}
+
+
 def execute(prompt: dict, context: RunContext, verbose: bool = False) -> dict:
     """Run every node of an API-format prompt in dependency order; returns outputs by node id."""
     results = {}
@@ -37,6 +45,7 @@ def execute(prompt: dict, context: RunContext, verbose: bool = False) -> dict:
         node = prompt[nid]
         cls = CLASSES[node["class_type"]]
         args = {k: _resolve(v, results) for k, v in node["inputs"].items()}
+        args.update(hidden_inputs(cls, nid, context))
         t0 = time.time()
         label = f"node {nid} ({node['_meta']['title']})"
         try:

@@ -93,8 +93,8 @@ class SaveImage(ContextNode):
             meta = PngInfo()
             if self.context.prompt is not None:
                 meta.add_text("prompt", json.dumps(self.context.prompt))
-            if self.context.workflow is not None:
-                meta.add_text("workflow", json.dumps(self.context.workflow))
+            for key, value in self.context.extra_pnginfo.items():
+                meta.add_text(key, json.dumps(value))
             path = target.parent / f"{target.name}_{counter:05}_.png"
             Image.fromarray(arr).save(path, pnginfo=meta, compress_level=4)
             self.context.saved.append(path)

@@ -15,8 +15,10 @@ STAGE_SEED_STRIDE = 10 ** 6
 
 def sample_cascade(base, sr=None, refiner=None, n=1000, batch=100, seed=0, steps=30, sr_steps=30,
                    sampler="dpmpp_2m", spacing="karras", s=0.1, truncated=False, guidance=1.0,
-                   refine_strength=0.3, refine_steps=10, log=print):
-    """(uint8 NHWC images, labels): image i is of class i % num_classes and uses seed + i."""
+                   refine_strength=0.3, refine_steps=10, dtype="fp32", log=print):
+    """(uint8 NHWC images, labels): image i is of class i % num_classes and uses seed + i.
+    ``dtype``: the sampling precision (fp32 unless asked: a score should not depend on the
+    machine it was computed on)."""
     k = base.config.num_classes
     labels = torch.arange(n) % k if k else torch.full((n,), -1)
     out, t0 = [], time.time()
@@ -25,7 +27,7 @@ def sample_cascade(base, sr=None, refiner=None, n=1000, batch=100, seed=0, steps
         b = len(lab)
         cls = lab if k else None
         img, cond = generate(base, b, seed=seed + start, steps=steps, sampler=sampler,
-                             spacing=spacing, labels=cls, guidance=guidance,
+                             spacing=spacing, labels=cls, guidance=guidance, dtype=dtype,
                              truncate_s=s if (sr is not None and truncated and s > 0) else None)
         if sr is not None:
             if not (truncated and s > 0):
@@ -34,11 +36,11 @@ def sample_cascade(base, sr=None, refiner=None, n=1000, batch=100, seed=0, steps
             img = super_resolve(sr, cond, seed=seed + start + 2 * STAGE_SEED_STRIDE,
                                 steps=sr_steps, sampler=sampler,
                                 spacing=spacing, labels=cls if sr.config.num_classes else None,
-                                guidance=guidance)
+                                guidance=guidance, dtype=dtype)
         if refiner is not None:
             img = refine(refiner, img, strength=refine_strength,
                          seed=seed + start + 3 * STAGE_SEED_STRIDE,
-                         steps=refine_steps, sampler=sampler, spacing=spacing)
+                         steps=refine_steps, sampler=sampler, spacing=spacing, dtype=dtype)
         out.append(to_uint8(img))
         if log:
             log(f"  sampled {start + b}/{n} ({time.time() - t0:.0f}s)")
