@@ -35,6 +35,8 @@ def throughput(role: str, data: Path, opts) -> dict:
     cfg = resolve(role, opts.preset, {}, cli_values={**ROLES[role], "data": str(data),
                                                      "batch_size": opts.batch})
     source = ImageSource(data)
+    if opts.cache:
+        source.preload(cfg.resolution, log=print)
     scfg = stage_config(cfg, source.num_classes, source.class_names)
     model = cc.Stage(scfg).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
@@ -60,13 +62,14 @@ def throughput(role: str, data: Path, opts) -> dict:
                 step(next(batches))
                 times[name].append(time.perf_counter() - t0)
     med = {k: statistics.median(v) for k, v in times.items()}
-    row = {"role": role, "batch": opts.batch, "workers": opts.workers,
+    row = {"role": role, "batch": opts.batch, "workers": opts.workers, "cache": opts.cache,
            "images_per_s": {k: opts.batch / v for k, v in med.items()},
            "spread_s": {k: [min(v), max(v)] for k, v in times.items()},
            "loader_cost": med["loader"] / med["synthetic"] - 1}
     print(f"{role}: loader {row['images_per_s']['loader']:.0f} img/s, in memory "
           f"{row['images_per_s']['synthetic']:.0f} img/s: the loader costs "
-          f"{row['loader_cost']:+.1%} per step (workers {opts.workers}, batch {opts.batch})",
+          f"{row['loader_cost']:+.1%} per step (workers {opts.workers}, batch {opts.batch}, "
+          f"images cached: {opts.cache})",
           flush=True)
     return row
 
@@ -79,6 +82,8 @@ def main(argv=None) -> int:
     p.add_argument("--blocks", type=int, default=5)
     p.add_argument("--block", type=int, default=4, help="steps per block")
     p.add_argument("--preset", default="small")
+    p.add_argument("--cache", action=argparse.BooleanOptionalAction, default=True,
+                   help="decode the images once into memory first, as training does")
     p.add_argument("--quick", action="store_true")
     opts = p.parse_args(argv)
     data = Path(opts.data)

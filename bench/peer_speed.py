@@ -5,6 +5,8 @@
     python -m bench.peer_speed --adm [--guided PATH/guided-diffusion]
                                                   # ADM 64 px and 64->256 shapes, batch 1 and 4
     python -m bench.peer_speed --levers           # channels_last and torch.compile, both sides
+    python -m bench.peer_speed --profile sr16to32 --batch 16 --dtype fp32
+                                                  # where the time goes, both sides
     python -m bench.peer_speed --quick            # seconds; what CI runs
 
 Every row times the contenders in alternation in one process (median of --repeats, spread
@@ -39,6 +41,7 @@ QUICK = {"base8": cc.StageConfig(role="base", resolution=8, num_classes=10,
                                  unet=cc.UNetConfig(32, (1, 2), 1, attention_resolutions=(4,),
                                                     num_heads=4))}
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+LEVERS = ("eager", "channels_last", "compile", "channels_last+compile")
 
 
 def contenders(cfg, guided: str | None = None, name: str = "") -> dict:
@@ -51,7 +54,8 @@ def contenders(cfg, guided: str | None = None, name: str = "") -> dict:
     return out
 
 
-def sampling_row(models: dict, cfg, *, batch: int, dtype: str, repeats: int) -> dict:
+def sampling_row(models: dict, cfg, *, batch: int, dtype: str, repeats: int,
+                 warmup: int = 1) -> dict:
     """One denoiser evaluation of a batch, each contender, in alternation."""
     inp = peers.inputs(cfg, batch)
 
@@ -60,11 +64,12 @@ def sampling_row(models: dict, cfg, *, batch: int, dtype: str, repeats: int) -> 
                                                     enabled=dtype != "fp32"):
             call(m, inp)
     times = alternating({k: (lambda m=m, c=c: run(m, c)) for k, (m, c) in models.items()},
-                        repeats=repeats)
+                        repeats=repeats, warmup=warmup)
     return {"batch": batch, "dtype": dtype, "what": "sampling", "seconds": times}
 
 
-def training_row(models: dict, cfg, *, batch: int, dtype: str, repeats: int) -> dict:
+def training_row(models: dict, cfg, *, batch: int, dtype: str, repeats: int,
+                 warmup: int = 1) -> dict:
     """Forward, backward and AdamW step on a batch, each contender, in alternation."""
     inp = peers.inputs(cfg, batch)
     x = inp.x
@@ -79,7 +84,8 @@ def training_row(models: dict, cfg, *, batch: int, dtype: str, repeats: int) -> 
         loss.backward()
         opts[k].step()
         m.eval()
-    times = alternating({k: (lambda k=k: step(k)) for k in models}, repeats=repeats)
+    times = alternating({k: (lambda k=k: step(k)) for k in models}, repeats=repeats,
+                        warmup=warmup)
     return {"batch": batch, "dtype": dtype, "what": "training", "seconds": times}
 
 
@@ -129,6 +135,8 @@ def table(configs: dict, plan: dict, opts) -> dict:
     dtypes = [d for d in DTYPES if f"conv_{d}" in peaks]
     rows = {}
     for name, cfg in configs.items():
+        if opts.only and name not in opts.only.split(","):
+            continue
         torch.manual_seed(0)
         models = contenders(cfg, opts.guided if name in peers.ADM else None, name=name)
         flops = evaluation_flops(models["ours"], cfg)
@@ -137,7 +145,8 @@ def table(configs: dict, plan: dict, opts) -> dict:
             make = sampling_row if what == "sampling" else training_row
             for batch in batches:
                 for dtype in dtypes:
-                    row = make(models, cfg, batch=batch, dtype=dtype, repeats=opts.repeats)
+                    row = make(models, cfg, batch=batch, dtype=dtype, repeats=opts.repeats,
+                               warmup=opts.warmup)
                     row = annotate(row, flops, peaks)
                     rows[name]["rows"].append(row)
                     show(name, row)
@@ -145,15 +154,16 @@ def table(configs: dict, plan: dict, opts) -> dict:
 
 
 def levers(opts) -> dict:
-    """channels_last, then torch.compile on top, for both sides: the SR stage at batch 16."""
+    """channels_last, torch.compile and both, for both sides: the SR stage at batch 16; the
+    first call's time is the compile time."""
     cfg = (QUICK if opts.quick else SHIPPED)["base8" if opts.quick else "sr16to32"]
     batch = 4 if opts.quick else 16
     out = {}
-    for lever in ("eager", "channels_last", "channels_last+compile"):
+    for lever in opts.lever_list:
         torch.manual_seed(0)
         models = contenders(cfg)
         for k, (m, call) in list(models.items()):
-            if lever != "eager":
+            if lever.startswith("channels_last"):
                 m = peers.to_channels_last(m)
             if lever.endswith("compile"):
                 m = torch.compile(m)
@@ -182,26 +192,65 @@ def first_call_seconds(models: dict, cfg, *, batch: int, dtype: str) -> dict:
     return out
 
 
+def profile_ops(name: str, *, batch: int, dtype: str, calls: int = 5):
+    """Where the time goes: torch.profiler's self-CPU table of ``calls`` evaluations, each
+    contender, one after the other (for any ratio below 1.0x)."""
+    from torch.profiler import profile
+
+    cfg = {**SHIPPED, **QUICK, **peers.ADM}[name]
+    inp = peers.inputs(cfg, batch)
+    for label, (m, call) in contenders(cfg).items():
+        with torch.inference_mode(), torch.autocast("cpu", dtype=DTYPES[dtype],
+                                                    enabled=dtype != "fp32"):
+            for _ in range(2):
+                call(m, inp)
+            with profile() as prof:
+                for _ in range(calls):
+                    call(m, inp)
+        print(f"== {label}: {calls} evaluations of {name} at batch {batch}, {dtype}")
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=8))
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.peer_speed", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--adm", action="store_true", help="the ADM 64 px and 64->256 shapes")
     p.add_argument("--guided", default=None, help="path of a guided-diffusion clone (--adm)")
     p.add_argument("--levers", action="store_true", help="channels_last and torch.compile")
+    p.add_argument("--which-levers", default=",".join(LEVERS),
+                   help=f"comma-separated, of {','.join(LEVERS)} (--levers)")
     p.add_argument("--quick", action="store_true", help="a tiny configuration, seconds (CI)")
+    p.add_argument("--profile", default="", metavar="CONFIG",
+                   help="print where the time goes for CONFIG (e.g. sr16to32) at --batch and "
+                        "--dtype, both contenders, instead of timing")
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--only", default="", help="comma-separated configurations to time (e.g. "
+                                              "adm64)")
+    p.add_argument("--batches", default="", help="comma-separated sampling batches instead of "
+                                                 "the defaults")
+    p.add_argument("--dtype", default="fp32", choices=tuple(DTYPES))
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--warmup", type=int, default=1,
+                   help="untimed calls of each contender before the timed ones (per row)")
     p.add_argument("--threads", type=int, default=0)
     opts = p.parse_args(argv)
+    opts.lever_list = [v.strip() for v in opts.which_levers.split(",") if v.strip()]
+    if set(opts.lever_list) - set(LEVERS):
+        p.error(f"--which-levers: expected some of {LEVERS}, found {opts.which_levers}")
     if opts.threads:
         torch.set_num_threads(opts.threads)
     if importlib.util.find_spec("diffusers") is None:
         print("diffusers is not installed: timing our model alone (pip install diffusers)")
     if opts.quick:
         opts.repeats = 2
+    if opts.profile:
+        profile_ops(opts.profile, batch=opts.batch, dtype=opts.dtype)
+        return 0
     if opts.levers:
         result, name = {"levers": levers(opts)}, "peer_levers"
     elif opts.adm:
-        result, name = table(peers.ADM, {"sampling": (1, 4)}, opts), "peer_adm"
+        batches = tuple(int(b) for b in opts.batches.split(",")) if opts.batches else (1, 4)
+        result, name = table(peers.ADM, {"sampling": batches}, opts), "peer_adm"
     else:
         plan = ({"sampling": (1, 4), "training": (4,)} if opts.quick else
                 {"sampling": (1, 16, 64), "training": (64,)})

@@ -13,6 +13,7 @@ from .known_files import missing_file_hint
 STAGE_TYPE = "CDM_STAGE"
 CLASSIFIER_TYPE = "CDM_CLASSIFIER"
 _cache: dict = {}
+KEEP_PER_KIND = 3  # stages (and, separately, classifiers) kept loaded, least recently used out
 LOG = logging.getLogger(__name__)
 
 
@@ -53,15 +54,19 @@ def load(name: str, kind: str = "stage", compile: bool = False) -> LoadedStage:
     ``compile``: evaluate it through torch.compile (a separate cache entry)."""
     path = find(name)
     key = (kind, str(path), path.stat().st_mtime_ns, bool(compile))
-    if key not in _cache:
-        # keep at most one generation of models in memory (a classifier beside its stages)
-        for old in [k for k in _cache if k[0] == kind]:
-            del _cache[old]
-        loader = core.load_stage if kind == "stage" else core.load_classifier
-        _cache[key] = LoadedStage(loader(path, device=bridge.offload_device(), dtype="fp32"),
-                                  str(path))
-        if compile:
-            core.compile_stage(_cache[key].stage, log=say)
+    if key in _cache:
+        _cache[key] = _cache.pop(key)  # most recently used last
+        return _cache[key]
+    # keep the few most recently used of each kind: a cascade's stages stay loaded between runs
+    # (evicting one stage per load reloaded every stage of a workflow on every run), while
+    # switching among many large files does not pile them up in memory
+    for old in [k for k in _cache if k[0] == kind][:-(KEEP_PER_KIND - 1) or None]:
+        del _cache[old]
+    loader = core.load_stage if kind == "stage" else core.load_classifier
+    _cache[key] = LoadedStage(loader(path, device=bridge.offload_device(), dtype="fp32"),
+                              str(path))
+    if compile:
+        core.compile_stage(_cache[key].stage, log=say)
     return _cache[key]
 
 

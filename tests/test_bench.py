@@ -189,3 +189,10 @@ def test_loader_speed_quick(capsys):
     assert loader_speed.main(["--quick"]) == 0
     out = capsys.readouterr().out
     assert out.count("the loader costs") == 2 and "base:" in out and "sr:" in out
+
+
+def test_peer_speed_profile_quick(capsys):
+    assert peer_speed.main(["--profile", "base8", "--batch", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "== ours: 5 evaluations of base8 at batch 2, fp32" in out
+    assert "convolution" in out

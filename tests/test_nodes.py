@@ -199,3 +199,19 @@ def test_loading_in_comfyui_creates_the_model_folder_and_example_inputs(tmp_path
     shipped = sorted(p.name for p in (ROOT / "workflows").glob("cdm_example_*.png"))
     assert shipped and sorted(p.name for p in inputs.iterdir()) == shipped
     assert (inputs / "cdm_example_16px.png").read_bytes() == b"the user's own file"
+
+
+def test_stage_cache_keeps_a_cascade_loaded_and_drops_the_least_recently_used(tiny_cascade):
+    from nodes import stage_nodes
+    names = ["cifar10-base16.safetensors", "cifar10-sr16to32.safetensors",
+             "cifar10-refiner32.safetensors"]
+    first = [load(n) for n in names]
+    assert [load(n) for n in names] == first and all(a is b for a, b in
+                                                      zip(first, [load(n) for n in names]))
+    load(names[0])  # now the most recently used: a fourth stage evicts the SR stage instead
+    load(names[0], compile=False)
+    stage_nodes.load(names[0], compile=True)  # a separate entry: the cache is full
+    kept = [k for k in stage_nodes._cache if k[0] == "stage"]
+    assert len(kept) == stage_nodes.KEEP_PER_KIND
+    assert load(names[0]) is first[0] and load(names[2]) is first[2]
+    assert load(names[1]) is not first[1]  # it was the least recently used: reloaded

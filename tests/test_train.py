@@ -284,3 +284,21 @@ def test_resume_with_another_architecture_is_a_clear_error(data, tmp_path, capsy
                "--base-channels", "16", "--resume") == 2
     err = capsys.readouterr().err
     assert "was written by a run with another architecture" in err and "Traceback" not in err
+
+
+def test_images_are_decoded_once_and_training_is_unchanged(data, tmp_path):
+    from train.data import ImageSource
+    source = ImageSource(data)
+    said = []
+    assert not source.preload(8, budget_bytes=100, log=said.append)  # 12 x 8 x 8 x 3 > 100
+    assert source.cache is None and "images not cached" in said[0]
+    assert source.preload(8, log=said.append) and "decoded 12 images at 8px" in said[1]
+    fresh = ImageSource(data)
+    assert all(np.array_equal(source.load(i, 8), fresh.load(i, 8)) for i in range(len(fresh)))
+    assert source.load(0, 16).shape == (16, 16, 3)  # another size: decoded as before
+    common = ["--resolution", "8", "--steps", "3"]
+    assert run("base", data, tmp_path / "a", *common) == 0  # cached (the default)
+    assert run("base", data, tmp_path / "b", *common, "--no-cache-images") == 0
+    a = _weights(tmp_path / "a" / "latest.safetensors")
+    b = _weights(tmp_path / "b" / "latest.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -107,6 +107,8 @@ class RunConfig:
     verify_data: str = option("auto", "decode every image before training: on, off, or auto (on "
                                       f"for up to {60_000:,} images, about a minute here)",
                               choices=("auto", "on", "off"))
+    cache_images: bool = option(True, "decode every image once at the start and keep them in "
+                                      "memory (when they fit in 2 GB): no JPEG decoding per step")
     bad_data: str = option("error", "an image that does not decode: error (stop before training) "
                                     "or skip (leave it out, list it in OUT/skipped.txt; implies "
                                     "--verify-data on)", choices=("error", "skip"))

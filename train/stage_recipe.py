@@ -165,6 +165,8 @@ def train(cfg: TrainConfig, resume: str = "", init_from: str = "") -> Path | Non
     source = ImageSource(cfg.data)
     skipped = verify_source(source, cfg.verify_data, bad_data=cfg.bad_data,
                             log=print if rt.is_main else None)
+    if cfg.cache_images:
+        source.preload(cfg.resolution, log=print if rt.is_main else None)
     torch.manual_seed(cfg.seed)
     state_path = find_resume(out, resume)
     recorded = recorded_architecture(state_path.parent) if state_path is not None else None
