@@ -1,9 +1,11 @@
 """``torch.compile`` for a stage's network, with its cost said out loud and a way back to eager.
 
 Compiling fuses GroupNorm + SiLU, the scale-shift and the attention glue into a few
-kernels (2.1x in bf16 on this project's CPU, after about 70 s of compiling). That
-cost lands on the first evaluation of every new input shape, so each one is timed
-and reported ("compiled ... in N s") rather than left as a silent stall. Where
+kernels: the shipped SR stage at batch 16 evaluates about 1.3x faster in fp32 once
+compiled, after 36-48 s of compiling on this project's 2-core CPU (bf16 gained
+nothing at two threads; bench/RESULTS.md 10.4). That cost lands on the first
+evaluation of every new input shape, so each one is timed and reported ("compiled
+... in N s") rather than left as a silent stall. Where
 compiling fails (no C++ compiler on the machine, an unsupported operator) the
 stage falls back to eager with one warning line and keeps working.
 """

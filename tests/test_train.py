@@ -302,3 +302,18 @@ def test_images_are_decoded_once_and_training_is_unchanged(data, tmp_path):
     a = _weights(tmp_path / "a" / "latest.safetensors")
     b = _weights(tmp_path / "b" / "latest.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_compile_flag_compiles_the_trained_network_and_says_so(data, tmp_path, capsys,
+                                                               monkeypatch):
+    compiled = []
+
+    def fake_compile(net, **kwargs):  # no inductor run in the suite: record, then run eager
+        compiled.append(type(net).__name__)
+        return net
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    assert run("base", data, tmp_path / "c", "--resolution", "8", "--steps", "2",
+               "--compile") == 0
+    out = capsys.readouterr().out
+    assert compiled == ["UNet"] and "torch.compile: " in out and "compiled for input" in out
+    assert cc.load_stage(tmp_path / "c" / "latest.safetensors").runner is None  # not saved
