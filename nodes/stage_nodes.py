@@ -87,8 +87,8 @@ class CDMStageLoader:
                                             {"tooltip": "a stage checkpoint"})},
                 "optional": {"compile": ("BOOLEAN", {
                     "default": False,
-                    "tooltip": "torch.compile the network: faster sampling after a one-off "
-                               "compile of about a minute per image size (printed in the "
+                    "tooltip": "torch.compile the network: faster fp32 sampling after a "
+                               "one-off compile of 30-60 s per image size (printed in the "
                                "console); falls back to eager with a warning if it fails"})}}
 
     def load(self, stage_name, compile=False):

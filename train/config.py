@@ -146,20 +146,23 @@ def load_file(path, cls=None) -> dict:
     return data
 
 
-def run_settings(folder) -> dict:
-    """The settings a run in ``folder`` was started with (its ``config.json``, less the recorded
-    architecture), so that ``--resume`` continues that run rather than the defaults; ``{}`` when
-    the folder has none."""
+def run_record(folder) -> dict:
+    """What a run in ``folder`` recorded when it started (its ``config.json``: the settings, and
+    under "stage" the architecture); ``{}`` when the folder has none."""
     path = Path(folder) / "config.json"
     if not path.is_file():
         return {}
     try:
-        data = json.loads(path.read_text())
+        return json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise CascadeError(f"{path} does not parse ({e})") from None
-    data.pop("stage", None)
+
+
+def run_settings(folder) -> dict:
+    """The settings a run in ``folder`` was started with (its record less the architecture), so
+    that ``--resume`` continues that run rather than the defaults."""
     known = {f.name for f in fields(TrainConfig)}
-    return {k: v for k, v in data.items() if k in known and k != "role"}
+    return {k: v for k, v in run_record(folder).items() if k in known and k != "role"}
 
 
 def resolve(role: str, preset: str, file_values: dict, cli_values: dict) -> TrainConfig:

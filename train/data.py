@@ -319,6 +319,16 @@ def _decodes(path: Path) -> bool:
         return False
 
 
+def open_source(cfg, size: int, log=None) -> tuple[ImageSource, list[str]]:
+    """The run's images: opened, checked (``--verify-data``/``--bad-data``) and, with
+    ``--cache-images``, decoded once at ``size`` into memory. Returns (source, skipped files)."""
+    source = ImageSource(cfg.data)
+    skipped = verify_source(source, cfg.verify_data, bad_data=cfg.bad_data, log=log)
+    if cfg.cache_images:
+        source.preload(size, log=log)
+    return source, skipped
+
+
 def verify_source(source: ImageSource, verify: str, bad_data: str, log=None) -> list[str]:
     """Decode every image before training (an .npz needs nothing). ``auto`` times the first 200
     images and goes on when the whole set takes at most ``VERIFY_BUDGET_S``. Unreadable files are

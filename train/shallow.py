@@ -28,7 +28,7 @@ from cascade_core import CascadeError, Stage, save_stage
 from . import distributed as D
 from .cli import add_dataclass_flags
 from .config import load_file
-from .data import ImageSource, PairMaker, loader, verify_source
+from .data import PairMaker, loader, open_source
 from .loop import Phase, Recipe, run_phases
 from .lpips import LPIPS
 from .perceptual import PerceptualLoss
@@ -152,9 +152,8 @@ class ShallowRecipe(Recipe):
 def train_shallow(cfg: ShallowTrainConfig, resume: str = "", stop_after_epochs: int = 0) -> dict:
     """Train the three stages of the shallow cascade; returns the stage files written, by name."""
     rt = D.setup(cfg.device, cfg.precision, timeout=cfg.collective_timeout)
-    out, source = Path(cfg.out), ImageSource(cfg.data)
-    skipped = verify_source(source, cfg.verify_data, bad_data=cfg.bad_data,
-                            log=print if rt.is_main else None)
+    out = Path(cfg.out)
+    source, skipped = open_source(cfg, cfg.resolution, log=print if rt.is_main else None)
     torch.manual_seed(cfg.seed)
     configs = stage_configs(cfg, source.num_classes, source.class_names)
     stages = {k: Stage(c) for k, c in configs.items()}

@@ -24,7 +24,7 @@ from cascade_core import (
 
 from . import distributed as D
 from .config import TrainConfig, stage_config
-from .data import ExampleMaker, ImageSource, KeyedDataset, loader, verify_source
+from .data import ExampleMaker, ImageSource, KeyedDataset, loader, open_source
 from .feedback import save_png
 from .loop import Phase, Recipe, run_phases
 from .previews import preview_rows
@@ -162,11 +162,7 @@ def train(cfg: TrainConfig, resume: str = "", init_from: str = "") -> Path | Non
     """Train one stage; returns the path of the last stage checkpoint written (on rank 0)."""
     rt = D.setup(cfg.device, cfg.precision, timeout=cfg.collective_timeout)
     out = Path(cfg.out)
-    source = ImageSource(cfg.data)
-    skipped = verify_source(source, cfg.verify_data, bad_data=cfg.bad_data,
-                            log=print if rt.is_main else None)
-    if cfg.cache_images:
-        source.preload(cfg.resolution, log=print if rt.is_main else None)
+    source, skipped = open_source(cfg, cfg.resolution, log=print if rt.is_main else None)
     torch.manual_seed(cfg.seed)
     state_path = find_resume(out, resume)
     recorded = recorded_architecture(state_path.parent) if state_path is not None else None

@@ -18,6 +18,8 @@ import torch
 from cascade_core import CascadeError, StageConfig, save_stage
 from cascade_core.formats.atomic import atomic_write
 
+from .config import run_record
+
 STATE_PATTERN = re.compile(r"state-(\d+)\.pt$")
 STAGE_PATTERN = re.compile(r"stage-(\d+)\.safetensors$")
 
@@ -79,14 +81,12 @@ def save_stage_files(out: Path, step: int, ema, batch_size: int) -> Path:
 def recorded_architecture(folder: Path) -> StageConfig | None:
     """The stage architecture a run recorded in its ``config.json`` (None when it has none), so
     that a resumed fine-tuning run rebuilds the network it trained, whatever the flags say."""
-    path = Path(folder) / "config.json"
-    if not path.is_file():
-        return None
+    recorded = run_record(folder).get("stage")
     try:
-        recorded = json.loads(path.read_text()).get("stage")
         return StageConfig.from_dict(recorded) if recorded else None
-    except (json.JSONDecodeError, TypeError, ValueError, KeyError) as e:
-        raise CascadeError(f"{path} holds no readable stage architecture ({e})") from None
+    except (TypeError, ValueError, KeyError) as e:
+        raise CascadeError(f"{Path(folder) / 'config.json'} holds no readable stage architecture "
+                           f"({e})") from None
 
 
 def find_resume(out: Path, resume: str) -> Path | None:
