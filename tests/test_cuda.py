@@ -33,8 +33,12 @@ def test_mixed_precision_sampling_matches_fp32(stage, name):
         pytest.skip(f"{torch.cuda.get_device_name()} has no native {name}")
     ref = _generate(stage, torch.float32)
     out = _generate(stage, name)
-    assert out.device.type == "cuda" and out.dtype == torch.float32
-    assert torch.isfinite(out).all() and float((out - ref).abs().max()) < 0.1
+    # sampled on the GPU, handed back on the CPU in fp32 like every IMAGE of the pipeline
+    assert stage.device.type == "cuda" and out.device.type == "cpu" and out.dtype == torch.float32
+    # an untrained stage saturates at +-1, which magnifies rounding: on an H100 bf16 ended up to
+    # 0.106 from fp32 at worst (fp16: under 0.1); autocast gone wrong would be ~0.5 on average
+    diff = (out - ref).abs()
+    assert torch.isfinite(out).all() and float(diff.mean()) < 0.03 and float(diff.max()) < 0.3
     assert not torch.equal(out, ref)  # autocast really ran in the lower precision
 
 
@@ -43,7 +47,11 @@ def test_auto_resolves_to_a_gpu_precision(monkeypatch):
     assert precision.resolve_name("auto", "cuda") in ("bf16", "fp16")
 
 
-def test_channels_last_stage_gives_the_same_images(stage):
+def test_channels_last_stage_gives_the_same_images(stage, monkeypatch):
+    # fp32 convolutions on CUDA may use TF32 (PyTorch's default for cuDNN), and the two layouts
+    # pick different kernels: measured 8e-3 apart on an H100. Layout alone must not matter.
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
     ref = _generate(stage, torch.float32)
     stage.to(memory_format=torch.channels_last)
     out = _generate(stage, torch.float32)

@@ -23,6 +23,7 @@ import numpy as np
 from cascade_core import CascadeError, from_uint8, load_stage, precision
 
 from .data import ImageSource
+from .distributed import pick_device
 from .metrics import classifier as C
 from .metrics.inception import InceptionFeatures
 from .metrics.sample_cascade import sample_cascade
@@ -146,6 +147,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", default="fp32", choices=("auto", "fp32", "bf16", "fp16"),
                    help="sampling precision (auto: bf16 where the device computes it natively)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu",
+                   help="where the cascade samples: cpu, cuda, cuda:N or auto (cuda when present)")
     p.add_argument("--batch", type=int, default=100)
     p.add_argument("--inception", default=None, help="path to the FID Inception TorchScript file")
     p.add_argument("--classifier", default=None,
@@ -162,9 +165,10 @@ def _images(args) -> tuple:
         size = ImageSource(args.images).native_size()
         images, labels = load_images(args.images, size)
         return images, None if (labels < 0).all() else labels, {"images": args.images}
-    base = load_stage(args.base, dtype="fp32")
-    sr = load_stage(args.sr, dtype="fp32") if args.sr else None
-    ref = load_stage(args.refiner, dtype="fp32") if args.refiner else None
+    device = pick_device(args.device)
+    base = load_stage(args.base, device, dtype="fp32")
+    sr = load_stage(args.sr, device, dtype="fp32") if args.sr else None
+    ref = load_stage(args.refiner, device, dtype="fp32") if args.refiner else None
     images, labels = sample_cascade(base, sr, ref, n=args.num, batch=args.batch, seed=args.seed,
                                     steps=args.steps, sr_steps=args.sr_steps, sampler=args.sampler,
                                     spacing="karras", s=args.s, truncated=args.truncated,
