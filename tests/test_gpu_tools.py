@@ -66,6 +66,7 @@ def run_dirs(tmp_path, tiny_cascade):
         for step in (200, 1000):  # numeric order, not name order, decides the curve's order
             shutil.copy(tiny_cascade / f"{name}.safetensors", d / f"stage-{step:07d}.safetensors")
         (d / "stage-final.safetensors").write_bytes(b"")  # not a numbered checkpoint: ignored
+        (d / "config.json").write_text('{"batch_size": 64}')
         runs[role] = d
     return runs
 
@@ -78,7 +79,7 @@ def test_stage_curve_samples_every_checkpoint_then_scores_them(tmp_path, tiny_ca
     assert stage_curve.main(["sample", "--run", str(run_dirs["base"]), "--role", "base",
                              "--partner", sr, "--start", "7:" + sr.replace("sr16to32", "base16"),
                              "--num", "4", "--steps", "2", "--out", str(base_out),
-                             "--device", "cpu"]) == 0
+                             "--offset-images", "500", "--device", "cpu"]) == 0
     assert stage_curve.main(["sample", "--run", str(run_dirs["sr"]), "--role", "sr", "--data",
                              str(data), "--num", "4", "--steps", "2", "--out", str(sr_out),
                              "--device", "cpu"]) == 0
@@ -87,6 +88,8 @@ def test_stage_curve_samples_every_checkpoint_then_scores_them(tmp_path, tiny_ca
         "images_1000", "images_200", "images_7"]
     assert z["images_200"].shape == (4, 32, 32, 3) and z["images_200"].dtype == np.uint8
     assert list(z["labels_200"]) == [0, 1, 2, 3]  # image i of class i mod 10
+    # images seen: the start point is where the run began, checkpoints add step x batch
+    assert [int(z[f"seen_{s}"]) for s in (7, 200, 1000)] == [500, 500 + 200 * 64, 500 + 64000]
     assert np.load(sr_out)["images_1000"].shape == (4, 32, 32, 3)
     capsys.readouterr()
     assert stage_curve.main(["score", str(base_out), str(sr_out), "--ref", str(data),
@@ -103,6 +106,10 @@ def test_stage_curve_needs_checkpoints_and_a_partner(tmp_path, run_dirs, capsys)
     assert stage_curve.main(["sample", "--run", str(run_dirs["base"]), "--role", "base",
                              "--out", str(tmp_path / "x.npz")]) == 2
     assert "--partner" in capsys.readouterr().err
+    (run_dirs["sr"] / "config.json").unlink()
+    assert stage_curve.main(["sample", "--run", str(run_dirs["sr"]), "--role", "sr",
+                             "--out", str(tmp_path / "x.npz")]) == 2
+    assert "no training record" in capsys.readouterr().err
 
 
 def test_gpu_speed_quick_runs_its_cpu_rows(capsys):

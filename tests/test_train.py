@@ -188,8 +188,15 @@ def test_init_from_fine_tunes(data, tmp_path):
     assert run("base", data, tmp_path / "a", "--resolution", "8", "--steps", "2") == 0
     assert run("base", data, tmp_path / "b", "--resolution", "8", "--steps", "2",
                "--base-channels", "16",
-               "--init-from", str(tmp_path / "a" / "latest.safetensors")) == 0
-    assert cc.load_stage(tmp_path / "b" / "latest.safetensors").config.unet.base_channels == 8
+               "--init-from", str(tmp_path / "a" / "latest.safetensors"), "--batch-size",
+               "4") == 0
+    cfg = cc.load_stage(tmp_path / "b" / "latest.safetensors").config
+    assert cfg.unet.base_channels == 8
+    # the file records this run (its batch) with the starting weights' record as its parent
+    parent = cc.load_stage(tmp_path / "a" / "latest.safetensors").config.training
+    assert cfg.training["batch_size"] == 4 and cfg.training["parent"] == parent
+    assert cfg.training["images_seen"] == 2 * 4
+    assert cfg.training["images_seen_total"] == parent["images_seen_total"] + 8
 
 
 @pytest.mark.parametrize("case,message", [

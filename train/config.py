@@ -218,7 +218,12 @@ def stage_config(cfg: TrainConfig, num_classes: int, class_names: tuple) -> Stag
         augmentation=AugmentConfig(cfg.aug_schedule, cfg.s_max, cfg.blur_prob,
                                    blur_sigma=(cfg.blur_sigma_min, cfg.blur_sigma_max),
                                    default_s=cfg.default_s),
-        refiner_max_t=cfg.refiner_max_t,
-        training={"name": cfg.name, "data": cfg.data, "preset": cfg.preset, "seed": cfg.seed,
-                  "batch_size": cfg.batch_size, "lr": cfg.lr},
+        refiner_max_t=cfg.refiner_max_t, training=training_record(cfg),
     )
+
+
+def training_record(cfg: TrainConfig) -> dict:
+    """What a stage file says of the run that trained it (steps and images are added as it
+    trains; a fine-tuned stage keeps its starting weights' record under "parent")."""
+    return {"name": cfg.name, "data": cfg.data, "preset": cfg.preset, "seed": cfg.seed,
+            "batch_size": cfg.batch_size, "lr": cfg.lr}

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -23,7 +23,7 @@ from cascade_core import (
 )
 
 from . import distributed as D
-from .config import TrainConfig, stage_config
+from .config import TrainConfig, stage_config, training_record
 from .data import ExampleMaker, ImageSource, KeyedDataset, loader, open_source
 from .feedback import save_png
 from .loop import Phase, Recipe, run_phases
@@ -67,7 +67,11 @@ def build_stage(cfg: TrainConfig, source: ImageSource, init_from: str | None, *,
     if source.num_classes and init_cfg.num_classes != source.num_classes:
         raise CascadeError("the data's classes do not match the stage's", init_cfg.num_classes,
                            source.num_classes)
-    return load_stage(init_from, dtype=torch.float32)
+    stage = load_stage(init_from, dtype=torch.float32)
+    # this run's record, not the parent's: its data, batch and lr, with the lineage kept
+    stage.config = replace(stage.config, training={**training_record(cfg),
+                                                   "parent": init_cfg.training})
+    return stage
 
 
 class StageRecipe(Recipe):

@@ -68,11 +68,14 @@ def stage_parts(model, ema, opt, lr_sched, scaler) -> dict:
 
 
 def save_stage_files(out: Path, step: int, ema, batch_size: int) -> Path:
-    """The EMA stage as a loadable checkpoint (its metadata records the steps and images
-    trained so far), plus ``latest.safetensors``."""
+    """The EMA stage as a loadable checkpoint (its metadata records the steps and images of this
+    run, and the images since training from scratch), plus ``latest.safetensors``."""
     cfg = ema.model.config
+    parent = cfg.training.get("parent") or {}
+    before = int(parent.get("images_seen_total", parent.get("images_seen", 0)))
     ema.model.config = replace(cfg, training={**cfg.training, "steps": step,
-                                         "images_seen": step * batch_size})
+                                         "images_seen": step * batch_size,
+                                         "images_seen_total": before + step * batch_size})
     path = save_stage(ema.model, out / f"stage-{step:07d}.safetensors")
     save_stage(ema.model, out / "latest.safetensors")
     return path
