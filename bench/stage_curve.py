@@ -8,6 +8,7 @@
         --start weights/cifar10-sr16to32.safetensors --out curve-sr.npz --device auto
     # here (Inception on the CPU): KID and class agreement of every point, a table and a figure
     python -m bench.stage_curve score curve-base.npz curve-sr.npz
+    python -m bench.stage_curve plot bench/results/stage_curve.json   # the figure again
 
 Each stage is scored the way issue 16's table separates them (RESULTS §7):
 
@@ -25,6 +26,7 @@ samples by default (the issue allows 500 for curve points; the model card's
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 import time
@@ -54,6 +56,16 @@ def checkpoints(run: Path, start=()) -> list[tuple[int, Path]]:
     return first + points
 
 
+def run_batch(run: Path) -> int:
+    """The global batch a run trained with (its config.json)."""
+    from train.config import run_record
+    try:
+        return int(run_record(run)["batch_size"])
+    except (cc.CascadeError, KeyError, TypeError, ValueError):
+        raise cc.CascadeError(f"no training record in {run}", "config.json with batch_size",
+                              "none") from None
+
+
 def sr_on_real(sr, real: np.ndarray, labels: np.ndarray, steps: int, batch: int = 250):
     """The SR stage alone on real 16 px images (s = 0.1), uint8 NHWC at 32 px."""
     x = cc.downsample(cc.from_uint8(real), 16).to(sr.device)
@@ -75,7 +87,16 @@ def sample_points(args) -> dict:
                               "none")
     real, labels = (real_images(args.data, args.num) if args.role == "sr" else (None, None))
     arrays, t0 = {"role": np.array(args.role), "steps": np.array(args.steps)}, time.time()
-    for step, path in checkpoints(Path(args.run), args.start):
+    points = checkpoints(Path(args.run), args.start)
+    batch = run_batch(Path(args.run))
+    for step, path in points:
+        # images seen since the reference weights: a start point given as STEP:PATH is where
+        # this run began (the offset), a bare PATH the reference itself
+        is_start = path.parent != Path(args.run)
+        seen = args.offset_images + step * batch
+        if is_start:
+            seen = args.offset_images if step else 0
+        arrays[f"seen_{step}"] = np.array(seen)
         stage = cc.load_stage(path, device)
         if args.role == "base":
             images, lab = sample_cascade(stage, partner, n=args.num, batch=250, steps=args.steps,
@@ -98,7 +119,8 @@ def score_file(path: str, ref: str, ref_num: int, held_out: bool,
         r = evaluate(z[f"images_{step}"], z[f"labels_{step}"], ref, metrics=list(metrics),
                      ref_num=ref_num, cache_dir=CACHE_DIR, log=lambda *a: None, held_out=held_out)
         keep = ("kid", "kid_std", "swd", "class_accuracy", "num_samples")
-        rows.append({"role": role, "step": step, **{k: r[k] for k in keep if k in r}})
+        seen = {"images": int(z[f"seen_{step}"])} if f"seen_{step}" in z.files else {}
+        rows.append({"role": role, "step": step, **seen, **{k: r[k] for k in keep if k in r}})
         shown = (f"KID {r['kid']:.4f} ± {r['kid_std']:.4f}" if "kid" in r
                  else f"SWD {float(np.mean(r['swd'])):.2f} (mean over levels)")
         print(f"{role:<4} step {step:>6}: " + shown +
@@ -112,11 +134,15 @@ def plot(rows: list[dict], path: Path):
         return
     fig, ax = plt.subplots(figsize=(6, 4))
     labels = {"base": "base (cascade, fixed SR)", "sr": "SR (on real 16 px)"}
+    by_images = all("images" in r for r in rows)
     for role in dict.fromkeys(r["role"] for r in rows):
-        rs = [r for r in rows if r["role"] == role]
-        ax.errorbar([r["step"] for r in rs], [r["kid"] for r in rs],
-                    yerr=[r["kid_std"] for r in rs], fmt="o-", capsize=3, label=labels[role])
-    ax.set_xlabel("training steps after the shipped weights")
+        rs = sorted((r for r in rows if r["role"] == role),
+                    key=lambda r: r["images"] if by_images else r["step"])
+        x = [r["images"] / 1e6 if by_images else r["step"] for r in rs]
+        ax.errorbar(x, [r["kid"] for r in rs], yerr=[r["kid_std"] for r in rs], fmt="o-",
+                    capsize=3, label=labels[role])
+    ax.set_xlabel("training images since the shipped weights (millions)" if by_images
+                  else "training steps")
     ax.set_ylabel("KID at 32 px (± std over subsets)")
     ax.legend()
     ax.grid(alpha=0.3)
@@ -135,6 +161,9 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--partner", default="", help="the SR stage a base curve samples through")
     a.add_argument("--start", action="append", default=[],
                    help="weights the run began from: PATH (step 0) or STEP:PATH; repeatable")
+    a.add_argument("--offset-images", type=int, default=0,
+                   help="training images the run's starting weights had seen beyond the "
+                        "reference (the shipped) weights")
     a.add_argument("--data", default="../shared/data/cifar10/train")
     a.add_argument("--num", type=int, default=500)
     a.add_argument("--steps", type=int, default=30)
@@ -147,12 +176,18 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--held-out", action="store_true", help="score on the selection set")
     b.add_argument("--name", default="stage_curve")
     b.add_argument("--quick", action="store_true", help="SWD instead of KID, nothing saved")
+    c = sub.add_parser("plot", help="the figure again from a saved result (results/NAME.json)")
+    c.add_argument("result")
     return p
 
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     try:
+        if args.command == "plot":
+            plot(json.loads(Path(args.result).read_text())["rows"],
+                 Path(args.result).with_suffix(".png"))
+            return 0
         if args.command == "sample":
             arrays = sample_points(args)
             np.savez(args.out, **arrays)

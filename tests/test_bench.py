@@ -1,6 +1,8 @@
 """The benchmarks' --quick modes: they run in seconds and print what they measure."""
 import importlib.util
 
+import pytest
+
 import cascade_core as cc
 from bench import peer_speed, preset_cost, samplers
 
@@ -196,3 +198,17 @@ def test_peer_speed_profile_quick(capsys):
     out = capsys.readouterr().out
     assert "== ours: 5 evaluations of base8 at batch 2, fp32" in out
     assert "convolution" in out
+
+
+def test_weights_speed_times_two_weight_sets_side_by_side(tiny_cascade, capsys, monkeypatch):
+    from bench import weights_speed
+    monkeypatch.setattr(weights_speed, "save", lambda name, payload: payload)
+    assert weights_speed.main(["--old", str(tiny_cascade), "--new", str(tiny_cascade),
+                               "--repeats", "1", "--set", "steps=1", "--set",
+                               "batch_size=1"]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.startswith("model card render") and "x the old speed" in line
+    with pytest.raises(SystemExit):
+        weights_speed.main(["--repeats", "1"])  # neither --old nor --old-rev
+    with pytest.raises(SystemExit, match="not found at revision"):
+        weights_speed.main(["--old-rev", "no-such-revision"])
