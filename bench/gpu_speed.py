@@ -42,7 +42,7 @@ def median_seconds(fn, repeats: int, sync) -> float:
     return sorted(times)[len(times) // 2]
 
 
-def train_step(role: str, batch: int, device: str, dtype):
+def train_step(role: str, batch: int, *, device: str, dtype):
     """A closure doing one training step of the shipped ``role`` architecture on ``device``."""
     cfg = resolve(role, "small", {}, cli_values={"data": "-", **SHAPES[role]})
     stage = cc.Stage(stage_config(cfg, 10, ())).to(device).train()
@@ -88,7 +88,8 @@ def run(args) -> list[dict]:
         for label, device, threads, dtype in settings(cuda, args.threads):
             torch.set_num_threads(threads)
             b = batch if device != "cpu" else min(batch, args.cpu_batch)  # img/s compare
-            sec = median_seconds(train_step(role, b, device, dtype), args.repeats, sync)
+            step = train_step(role, b, device=device, dtype=dtype)
+            sec = median_seconds(step, args.repeats, sync)
             rows.append({"what": f"train {role}", "setting": f"{label}, batch {b}",
                          "seconds": sec, "images_per_s": b / sec})
     torch.set_num_threads(args.threads)

@@ -66,7 +66,7 @@ def run_batch(run: Path) -> int:
                               "none") from None
 
 
-def sr_on_real(sr, real: np.ndarray, labels: np.ndarray, steps: int, batch: int = 250):
+def sr_on_real(sr, real: np.ndarray, labels: np.ndarray, *, steps: int, batch: int = 250):
     """The SR stage alone on real 16 px images (s = 0.1), uint8 NHWC at 32 px."""
     x = cc.downsample(cc.from_uint8(real), 16).to(sr.device)
     lab = torch.as_tensor(labels, device=sr.device)
@@ -102,14 +102,14 @@ def sample_points(args) -> dict:
             images, lab = sample_cascade(stage, partner, n=args.num, batch=250, steps=args.steps,
                                          sr_steps=args.steps, s=0.1, log=None)
         else:
-            images, lab = sr_on_real(stage, real, labels, args.steps), labels
+            images, lab = sr_on_real(stage, real, labels, steps=args.steps), labels
         arrays[f"images_{step}"], arrays[f"labels_{step}"] = images, lab
         print(f"{args.role} step {step}: {len(images)} samples ({time.time() - t0:.0f}s)",
               flush=True)
     return arrays
 
 
-def score_file(path: str, ref: str, ref_num: int, held_out: bool,
+def score_file(path: str, ref: str, *, ref_num: int, held_out: bool,
                metrics=("kid", "acc")) -> list[dict]:
     z = np.load(path, allow_pickle=False)
     role = str(z["role"])
@@ -194,8 +194,9 @@ def main(argv=None) -> int:
             print(f"wrote {args.out}")
             return 0
         metrics = ("swd", "acc") if args.quick else ("kid", "acc")
-        rows = [r for f in args.files for r in score_file(f, args.ref, args.ref_num,
-                                                          args.held_out, metrics)]
+        rows = [r for f in args.files for r in score_file(f, args.ref, ref_num=args.ref_num,
+                                                          held_out=args.held_out,
+                                                          metrics=metrics)]
     except cc.CascadeError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
