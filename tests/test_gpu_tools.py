@@ -39,6 +39,9 @@ def test_jpeg_pack_refuses_what_it_cannot_carry(tmp_path, capsys):
     with pytest.raises(cc.CascadeError, match="not a JPEG file"):
         jpeg_pack.pack(tmp_path / "a", tmp_path / "p.npz")
     assert not (tmp_path / "p.npz").exists()
+    (tmp_path / "a" / "x.jpg").write_bytes(b"\xff\xd8\xff\xe0\x00\x04ab")  # APP0, then nothing
+    with pytest.raises(cc.CascadeError, match="without a start-of-scan"):
+        jpeg_pack.pack(tmp_path / "a", tmp_path / "p.npz")
     with pytest.raises(cc.CascadeError, match="no JPEG files"):
         jpeg_pack.pack(tmp_path / "missing", tmp_path / "p.npz")
     np.savez(tmp_path / "other.npz", images=np.zeros(3))

@@ -27,14 +27,19 @@ JPEG_EXTS = {".jpg", ".jpeg"}
 
 
 def split_header(data: bytes, name: str = "") -> int:
-    """Length of a JPEG's header: everything up to and including the start-of-scan segment."""
+    """Length of a JPEG's header: its segments up to and including the start of scan, walked
+    marker by marker (a table's bytes may hold FF DA too). Header plus the rest is always the
+    whole file, so the pack is exact whatever the split; the split only decides the sharing."""
     if data[:2] != b"\xff\xd8":
         raise CascadeError(f"not a JPEG file: {name}", "bytes starting FF D8", data[:2].hex())
-    i = data.find(SOS)
-    if i < 0 or i + 4 > len(data):
-        raise CascadeError(f"JPEG without a start-of-scan segment: {name}", "an FF DA marker",
-                           "none")
-    return i + 2 + int.from_bytes(data[i + 2:i + 4], "big")
+    i = 2
+    while i + 4 <= len(data) and data[i] == 0xFF:
+        marker, length = data[i + 1], int.from_bytes(data[i + 2:i + 4], "big")
+        i += 2 + length
+        if marker == SOS[1]:
+            return min(i, len(data))
+    raise CascadeError(f"JPEG without a start-of-scan segment: {name}",
+                       "segments up to an FF DA marker", f"none found before byte {i}")
 
 
 def list_files(folder: Path) -> list[Path]:
