@@ -24,12 +24,13 @@ def base_then_sr():
     nodes = [
         loader(1, [0, 0], BASE, title="Base stage (16px)"),
         loader(2, [760, 680], SR, title="SR stage (16->32)"),
-        # steps and precision: bench/tune_defaults.py (issue 12) picked 10 + 15 in dtype "auto"
+        # steps and precision: bench/tune_defaults.py picked 8 + 8 in dtype "auto" (re-tuned on
+        # the GPU-continued weights of issue 16; 10 + 15 before)
         {"id": 3, "type": "CDMBaseSampler", "pos": [380, 0], "size": [320, 620],
-         "values": {"seed": 0, "steps": 10, "class_name": "random", "batch_size": 8,
+         "values": {"seed": 0, "steps": 8, "class_name": "random", "batch_size": 8,
                     "truncate_s": 0.15}},
         {"id": 4, "type": "CDMSuperResStage", "pos": [760, 0], "size": [320, 600],
-         "values": {"steps": 15}},
+         "values": {"steps": 8}},
         {"id": 5, "type": "PreviewImage", "pos": [380, 700], "size": [320, 240]},
         {"id": 6, "type": "SaveImage", "pos": [1140, 0], "size": [300, 300],
          "values": {"filename_prefix": "cdm/base_sr"}},
