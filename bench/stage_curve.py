@@ -44,15 +44,22 @@ from .common import RESULTS, pyplot, save
 from .stage_gaps import real_images
 
 
-def checkpoints(run: Path, start=()) -> list[tuple[int, Path]]:
-    """(step, stage file) of every checkpoint in a run folder, oldest first, after the ``start``
-    points (``PATH`` for step 0, or ``STEP:PATH``)."""
-    points = sorted((int(m.group(1)), f) for f in run.glob("stage-*.safetensors")
+def checkpoints(run: Path, start=()) -> list[tuple[int, Path, bool]]:
+    """(step, stage file, is a start point) of the ``start`` points (``PATH`` for step 0, or
+    ``STEP:PATH``), then of every checkpoint in a run folder, oldest first."""
+    points = sorted((int(m.group(1)), f, False) for f in run.glob("stage-*.safetensors")
                     if (m := re.fullmatch(r"stage-(\d+)\.safetensors", f.name)))
     if not points:
         raise cc.CascadeError(f"no checkpoints in {run}", "stage-NNNNNNN.safetensors files", 0)
-    first = [(int(p.split(":", 1)[0]), Path(p.split(":", 1)[1])) if ":" in p else (0, Path(p))
-             for p in start]
+    first = []
+    for p in start:
+        step, _, path = p.partition(":")
+        first.append((int(step), Path(path), True) if step.isdigit() and path else
+                     (0, Path(p), True))
+    steps = [s for s, _, _ in first + points]
+    if len(set(steps)) < len(steps):
+        raise cc.CascadeError("two points share a step (a start point's STEP is a checkpoint's)",
+                              "distinct steps", sorted(steps))
     return first + points
 
 
@@ -89,10 +96,9 @@ def sample_points(args) -> dict:
     arrays, t0 = {"role": np.array(args.role), "steps": np.array(args.steps)}, time.time()
     points = checkpoints(Path(args.run), args.start)
     batch = run_batch(Path(args.run))
-    for step, path in points:
+    for step, path, is_start in points:
         # images seen since the reference weights: a start point given as STEP:PATH is where
         # this run began (the offset), a bare PATH the reference itself
-        is_start = path.parent != Path(args.run)
         seen = args.offset_images + step * batch
         if is_start:
             seen = args.offset_images if step else 0
@@ -111,8 +117,12 @@ def sample_points(args) -> dict:
 
 def score_file(path: str, ref: str, *, ref_num: int, held_out: bool,
                metrics=("kid", "acc")) -> list[dict]:
-    z = np.load(path, allow_pickle=False)
-    role = str(z["role"])
+    try:
+        z = np.load(path, allow_pickle=False)
+        role = str(z["role"])
+    except (OSError, ValueError, KeyError) as e:
+        raise cc.CascadeError(f"not a curve file: {path}", "a file written by "
+                              "`python -m bench.stage_curve sample`", str(e)[:120]) from None
     steps = sorted(int(k.split("_")[1]) for k in z.files if k.startswith("images_"))
     rows = []
     for step in steps:

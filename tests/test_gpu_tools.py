@@ -113,6 +113,14 @@ def test_stage_curve_needs_checkpoints_and_a_partner(tmp_path, run_dirs, capsys)
     assert stage_curve.main(["sample", "--run", str(run_dirs["sr"]), "--role", "sr",
                              "--out", str(tmp_path / "x.npz")]) == 2
     assert "no training record" in capsys.readouterr().err
+    (run_dirs["sr"] / "config.json").write_text('{"batch_size": 8}')
+    assert stage_curve.main(["sample", "--run", str(run_dirs["sr"]), "--role", "sr", "--start",
+                             "200:" + str(run_dirs["sr"] / "stage-0000200.safetensors"),
+                             "--out", str(tmp_path / "x.npz")]) == 2
+    assert "two points share a step" in capsys.readouterr().err
+    np.savez(tmp_path / "other.npz", images=np.zeros(3))
+    assert stage_curve.main(["score", str(tmp_path / "other.npz"), "--quick"]) == 2
+    assert "not a curve file" in capsys.readouterr().err
 
 
 def test_gpu_speed_quick_runs_its_cpu_rows(capsys):
