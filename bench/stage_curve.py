@@ -33,7 +33,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 import cascade_core as cc
 from train.distributed import pick_device
@@ -41,7 +40,7 @@ from train.eval import CACHE_DIR, evaluate
 from train.metrics.sample_cascade import sample_cascade
 
 from .common import RESULTS, pyplot, save
-from .stage_gaps import real_images
+from .stage_gaps import real_images, sr_on_real
 
 
 def checkpoints(run: Path, start=()) -> list[tuple[int, Path, bool]]:
@@ -73,19 +72,6 @@ def run_batch(run: Path) -> int:
                               "none") from None
 
 
-def sr_on_real(sr, real: np.ndarray, labels: np.ndarray, *, steps: int, batch: int = 250):
-    """The SR stage alone on real 16 px images (s = 0.1), uint8 NHWC at 32 px."""
-    x = cc.downsample(cc.from_uint8(real), 16).to(sr.device)
-    lab = torch.as_tensor(labels, device=sr.device)
-    out = []
-    for i in range(0, len(x), batch):
-        cond = cc.make_condition(x[i:i + batch], 0.1, seed=10 ** 6 + i,
-                                 schedule=sr.config.augmentation.schedule)
-        out.append(cc.to_uint8(cc.super_resolve(sr, cond, seed=2 * 10 ** 6 + i, steps=steps,
-                                                labels=lab[i:i + batch])))
-    return np.concatenate(out)
-
-
 def sample_points(args) -> dict:
     device = pick_device(args.device)
     partner = cc.load_stage(args.partner, device) if args.partner else None
@@ -108,7 +94,7 @@ def sample_points(args) -> dict:
             images, lab = sample_cascade(stage, partner, n=args.num, batch=250, steps=args.steps,
                                          sr_steps=args.steps, s=0.1, log=None)
         else:
-            images, lab = sr_on_real(stage, real, labels, steps=args.steps), labels
+            images, lab = cc.to_uint8(sr_on_real(stage, real, labels, steps=args.steps)), labels
         arrays[f"images_{step}"], arrays[f"labels_{step}"] = images, lab
         print(f"{args.role} step {step}: {len(images)} samples ({time.time() - t0:.0f}s)",
               flush=True)

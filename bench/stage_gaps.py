@@ -47,6 +47,20 @@ def real_images(path: str, n: int, seed: int = 0):
     return np.stack([src.load(int(i), 32) for i in idx]), src.labels[idx]
 
 
+def sr_on_real(sr, real: np.ndarray, labels: np.ndarray, *, steps: int, batch: int = 250):
+    """The SR stage alone on real 16 px images (downsampled as in training, s = 0.1): 32 px
+    images in [-1, 1], NCHW on the CPU."""
+    x = cc.downsample(cc.from_uint8(real), 16).to(sr.device)
+    lab = torch.as_tensor(labels, device=sr.device)
+    out = []
+    for i in range(0, len(x), batch):
+        cond = cc.make_condition(x[i:i + batch], 0.1, seed=10 ** 6 + i,
+                                 schedule=sr.config.augmentation.schedule)
+        out.append(cc.super_resolve(sr, cond, seed=2 * 10 ** 6 + i, steps=steps,
+                                    labels=lab[i:i + batch]))
+    return torch.cat(out)
+
+
 def _batches(x: torch.Tensor, fn, batch: int = 100) -> torch.Tensor:
     return torch.cat([fn(x[i:i + batch], i) for i in range(0, len(x), batch)])
 
@@ -55,19 +69,14 @@ def rows(stages: dict, real: np.ndarray, labels: np.ndarray, steps: int) -> dict
     """The images of every row, uint8 NHWC."""
     x32 = cc.from_uint8(real)
     low = cc.downsample(x32, 16)
-    lab = torch.as_tensor(labels)
-
-    def sr(chunk, i):
-        cond = cc.make_condition(chunk, 0.1, seed=10 ** 6 + i)
-        return cc.super_resolve(stages["sr"], cond, seed=2 * 10 ** 6 + i, steps=steps,
-                                labels=lab[i:i + len(chunk)])
 
     def refine(chunk, i):
         return cc.refine(stages["refiner"], chunk, strength=0.3, seed=3 * 10 ** 6 + i,
                          steps=max(1, steps // 3))
 
     bicubic = F.interpolate(low, size=32, mode="bicubic", align_corners=False).clamp(-1, 1)
-    out = {"real 32px": x32, "real 16px, bicubic": bicubic, "real 16px, SR": _batches(low, sr)}
+    out = {"real 32px": x32, "real 16px, bicubic": bicubic, "real 16px, SR":
+           sr_on_real(stages["sr"], real, labels, steps=steps, batch=100)}
     cascade, _ = sample_cascade(stages["base"], stages["sr"], None, n=len(real), batch=100,
                                 seed=0, steps=steps, sr_steps=steps, s=0.1, log=None)
     out["cascade"] = cc.from_uint8(cascade)

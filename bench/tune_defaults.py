@@ -19,7 +19,6 @@ import argparse
 import hashlib
 import json
 import math
-import statistics
 import sys
 import tempfile
 import time
@@ -29,7 +28,7 @@ import torch
 
 from cascade_core import load_stage, precision
 
-from .common import RESULTS, machine, tiny_dataset
+from .common import RESULTS, alternating, machine, tiny_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOW = ROOT / "workflows" / "01_base_then_sr.json"
@@ -135,20 +134,11 @@ def speed(opts, stage_dirs, cells: dict) -> dict:
     runs = {name: (lambda c=cell: run(WORKFLOW, out, workflow_overrides(c),
                                       stage_dirs=stage_dirs))
             for name, cell in cells.items()}
-    times = {name: [] for name in runs}
-    try:
-        for fn in runs.values():
-            fn()  # warm-up: loading, caches, first-touch allocations
-        for _ in range(opts.repeats):
-            for name, fn in runs.items():
-                t0 = time.perf_counter()
-                fn()
-                times[name].append(time.perf_counter() - t0)
+    try:  # one warm-up each: loading, caches, first-touch allocations
+        return alternating(runs, repeats=opts.repeats)
     finally:  # the stage folders were added for this run only
         for d in stage_dirs:
             bridge.remove_stage_dir(d)
-    return {name: {"median": statistics.median(t), "min": min(t), "max": max(t), "runs": len(t)}
-            for name, t in times.items()}
 
 
 def speed_cells(new: dict) -> dict:

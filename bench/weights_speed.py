@@ -14,10 +14,9 @@ import argparse
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from .common import machine, save
+from .common import alternating, machine, save
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOW = ROOT / "workflows" / "01_base_then_sr.json"
@@ -39,21 +38,22 @@ def weights_at(rev: str, dest: Path) -> Path:
 
 
 def render_times(folders: dict, repeats: int, overrides: list[str]) -> dict:
+    """Median seconds of a run with each folder of stage files, in alternation after a warm-up.
+    Each run adds its folder in front of the search path and removes it again, so that the two
+    sets (same file names) never shadow each other."""
     from nodes import comfy_bridge as bridge
     from nodes.headless.executor import run
 
     out = Path(tempfile.mkdtemp(prefix="weights_speed_"))
-    times = {name: [] for name in folders}
-    for d in folders.values():  # warm-up with each set
-        run(WORKFLOW, out, overrides, stage_dirs=[d])
-        bridge.remove_stage_dir(d)
-    for _ in range(repeats):
-        for name, d in folders.items():
-            t0 = time.perf_counter()
+
+    def with_folder(d):
+        try:
             run(WORKFLOW, out, overrides, stage_dirs=[d])
-            times[name].append(time.perf_counter() - t0)
+        finally:
             bridge.remove_stage_dir(d)
-    return {n: sorted(t)[len(t) // 2] for n, t in times.items()}
+    times = alternating({n: (lambda d=d: with_folder(d)) for n, d in folders.items()},
+                        repeats=repeats)
+    return {n: t["median"] for n, t in times.items()}
 
 
 def main(argv=None) -> int:
