@@ -21,10 +21,11 @@ import time
 import torch
 
 import cascade_core as cc
-from train.config import resolve, stage_config
+from train.config import resolve
 from train.metrics.sample_cascade import sample_cascade
 
 from .common import machine, save
+from .preset_cost import training_step
 
 WEIGHTS = "weights/cifar10-{}.safetensors"
 SHAPES = {"base": dict(resolution=16), "sr": dict(resolution=32, low_res=16, crop=0)}
@@ -45,23 +46,7 @@ def median_seconds(fn, repeats: int, sync) -> float:
 def train_step(role: str, batch: int, *, device: str, dtype):
     """A closure doing one training step of the shipped ``role`` architecture on ``device``."""
     cfg = resolve(role, "small", {}, cli_values={"data": "-", **SHAPES[role]})
-    stage = cc.Stage(stage_config(cfg, 10, ())).to(device).train()
-    opt = torch.optim.AdamW(stage.parameters(), lr=1e-4)
-    size, g = cfg.resolution, torch.Generator(device).manual_seed(0)
-    x = torch.randn(batch, 3, size, size, device=device, generator=g)
-    cond = (torch.randn(batch, 3, cfg.low_res, cfg.low_res, device=device, generator=g)
-            if role == "sr" else None)
-    s = torch.rand(batch, device=device, generator=g) if cond is not None else None
-
-    def step():
-        with torch.autocast(torch.device(device).type, dtype=dtype, enabled=dtype is not None):
-            loss = cc.training_loss(stage, x, torch.randint(0, 1000, (batch,), device=device),
-                                    noise=torch.randn_like(x), cond=cond, aug_level=s,
-                                    labels=torch.randint(0, 10, (batch,), device=device))
-        opt.zero_grad(set_to_none=True)
-        loss["loss"].mean().backward()
-        opt.step()
-    return step
+    return training_step(cfg, batch, device=device, dtype=dtype)[0]
 
 
 def render(device: str, dtype: str, batch: int = 16):

@@ -25,23 +25,36 @@ from .common import save
 ENTRIES = {"stage1": "base", "stage2": "sr", "stage3": "refiner"}
 
 
-def step_seconds(cfg, batch: int, steps: int) -> float:
-    stage = cc.Stage(stage_config(cfg, 10, ())).train()
+def training_step(cfg, batch: int, *, device="cpu", dtype=None):
+    """(a closure doing one optimizer step of ``cfg``'s stage on random data, the stage): the
+    model built as the training scripts build it, bf16/fp16 autocast when ``dtype`` is given."""
+    stage = cc.Stage(stage_config(cfg, 10, ())).to(device).train()
     opt = torch.optim.AdamW(stage.parameters(), lr=1e-4)
     size = cfg.crop or cfg.resolution
     factor = cfg.resolution // cfg.low_res if cfg.role == "sr" else 1
-    x = torch.randn(batch, 3, size, size)
-    cond = torch.randn(batch, 3, size // factor, size // factor) if cfg.role != "base" else None
-    s = torch.rand(batch) if cond is not None else None
+    x = torch.randn(batch, 3, size, size, device=device)
+    cond = (torch.randn(batch, 3, size // factor, size // factor, device=device)
+            if cfg.role != "base" else None)
+    s = torch.rand(batch, device=device) if cond is not None else None
+
+    def step():
+        with torch.autocast(torch.device(device).type, dtype=dtype, enabled=dtype is not None):
+            loss = cc.training_loss(stage, x, torch.randint(0, cfg.timesteps, (batch,),
+                                                            device=device),
+                                    noise=torch.randn_like(x), cond=cond, aug_level=s,
+                                    labels=torch.randint(0, 10, (batch,), device=device))
+        opt.zero_grad(set_to_none=True)
+        loss["loss"].mean().backward()
+        opt.step()
+    return step, stage
+
+
+def step_seconds(cfg, batch: int, steps: int) -> float:
+    step, stage = training_step(cfg, batch)
     times = []
     for i in range(steps + 1):
         t0 = time.perf_counter()
-        loss = cc.training_loss(stage, x, torch.randint(0, cfg.timesteps, (batch,)),
-                                noise=torch.randn_like(x), cond=cond, aug_level=s,
-                                labels=torch.randint(0, 10, (batch,)))["loss"].mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        step()
         if i:
             times.append(time.perf_counter() - t0)
     return sorted(times)[len(times) // 2], stage.num_parameters()

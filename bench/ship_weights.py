@@ -12,7 +12,6 @@ workflow.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -23,6 +22,7 @@ from PIL import Image
 
 import cascade_core as cc
 from cascade_core import to_uint8
+from train.config import run_record
 from train.metrics.scores import sliced_wasserstein
 from train.state import STAGE_PATTERN
 
@@ -46,8 +46,7 @@ def _provenance(run: Path, training: dict) -> dict:
     """Steps and images trained, from the run folder (older runs did not record them)."""
     steps = max((int(STAGE_PATTERN.search(p.name).group(1))
                  for p in run.glob("stage-*.safetensors")), default=0)
-    config = run / "config.json"
-    batch = json.loads(config.read_text())["batch_size"] if config.is_file() else 0
+    batch = run_record(run).get("batch_size", 0)
     return {**training, "steps": training.get("steps", steps),
             "images_seen": training.get("images_seen", steps * batch)}
 
