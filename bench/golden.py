@@ -4,13 +4,16 @@
     python -m bench.golden --out runs/golden > after.json      # after it
     python -m bench.golden --compare before.json after.json
 
-It renders workflows 01-04 through the headless runner with fixed seeds
-(hashing the decoded pixels: the PNG text chunks embed the workflow, whose
-widget names may legitimately change) and trains tiny fixed-seed runs of
-``train.stage1``, ``train.stage2`` and ``train.shallow`` on 64 CIFAR-10 images,
-hashing every tensor of every stage they write. Everything goes through the
-command lines, so the script outlives renames of the Python API. Two cores,
-about two minutes.
+It renders workflows 01-04 and 07 through the headless runner with fixed
+seeds (hashing the decoded pixels: the PNG text chunks embed the workflow,
+whose widget names may legitimately change), workflow 03 once more in 16 px
+tiles (the SR stage and the refiner both tiled), workflows 05 and 06 on
+seeded random-weight ADM-layout stand-ins (the ADM test fixtures' shapes,
+converted with ``cascade_core.formats.convert``: classifier guidance, ADM-U,
+tiles), and trains tiny fixed-seed runs of ``train.stage1``, ``train.stage2``
+and ``train.shallow`` on 64 CIFAR-10 images, hashing every tensor of every
+stage they write. Everything goes through the command lines, so the script
+outlives renames of the Python API. Two cores, about three minutes.
 """
 from __future__ import annotations
 
@@ -27,7 +30,28 @@ import numpy as np
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
-WORKFLOWS = ("01_base_then_sr", "02_full_cascade", "03_upscale_your_image", "04_augmentation_sweep")
+FIXTURES = ROOT / "tests" / "fixtures" / "adm"
+# render name -> (workflow, extra runner arguments); "{standins}" is the stand-ins' folder
+RENDERS = {
+    "01_base_then_sr": ("01_base_then_sr", []),
+    "02_full_cascade": ("02_full_cascade", []),
+    "03_upscale_your_image": ("03_upscale_your_image", []),
+    "03_upscale_your_image+tile16": ("03_upscale_your_image", ["--set", "tile_size=16"]),
+    "04_augmentation_sweep": ("04_augmentation_sweep", []),
+    "05_imagenet_64_to_256+standins": ("05_imagenet_64_to_256", [
+        "--stages", "{standins}", "--set", "steps=4", "--set", "1.stage_name=base.safetensors",
+        "--set", "2.classifier_name=classifier.safetensors", "--set",
+        "3.stage_name=upsampler.safetensors", "--set", "4.class_name=3"]),
+    "06_upscale_photo_x4+standins": ("06_upscale_photo_x4", [
+        "--stages", "{standins}", "--set", "steps=4", "--set",
+        "2.stage_name=upsampler.safetensors", "--set", "4.class_name=3", "--set",
+        "4.tile_size=32"]),
+    "07_sweep_s_and_steps": ("07_sweep_s_and_steps", []),
+}
+# the ADM fixtures standing in for OpenAI's files: fixture -> (stage file, extra overrides)
+STANDINS = {"adm64_new_order": ("base.safetensors", {}),
+            "adm_classifier": ("classifier.safetensors", {"schedule": "cosine"}),
+            "adm_upsampler": ("upsampler.safetensors", {})}
 TRAIN_COMMON = ["--steps", "12", "--batch-size", "8", "--seed", "3", "--checkpoint-every", "6",
                 "--no-progress", "--no-tensorboard", "--sample-every", "0"]
 TRAINING = {
@@ -77,14 +101,41 @@ def weights_hash(path: Path) -> str:
     return h.hexdigest()[:16]
 
 
+def standins(folder: Path) -> Path:
+    """Seeded random-weight ADM-layout files (the fixtures' shapes and seeds), converted to stage
+    files by the command line, as a user converts a download."""
+    import torch
+    from safetensors import safe_open
+
+    sys.path.insert(0, str(FIXTURES))
+    from random_weights import random_state
+
+    folder.mkdir(parents=True)
+    for fixture, (name, extra) in STANDINS.items():
+        with safe_open(str(FIXTURES / f"{fixture}.safetensors"), framework="pt") as f:
+            meta = f.metadata()
+        src = folder / f"{fixture}.pt"
+        torch.save(random_state(json.loads(meta["shapes"]), int(meta["seed"])), src)
+        sets = []
+        for key, value in {**json.loads(meta["overrides"]), **extra}.items():
+            text = ",".join(map(str, value)) if isinstance(value, list) else str(value)
+            sets += ["--set", f"{key}={text}"]
+        _run(["cascade_core.formats.convert", str(src), str(folder / name), "--dtype", "fp32",
+              *sets])
+        src.unlink()
+    return folder
+
+
 def record(out: Path) -> dict:
     shutil.rmtree(out, ignore_errors=True)  # image counters and training runs start afresh
     out.mkdir(parents=True)
     hashes = {}
-    for name in WORKFLOWS:
+    released = standins(out / "standins")
+    for name, (workflow, extra) in RENDERS.items():
         folder = out / "render" / name
-        _run(["nodes.run_workflow", f"workflows/{name}.json", "--out", str(folder), "--set",
-              "seed=11", "--threads", "1"])
+        extra = [a.replace("{standins}", str(released)) for a in extra]
+        _run(["nodes.run_workflow", f"workflows/{workflow}.json", "--out", str(folder), "--set",
+              "seed=11", "--threads", "1", *extra])
         for png in sorted(folder.rglob("*.png")):
             hashes[f"{name}/{png.relative_to(folder)}"] = pixel_hash(png)
     data = tiny_dataset(out / "tiny.npz")
