@@ -41,11 +41,6 @@ def alternating(fns: dict, repeats: int = 5, warmup: int = 1) -> dict:
             for k, v in times.items()}
 
 
-def interleaved(fns: dict, repeats: int = 5, warmup: int = 1) -> dict:
-    """Median seconds per call of each function (``alternating``'s medians)."""
-    return {k: v["median"] for k, v in alternating(fns, repeats, warmup).items()}
-
-
 def peak_matmul_flops(n: int = 1024, repeats: int = 5, dtype=torch.float32) -> float:
     """This CPU's measured matmul throughput in FLOP/s (best of ``repeats``)."""
     a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)

@@ -36,7 +36,8 @@ from nodes.headless.graph import widget_positions
 from .common import save
 
 ROOT = Path(__file__).resolve().parents[1]
-# the four workflows of the shipped cascade (05/06 need OpenAI's files: bench.released runs them)
+# the four workflows of the shipped cascade (05/06 need OpenAI's files: bench.release.released
+# runs them)
 WORKFLOWS = sorted(p for p in (ROOT / "workflows").glob("*.json") if p.name[:2] <= "04")
 GOOD = ["seed=5", "steps=2"]
 WARMUP, SLOPE_LIMIT_MB = 10, 1.0

@@ -4,8 +4,8 @@ from __future__ import annotations
 from . import comfy_bridge as bridge
 from . import widgets as W
 from ._core import core
-from .comfy_samplers import comfy_sampler, warn_low_start
 from .images import from_comfy, to_comfy
+from .plan_from_widgets import sampling_plan
 from .stage_nodes import CLASSIFIER_TYPE, STAGE_TYPE
 
 FROM_INPUT = "from input"
@@ -15,16 +15,6 @@ COMFY_INPUTS = {"sampler": ("SAMPLER", {"tooltip": "a ComfyUI sampler (KSamplerS
                 "sigmas": ("SIGMAS", {"tooltip": "a ComfyUI sigma grid (Cascade Sigmas, Karras, "
                                                  "Exponential, ...); overrides steps and "
                                                  "spacing"})}
-
-
-def _sampling(st, sampler_name, *, sampler, sigmas, seed, steps):
-    """(the core's sampler argument, sigmas, progress total) with ComfyUI's inputs if wired."""
-    fn = sampler_name if sampler is None else comfy_sampler(sampler, st, seed)
-    if sigmas is None:
-        return fn, None, steps
-    grid = core.sampling.check_sigmas(sigmas, stage=st.name)
-    warn_low_start(st, grid)
-    return fn, grid, len(grid) - 1
 
 
 def _labels(stage, spec: str, batch: int, seed: int, inherited=None):
@@ -66,19 +56,13 @@ class CDMBaseSampler:
                truncate_s, dtype, classifier=None, classifier_scale=1.0, sampler=None,
                sigmas=None, unique_id=None, extra_pnginfo=None):
         st = stage.stage
-        precision = W.torch_dtype(dtype, (extra_pnginfo, unique_id))  # before any work: bad = error
+        plan = sampling_plan(st, locals(), start="truncated",
+                             record=(extra_pnginfo, unique_id))
         labels = _labels(st, class_name, batch_size, seed=seed)
-        clf = None if classifier is None else classifier.stage
-        fn, grid, total = _sampling(st, sampler_name, sampler=sampler, sigmas=sigmas, seed=seed,
-                                    steps=steps)
-        with bridge.on_compute_device(st), bridge.on_compute_device(clf):
-            image, cond = core.generate(st, batch_size, seed=seed, steps=steps,
-                                        sampler=fn, spacing=spacing, sigmas=grid,
-                                        labels=labels, guidance=guidance,
-                                        truncate_s=truncate_s or None,
-                                        callback=bridge.Progress(total), dtype=precision,
-                                        classifier=clf, classifier_scale=classifier_scale)
-        return to_comfy(image, bridge.intermediate_device()), cond
+        cond = core.Conditioning.for_base(batch_size, labels)
+        with bridge.on_compute_device(st), bridge.on_compute_device(plan.classifier):
+            image, lowres = core.generate(st, plan, cond, seed=seed)
+        return to_comfy(image, bridge.intermediate_device()), lowres
 
 
 class CDMSuperResStage:
@@ -102,17 +86,13 @@ class CDMSuperResStage:
                 size_mismatch, dtype, tile_size=0, sampler=None, sigmas=None, unique_id=None,
                 extra_pnginfo=None):
         st = stage.stage
-        precision = W.torch_dtype(dtype, (extra_pnginfo, unique_id))  # before any work: bad = error
+        plan = sampling_plan(st, locals(), record=(extra_pnginfo, unique_id))
         if size_mismatch == "resize to fit":
             lowres = core.fit_condition(st, lowres)
         labels = _labels(st, class_name, lowres.image.shape[0], seed=seed, inherited=lowres.labels)
-        fn, grid, total = _sampling(st, sampler_name, sampler=sampler, sigmas=sigmas, seed=seed,
-                                    steps=steps)
         with bridge.on_compute_device(st):
-            image = core.super_resolve(st, lowres, seed=seed, steps=steps, sampler=fn,
-                                       spacing=spacing, labels=labels, guidance=guidance,
-                                       callback=bridge.Progress(total), dtype=precision,
-                                       tiling=W.tiling(tile_size), sigmas=grid)
+            image = core.super_resolve(st, plan, core.Conditioning.for_upsampling(lowres, labels),
+                                       seed=seed)
         return (to_comfy(image, bridge.intermediate_device()),)
 
 
@@ -144,14 +124,10 @@ class CDMRefiner:
                guidance, s, dtype, tile_size=0, sampler=None, sigmas=None, unique_id=None,
                extra_pnginfo=None):
         st = stage.stage
-        precision = W.torch_dtype(dtype, (extra_pnginfo, unique_id))  # before any work: bad = error
+        plan = sampling_plan(st, locals(), start="partial",
+                             record=(extra_pnginfo, unique_id))
         x = from_comfy(image)
-        labels = _labels(st, class_name, x.shape[0], seed=seed)
-        fn, grid, total = _sampling(st, sampler_name, sampler=sampler, sigmas=sigmas, seed=seed,
-                                    steps=steps)
+        cond = core.Conditioning.for_refining(x, s, _labels(st, class_name, x.shape[0], seed=seed))
         with bridge.on_compute_device(st):
-            out = core.refine(st, x, strength=strength, seed=seed, steps=steps, sampler=fn,
-                              spacing=spacing, labels=labels, guidance=guidance, s=s,
-                              callback=bridge.Progress(total), dtype=precision,
-                              tiling=W.tiling(tile_size), sigmas=grid)
+            out = core.refine(st, plan, cond, seed=seed)
         return (to_comfy(out, bridge.intermediate_device()),)

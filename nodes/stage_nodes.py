@@ -13,7 +13,7 @@ from .known_files import missing_file_hint
 STAGE_TYPE = "CDM_STAGE"
 CLASSIFIER_TYPE = "CDM_CLASSIFIER"
 _cache: dict = {}
-KEEP_PER_KIND = 3  # stages (and, separately, classifiers) kept loaded, least recently used out
+KEEP_EACH = 3  # stages (and, separately, classifiers) kept loaded, least recently used out
 LOG = logging.getLogger(__name__)
 
 
@@ -49,20 +49,20 @@ def find(name: str) -> Path:
     return path
 
 
-def load(name: str, kind: str = "stage", compile: bool = False) -> LoadedStage:
-    """A stage (or, with ``kind="classifier"``, a noisy classifier), cached by path and mtime;
+def load(name: str, what: str = "stage", compile: bool = False) -> LoadedStage:
+    """A stage (or, with ``what="classifier"``, a noisy classifier), cached by path and mtime;
     ``compile``: evaluate it through torch.compile (a separate cache entry)."""
     path = find(name)
-    key = (kind, str(path), path.stat().st_mtime_ns, bool(compile))
+    key = (what, str(path), path.stat().st_mtime_ns, bool(compile))
     if key in _cache:
         _cache[key] = _cache.pop(key)  # most recently used last
         return _cache[key]
-    # keep the few most recently used of each kind: a cascade's stages stay loaded between runs
+    # keep the few most recently used of each: a cascade's stages stay loaded between runs
     # (evicting one stage per load reloaded every stage of a workflow on every run), while
     # switching among many large files does not pile them up in memory
-    for old in [k for k in _cache if k[0] == kind][:-(KEEP_PER_KIND - 1) or None]:
+    for old in [k for k in _cache if k[0] == what][:-(KEEP_EACH - 1) or None]:
         del _cache[old]
-    loader = core.load_stage if kind == "stage" else core.load_classifier
+    loader = core.load_stage if what == "stage" else core.load_classifier
     _cache[key] = LoadedStage(loader(path, device=bridge.offload_device(), dtype="fp32"),
                               str(path))
     if compile:
@@ -112,7 +112,7 @@ class CDMClassifierLoader:
                                                  {"tooltip": "a noisy classifier checkpoint"})}}
 
     def load(self, classifier_name):
-        return (load(classifier_name, kind="classifier"),)
+        return (load(classifier_name, what="classifier"),)
 
 
 def class_list(names) -> str:
@@ -128,7 +128,8 @@ def describe(loaded: LoadedStage) -> str:
     classes = class_list(cfg.class_names) if cfg.class_names else cfg.num_classes or "unconditional"
     lines = [
         f"{loaded.name}: {cfg.describe()} ({loaded.stage.num_parameters() / 1e6:.2f}M parameters)",
-        f"classes: {classes}", f"schedule: {cfg.schedule.kind}, T={cfg.schedule.timesteps}, "
+        f"classes: {classes}",
+        f"schedule: {cfg.schedule.beta_schedule}, T={cfg.schedule.timesteps}, "
         f"{cfg.parameterization}-prediction, "
         f"{'learned' if cfg.learn_sigma else 'fixed'} variance, {cfg.noise_conditioning} "
         "conditioning",

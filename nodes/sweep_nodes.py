@@ -10,7 +10,9 @@ from . import comfy_bridge as bridge
 from . import widgets as W
 from ._core import core
 from .images import from_comfy, to_comfy
+from .plan_from_widgets import sampling_plan
 from .stage_nodes import STAGE_TYPE
+from .sweep_axes import cells_of, parse_axis
 
 sweep = core.sweep
 NONE = "none"
@@ -56,7 +58,7 @@ class CDMSweep:
 
     @classmethod
     def INPUT_TYPES(cls):
-        axes = sorted(sweep.AXES)
+        axes = sorted(sweep.SWEEPABLE)
         return {"required": {
             "stage": (STAGE_TYPE,), "image": ("IMAGE", {"tooltip": "a clean image; the first of "
                                                                   "a batch is swept"}),
@@ -78,15 +80,15 @@ class CDMSweep:
               spacing, class_name, guidance, s, strength, dtype, unique_id=None,
               extra_pnginfo=None):
         st = stage.stage
-        x = sweep.parse_axis(x_axis, x_values)
-        y = None if y_axis == NONE else sweep.parse_axis(y_axis, y_values)
-        cells = sweep.cells_of(x, y)
+        x = parse_axis(x_axis, x_values)
+        y = None if y_axis == NONE else parse_axis(y_axis, y_values)
+        cells = cells_of(x, y)
         img = from_comfy(image)[:1]
         labels = (None if not st.config.num_classes
                   else core.parse_classes(st.config, class_name, 1, seed=seed, stage=st.name))
-        settings = {"seed": seed, "steps": steps, "sampler": sampler_name, "spacing": spacing,
-                    "guidance": guidance, "s": s, "strength": strength, "labels": labels,
-                    "dtype": W.torch_dtype(dtype, (extra_pnginfo, unique_id))}
+        plan = sampling_plan(st, locals(), record=(extra_pnginfo, unique_id), progress=False)
+        settings = sweep.SweepSettings(plan=plan, seed=seed, labels=labels, s=s,
+                                       strength=strength)
         bar = bridge.Progress(sum(int(c.get("steps", steps)) for c in cells))
 
         def progress(done, total, info):

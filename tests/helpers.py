@@ -6,7 +6,7 @@ import math
 import torch
 
 import cascade_core as cc
-from cascade_core.denoiser import Prediction
+from cascade_core.run.denoiser import Prediction
 
 TINY_UNET = cc.UNetConfig(base_channels=8, channel_mult=(1, 2), num_res_blocks=1,
                           attention_resolutions=(4,), num_heads=2)

@@ -17,14 +17,16 @@ from fixtures.adm.random_weights import random_state, state_digest
 from safetensors import safe_open
 
 import cascade_core as cc
-from cascade_core.denoiser import Denoiser
-from cascade_core.errors import CascadeError, CheckpointError
+from cascade_core.base.errors import CascadeError, CheckpointError
 from cascade_core.formats import adm
 from cascade_core.formats.adm_table import RELEASED, imagenet_class_names
 from cascade_core.formats.stage_file import load_classifier, load_stage
 from cascade_core.process.noise import NoiseSource
 from cascade_core.process.samplers import sample_ddim, sample_ddpm
 from cascade_core.process.schedules import sampling_sigmas
+from cascade_core.run.denoiser import Denoiser, NetInputs
+
+PLAIN = cc.SamplingPlan()  # guidance 1, no classifier, estimates clipped as ADM's clip_denoised
 
 FIXTURES = Path(__file__).parent / "fixtures" / "adm"
 UNETS = ["adm64_new_order", "adm256_legacy_heads", "adm_uncond", "adm_upsampler", "improved_4000",
@@ -117,7 +119,8 @@ def test_ddim_20_steps_matches_the_reference(guided_pair):
     io, _ = fixture("samplers")
     sigmas = sampling_sigmas(base.schedule, 20, "ddim")
     with torch.no_grad():
-        out = sample_ddim(Denoiser(base, labels=io["y"]), start(io, sigmas), sigmas)
+        out = sample_ddim(Denoiser(base, PLAIN, NetInputs(labels=io["y"])), start(io, sigmas),
+                          sigmas)
     torch.testing.assert_close(out, io["ddim"], atol=1e-4, rtol=1e-4)
 
 
@@ -126,7 +129,8 @@ def test_respaced_learned_variance_ancestral_matches_the_reference(guided_pair):
     io, _ = fixture("samplers")
     sigmas = sampling_sigmas(base.schedule, 20, "uniform")
     with torch.no_grad():
-        out = sample_ddpm(Denoiser(base, labels=io["y"]), start(io, sigmas), sigmas,
+        out = sample_ddpm(Denoiser(base, PLAIN, NetInputs(labels=io["y"])), start(io, sigmas),
+                          sigmas,
                           noise=Replay(io["ancestral_noise"]))
     torch.testing.assert_close(out, io["ancestral"], atol=1e-4, rtol=1e-4)
 
@@ -135,8 +139,8 @@ def test_classifier_guided_ddim_matches_the_reference(guided_pair):
     base, clf = guided_pair
     io, meta = fixture("samplers")
     sigmas = sampling_sigmas(base.schedule, 20, "ddim")
-    guided = Denoiser(base, labels=io["y"], classifier=clf,
-                      classifier_scale=float(meta["guidance_scale"]))
+    plan = cc.SamplingPlan(classifier=clf, classifier_scale=float(meta["guidance_scale"]))
+    guided = Denoiser(base, plan, NetInputs(labels=io["y"]))
     with torch.inference_mode():  # the gradient is taken outside inference mode regardless
         out = sample_ddim(guided, start(io, sigmas), sigmas)
     torch.testing.assert_close(out, io["guided_ddim"], atol=1e-4, rtol=1e-4)
@@ -158,9 +162,9 @@ def test_every_released_file_is_recognised_from_its_shapes(file):
         model = (cc.NoisyClassifier(cfg) if isinstance(cfg, cc.ClassifierConfig)
                  else cc.Stage(cfg))
     ours = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    kind = "classifier" if isinstance(cfg, cc.ClassifierConfig) else "unet"
-    mapped = adm.to_our_keys(shapes, kind)
-    if kind == "unet":
+    family = "classifier" if isinstance(cfg, cc.ClassifierConfig) else "unet"
+    mapped = adm.to_our_keys(shapes, family)
+    if family == "unet":
         mapped = {f"net.{k}": v for k, v in mapped.items()}
     assert set(mapped) == set(ours)
     for k, shape in mapped.items():  # ADM's 1-D attention convolutions are our 1x1 2-D ones
@@ -240,11 +244,11 @@ def test_stage_without_null_class_refuses_cfg_and_unconditional(released):
     stage = load_stage(path, overrides=overrides)
     labels = torch.tensor([3])
     with pytest.raises(CascadeError, match="no null class"):
-        Denoiser(stage, labels=labels, guidance=2.0)
+        Denoiser(stage, cc.SamplingPlan(guidance=2.0), NetInputs(labels=labels))
     with pytest.raises(CascadeError, match="every image needs a class"):
-        Denoiser(stage, labels=None)
+        Denoiser(stage, PLAIN, NetInputs())
     with pytest.raises(CascadeError, match="class index out of range"):
-        Denoiser(stage, labels=torch.tensor([10]))
+        Denoiser(stage, PLAIN, NetInputs(labels=torch.tensor([10])))
 
 
 def test_half_precision_weights_normalise_in_float32(released):

@@ -2,8 +2,8 @@ import pytest
 import torch
 
 import cascade_core as cc
-from cascade_core.pipeline import convert_level
 from cascade_core.process.augment import draw_training_augmentation
+from cascade_core.run.handover import convert_level
 
 
 def _img(n=8, size=16, seed=0):

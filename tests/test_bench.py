@@ -4,7 +4,8 @@ import importlib.util
 import pytest
 
 import cascade_core as cc
-from bench import peer_speed, preset_cost, samplers
+from bench.quality import samplers
+from bench.speed import peer_speed, preset_cost
 
 
 def test_peer_speed_quick(capsys):
@@ -38,7 +39,7 @@ def test_samplers_quick(capsys):
 
 
 def test_ablation_quick(tmp_path, capsys):
-    from bench import ablation
+    from bench.quality import ablation
     assert ablation.main(["--quick", "--out", str(tmp_path), "--steps", "2"]) == 0
     out = capsys.readouterr().out
     assert "quick ablation: 13 rows" in out and "'s': 0.5, 'truncated': True" in out
@@ -50,7 +51,7 @@ def test_ablation_levels():
     that sample these rows end to end are the two ablation tests around this one)."""
     import pytest
 
-    from bench import ablation
+    from bench.quality import ablation
     from cascade_core import CascadeError
     specs = ablation.row_specs(ablation.parse_levels("0,0.3"))
     assert specs == [("single", None, None), ("sr_noaug", 0.0, False), ("sr_aug", 0.0, False),
@@ -62,17 +63,18 @@ def test_ablation_levels():
 
 
 def test_shallow_ablation_quick(tmp_path, capsys):
-    from bench import shallow_ablation
+    from bench.quality import shallow_ablation
     assert shallow_ablation.main(["--quick", "--out", str(tmp_path)]) == 0
     combos = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith('{"combo"')]
     assert len(combos) == 3 and all('"epoch_seconds"' in c and '"swd"' in c for c in combos)
 
 
 def test_report_tables_from_results(tmp_path, capsys):
-    """bench.report turns the JSON results into the tables RESULTS.md quotes, with ratios."""
+    """bench.quality.report turns the JSON results into the tables RESULTS.md quotes, with
+    ratios."""
     import json
 
-    from bench import report
+    from bench.quality import report
     rows = [{"variant": "single-stage 32px", "s": None, "truncated": None, "swd": 50.0, "kid": 0.2,
              "kid_std": 0.01, "fid": 120.0, "sample_seconds": 100.0},
             {"variant": "cascade, amortized aug", "s": 0.2, "truncated": False, "swd": 40.0,
@@ -105,7 +107,7 @@ def test_ablation_rows_continue_and_split_over_parts(tmp_path, capsys):
 
     import pytest
 
-    from bench import ablation
+    from bench.quality import ablation
     from cascade_core import CascadeError
     args = ["--quick", "--out", str(tmp_path), "--levels", "0,0.3", "--steps", "2"]
     with pytest.raises(CascadeError, match="--part needs the trained variants"):
@@ -159,7 +161,7 @@ def test_soak_notices_a_leak_and_a_runner_that_stops_refusing(tiny_cascade, monk
 
 
 def test_stage_gaps_quick(capsys):
-    from bench import stage_gaps
+    from bench.quality import stage_gaps
     assert stage_gaps.main(["--quick"]) == 0
     lines = [ln for ln in capsys.readouterr().out.splitlines() if "class agreement" in ln]
     names = [ln.split("  ")[0].strip() for ln in lines]
@@ -167,7 +169,7 @@ def test_stage_gaps_quick(capsys):
 
 
 def test_tune_defaults_equality_rule_and_pick():
-    from bench.tune_defaults import OLD, cost, equal_or_better, pick
+    from bench.quality.tune_defaults import OLD, cost, equal_or_better, pick
     old = {**OLD, "kid": 0.050, "kid_std": 0.001, "class_accuracy": 0.50, "num": 1000}
     same = {**old, "steps": 10, "sr_steps": 10, "kid": 0.0527}  # 1.9 combined std worse: equal
     worse = {**old, "steps": 15, "sr_steps": 15, "kid": 0.0529}  # 2.05 std: not equal
@@ -179,7 +181,7 @@ def test_tune_defaults_equality_rule_and_pick():
 
 
 def test_tune_defaults_quick(capsys):
-    from bench import tune_defaults
+    from bench.quality import tune_defaults
     assert tune_defaults.main(["all", "--quick"]) == 0
     out = capsys.readouterr().out
     assert "| 30 + 30 | fp32 |" in out and "| 2 + 2 | fp32 |" in out and "(old)" in out
@@ -187,7 +189,7 @@ def test_tune_defaults_quick(capsys):
 
 
 def test_loader_speed_quick(capsys):
-    from bench import loader_speed
+    from bench.speed import loader_speed
     assert loader_speed.main(["--quick"]) == 0
     out = capsys.readouterr().out
     assert out.count("the loader costs") == 2 and "base:" in out and "sr:" in out
@@ -201,7 +203,7 @@ def test_peer_speed_profile_quick(capsys):
 
 
 def test_weights_speed_times_two_weight_sets_side_by_side(tiny_cascade, capsys, monkeypatch):
-    from bench import weights_speed
+    from bench.speed import weights_speed
     monkeypatch.setattr(weights_speed, "save", lambda name, payload: payload)
     assert weights_speed.main(["--old", str(tiny_cascade), "--new", str(tiny_cascade),
                                "--repeats", "1", "--set", "steps=1", "--set",

@@ -60,8 +60,8 @@ def test_targets_recover_x0(param):
     t = torch.tensor([0, 3, 60, 120, 199])
     xt = q_sample(SCHED, x0, t, noise=noise)
     abar = SCHED.alphas_cumprod[t].float().view(-1, 1, 1, 1)
-    got = predict_x0(param, target(param, SCHED, x0, noise=noise, t=t), xt, alpha=abar.sqrt(),
-                     sigma=(1 - abar).sqrt())
+    got = predict_x0(param, target(param, SCHED, x0, noise=noise, t=t), xt, a=abar.sqrt(),
+                     b=(1 - abar).sqrt())
     assert torch.allclose(got, x0, atol=2e-3 if param == "eps" else 1e-5)
 
 

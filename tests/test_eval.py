@@ -7,9 +7,9 @@ from test_train import make_folder
 
 import cascade_core as cc
 from train import eval as E
-from train.metrics import classifier as C
+from train.metrics import cifar_classifier as C
 from train.metrics import inception
-from train.metrics.sample_cascade import sample_cascade
+from train.metrics.sample_cascade import Cascade, CascadeSettings, sample_cascade
 
 
 @pytest.fixture(scope="module")
@@ -52,14 +52,16 @@ def test_sample_cascade_and_accuracy(folder, tmp_path):
     names = ("blue", "green", "red")
     base = tiny_stage(resolution=16, num_classes=3, class_names=names)
     sr = tiny_stage("sr", 32, 16, num_classes=3, class_names=names)
-    images, labels = sample_cascade(base, sr, None, n=6, batch=4, steps=2, sr_steps=2, log=None)
+    images, labels = sample_cascade(Cascade(base, sr), 6,
+                                    CascadeSettings(batch=4, steps=2, sr_steps=2), log=None)
     assert images.shape == (6, 32, 32, 3) and images.dtype == np.uint8
     assert labels.tolist() == [0, 1, 2, 0, 1, 2]
     imgs, labs, _ = C.load_split(folder)
-    model = C.fit(imgs, labs, 3, epochs=1, batch=6, log=lambda *a: None)
+    model = C.fit(imgs, labs, 3, C.FitSettings(epochs=1, batch=6), log=lambda *a: None)
     C.save(model, tmp_path / "clf.safetensors", {"class_names": list(names)})
-    result = E.evaluate(images, labels, str(folder), metrics=["acc", "swd"],
-                        classifier=tmp_path / "clf.safetensors")
+    result = E.evaluate(images, labels, str(folder),
+                        E.EvalOptions(metrics=("acc", "swd"),
+                                      classifier=tmp_path / "clf.safetensors"))
     assert 0.0 <= result["class_accuracy"] <= 1.0 and len(result["swd"]) == 3
 
 

@@ -7,7 +7,8 @@ import pytest
 from PIL import Image
 
 import cascade_core as cc
-from bench import gpu_speed, stage_curve
+from bench.quality import stage_curve
+from bench.speed import gpu_speed
 from train import eval as E
 from train import jpeg_pack
 

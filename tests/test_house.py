@@ -14,9 +14,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PRODUCT = ("cascade_core", "nodes", "train", "bench")
-# the engine's layers, lowest first: a module may import its own layer and those below it
-LAYERS = {"foundation": 0, "process": 1, "models": 2, "formats": 3, "top": 4}
-FOUNDATION = {"errors", "version", "images", "precision"}
+# the engine's layers (its folders), lowest first: a module may import its own layer and those
+# below it; the package's __init__ ("top") re-exports them all
+LAYERS = {"base": 0, "process": 1, "models": 2, "formats": 3, "training": 4, "run": 5,
+          "analysis": 6, "top": 7}
 EXTERNAL = {"torch", "np", "F", "nn", "math", "os", "json", "time", "re", "sys", "dist", "kornia",
             "Image", "shutil", "subprocess", "random", "argparse", "copy", "signal", "tempfile",
             "einops", "hashlib", "inspect", "threading", "contextlib", "tqdm", "zipfile", "io"}
@@ -33,9 +34,7 @@ def _parse(path: Path) -> ast.Module:
 def _core_layer(module: str) -> str:
     """Layer of a module path inside cascade_core, e.g. 'process.samplers' -> 'process'."""
     head = module.split(".")[0]
-    if head in ("process", "models", "formats"):
-        return head
-    return "foundation" if head in FOUNDATION else "top"
+    return head if head in LAYERS else "top"
 
 
 def _core_imports(path: Path):

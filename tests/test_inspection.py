@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import cascade_core as cc
-from cascade_core.inspection import upsample
+from cascade_core.analysis.inspection import upsample
 from nodes import NODE_CLASS_MAPPINGS
 from nodes.images import to_comfy
 

@@ -212,6 +212,6 @@ def test_stage_cache_keeps_a_cascade_loaded_and_drops_the_least_recently_used(ti
     load(names[0], compile=False)
     stage_nodes.load(names[0], compile=True)  # a separate entry: the cache is full
     kept = [k for k in stage_nodes._cache if k[0] == "stage"]
-    assert len(kept) == stage_nodes.KEEP_PER_KIND
+    assert len(kept) == stage_nodes.KEEP_EACH
     assert load(names[0]) is first[0] and load(names[2]) is first[2]
     assert load(names[1]) is not first[1]  # it was the least recently used: reloaded

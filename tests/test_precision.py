@@ -70,19 +70,22 @@ def test_environment_override_forces_a_precision(cpu_with, monkeypatch):
 def test_auto_samples_exactly_as_the_precision_it_resolves_to(cpu_with):
     from helpers import tiny_stage
     stage = tiny_stage(resolution=8)
-    kw = dict(seed=5, steps=3, sampler="euler")
+    def sample(precision):
+        plan = cc.SamplingPlan(steps=3, sampler="euler", precision=precision)
+        return cc.generate(stage, plan, cc.Conditioning.for_base(2), seed=5)[0]
+
     cpu_with(PLAIN_CPU)
-    auto_plain, _ = cc.generate(stage, 2, dtype="auto", **kw)
-    fp32, _ = cc.generate(stage, 2, dtype=torch.float32, **kw)
+    auto_plain = sample("auto")
+    fp32 = sample(torch.float32)
     assert torch.equal(auto_plain, fp32)
     cpu_with(BF16_CPU)
-    auto_bf16, _ = cc.generate(stage, 2, dtype="auto", **kw)
-    bf16, _ = cc.generate(stage, 2, dtype="bf16", **kw)
+    auto_bf16 = sample("auto")
+    bf16 = sample("bf16")
     assert torch.equal(auto_bf16, bf16) and not torch.equal(auto_bf16, fp32)
     assert float((auto_bf16 - fp32).abs().max()) < 0.1  # the same picture, rounded differently
     cpu_with(PLAIN_CPU)
     with pytest.raises(cc.CascadeError, match="bf16 is not computed natively"):
-        cc.generate(stage, 2, dtype="bf16", **kw)
+        sample("bf16")
 
 
 def test_node_records_the_resolved_precision(cpu_with, tiny_cascade):

@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures" / "adm"
 WF05 = ROOT / "workflows" / "05_imagenet_64_to_256.json"
 WF06 = ROOT / "workflows" / "06_upscale_photo_x4.json"
+TWO = cc.SamplingPlan(steps=2)
 
 
 @pytest.fixture(scope="module")
@@ -78,25 +79,27 @@ def test_adm_u_refuses_an_augmented_condition(tiny_adm):
     image = torch.zeros(1, 3, 4, 4)
     cond = cc.make_condition(image, 0.1, cc.NoiseSource.from_seed(0, 1))
     with pytest.raises(cc.CascadeError, match="no augmentation-level input.*s = 0.1"):
-        cc.super_resolve(up, cond, seed=0, steps=2, labels=torch.tensor([1]))
+        cc.super_resolve(up, TWO, cc.Conditioning.for_upsampling(cond, torch.tensor([1])), seed=0)
     clean = cc.make_condition(image, 0.0, cc.NoiseSource.from_seed(0, 1))
     with pytest.raises(cc.CascadeError, match="every image needs a class"):
-        cc.super_resolve(up, clean, seed=0, steps=2, labels=None)
-    assert cc.super_resolve(up, clean, seed=0, steps=2, labels=torch.tensor([1])).shape == (
-        1, 3, 16, 16)
+        cc.super_resolve(up, TWO, cc.Conditioning.for_upsampling(clean), seed=0)
+    out = cc.super_resolve(up, TWO, cc.Conditioning.for_upsampling(clean, torch.tensor([1])),
+                           seed=0)
+    assert out.shape == (1, 3, 16, 16)
 
 
 def test_classifier_guidance_checks_size_and_classes(tiny_adm):
     base = cc.load_stage(tiny_adm / "tiny_base.safetensors")
     clf = cc.load_classifier(tiny_adm / "tiny_clf.safetensors")
     labels = torch.tensor([1, 2])
-    guided, _ = cc.generate(base, 2, seed=0, steps=3, sampler="ddim", spacing="ddim",
-                            labels=labels, classifier=clf, classifier_scale=5.0)
-    plain, _ = cc.generate(base, 2, seed=0, steps=3, sampler="ddim", spacing="ddim",
-                           labels=labels)
+    ddim = dict(steps=3, sampler="ddim", spacing="ddim")
+    guided, _ = cc.generate(base, cc.SamplingPlan(**ddim, classifier=clf, classifier_scale=5.0),
+                            cc.Conditioning.for_base(2, labels), seed=0)
+    plain, _ = cc.generate(base, cc.SamplingPlan(**ddim), cc.Conditioning.for_base(2, labels),
+                           seed=0)
     assert (guided - plain).abs().max() > 1e-3
     with pytest.raises(cc.CascadeError, match="trained at another size"):
-        cc.guide_check(base, _resized(clf, 32), scale=1.0)
+        cc.guide_check(base, _resized(clf, 32))
 
 
 def _resized(clf, size):
@@ -152,6 +155,7 @@ def test_guidance_works_with_a_classifier_loaded_in_inference_mode(tiny_adm):
     with torch.inference_mode():
         clf = cc.load_classifier(tiny_adm / "tiny_clf.safetensors")
         assert any(p.is_inference() for p in clf.parameters())
-        guided, _ = cc.generate(base, 1, seed=0, steps=2, sampler="ddim", spacing="ddim",
-                                labels=torch.tensor([1]), classifier=clf, classifier_scale=2.0)
+        plan = cc.SamplingPlan(steps=2, sampler="ddim", spacing="ddim", classifier=clf,
+                               classifier_scale=2.0)
+        guided, _ = cc.generate(base, plan, cc.Conditioning.for_base(1, torch.tensor([1])), seed=0)
     assert torch.isfinite(guided).all()

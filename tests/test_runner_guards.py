@@ -180,9 +180,10 @@ def test_a_sampler_going_non_finite_names_the_stage_and_the_first_step(tiny_casc
 
     monkeypatch.setattr(type(stage), "forward", breaks_at_step_3)
     with pytest.raises(cc.CascadeError, match=r"\[.*\] sampling went non-finite .* at step 3 of 5"):
-        cc.generate(stage, 2, seed=0, steps=5, sampler="euler", spacing="karras")
+        cc.generate(stage, cc.SamplingPlan(steps=5, sampler="euler", spacing="karras"),
+                    cc.Conditioning.for_base(2), seed=0)
     with pytest.raises(cc.CascadeError, match="guidance must be a finite number"):
-        cc.generate(stage, 1, seed=0, steps=2, guidance=float("inf"))
+        cc.SamplingPlan(steps=2, guidance=float("inf"))
 
 
 def test_integral_floats_for_int_widgets_run_as_ints(tiny_cascade, tmp_path):

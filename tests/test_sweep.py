@@ -6,13 +6,14 @@ import torch
 from helpers import tiny_stage
 
 import cascade_core as cc
-from cascade_core.sweep import MAX_CELLS, cells_of, parse_axis, run_sweep
+from cascade_core.analysis.sweep import MAX_CELLS, SweepSettings, run_sweep
 from nodes import NODE_CLASS_MAPPINGS, comfy_bridge
 from nodes.images import to_comfy
 from nodes.stage_nodes import LoadedStage
+from nodes.sweep_axes import cells_of, parse_axis
 
-SETTINGS = {"seed": 3, "steps": 3, "sampler": "dpmpp_2m", "spacing": "karras", "guidance": 1.0,
-            "s": 0.1, "strength": 0.5, "labels": None}
+SETTINGS = SweepSettings(plan=cc.SamplingPlan(steps=3, sampler="dpmpp_2m", spacing="karras"),
+                         seed=3, s=0.1, strength=0.5)
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +36,8 @@ def test_cells_differ_only_by_their_axis_value(sr):
     assert not torch.allclose(grid[0, 0], grid[2, 0])  # another seed
     # a cell equals the same settings run alone through the pipeline
     cond = cc.make_condition(image(), 0.3, cc.NoiseSource.from_seed(4 + 7919, 1))
-    alone = cc.super_resolve(sr, cond, seed=4, steps=3)
+    alone = cc.super_resolve(sr, cc.SamplingPlan(steps=3), cc.Conditioning.for_upsampling(cond),
+                             seed=4)
     assert torch.equal(grid[2, 2], alone[0])
 
 

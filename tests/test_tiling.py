@@ -9,7 +9,7 @@ import torch
 from helpers import tiny_stage
 
 import cascade_core as cc
-from cascade_core.tiling import TilePlan, estimate_bytes, plan_tiles, starts, tiled_call
+from cascade_core.run.tiling import TilePlan, estimate_bytes, plan_tiles, starts, tiled_call
 
 WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
 
@@ -62,7 +62,8 @@ def test_real_stage_has_no_seams():
     img = kornia.filters.gaussian_blur2d(torch.randn(16, 3, 64, 64, generator=g), (9, 9),
                                          (1.5, 1.5), border_type="reflect")
     img = (img / img.std() * 0.5).clamp(-1, 1)
-    tiled = cc.refine(ref, img, strength=0.5, seed=0, steps=6, tiling=32)
+    plan = cc.SamplingPlan(steps=6, start=cc.Start.partial(0.5), tiling=32)
+    tiled = cc.refine(ref, plan, cc.Conditioning.for_refining(img), seed=0)
     plan = plan_tiles(ref, tiled.shape, 32)
     edges = sorted({e for s in starts(64, plan.tile, plan.overlap) for e in (s, s + plan.tile)
                     if 0 < e < 64})

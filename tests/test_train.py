@@ -3,6 +3,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ from safetensors.torch import load_file
 import cascade_core as cc
 from train import loop
 from train.cli import main, parse
-from train.data import KeyedBatchSampler
+from train.data import BatchOrder, KeyedBatchSampler
 from train.loop import TrainingStopped
 from train.stage_recipe import lr_factor
 
@@ -60,13 +61,15 @@ def test_entry_point_trains_and_its_checkpoint_samples(data, tmp_path, role, arg
     stage = cc.load_stage(tmp_path / "latest.safetensors")
     assert stage.config.role == role and stage.config.class_names == ("blue", "green", "red")
     assert stage.config.training["steps"] == 4 and stage.config.training["images_seen"] == 16
+    plan = cc.SamplingPlan(steps=3)
     if role == "base":
-        img, _ = cc.generate(stage, 2, seed=0, steps=3, labels=torch.tensor([0, 2]))
+        img, _ = cc.generate(stage, plan, cc.Conditioning.for_base(2, torch.tensor([0, 2])), seed=0)
     elif role == "sr":
-        img = cc.super_resolve(stage, cc.make_condition(torch.zeros(2, 3, 8, 8), 0.1, 0), seed=0,
-                               steps=3)
+        low = cc.make_condition(torch.zeros(2, 3, 8, 8), 0.1, 0)
+        img = cc.super_resolve(stage, plan, cc.Conditioning.for_upsampling(low), seed=0)
     else:
-        img = cc.refine(stage, torch.zeros(2, 3, 16, 16), strength=0.5, seed=0, steps=3)
+        img = cc.refine(stage, cc.SamplingPlan(steps=3, start=cc.Start.partial(0.5)),
+                        cc.Conditioning.for_refining(torch.zeros(2, 3, 16, 16)), seed=0)
     assert img.shape == (2, 3, size, size)
 
 
@@ -111,7 +114,8 @@ def test_sigterm_saves_state_and_exits_cleanly(data, tmp_path):
 
 
 def test_sigterm_also_stops_an_in_process_caller(data, tmp_path, monkeypatch):
-    """A program chaining runs (bench.ablation) must not start the next one after a stop signal."""
+    """A program chaining runs (bench.quality.ablation) must not start the next one after a stop
+    signal."""
     real_step, calls = loop.optimizer_step, []
 
     def step_then_signal(*args, **kwargs):
@@ -156,11 +160,12 @@ def test_two_gloo_processes_match_one_process_accumulating_two_micro_batches(dat
 
 
 def test_sampler_shares_make_up_the_global_batch():
-    one = list(KeyedBatchSampler(10, 8, 2, rank=0, world=1, seed=3, start_step=0, steps=3))
-    r0 = list(KeyedBatchSampler(10, 8, 2, rank=0, world=2, seed=3, start_step=0, steps=3))
-    r1 = list(KeyedBatchSampler(10, 8, 2, rank=1, world=2, seed=3, start_step=0, steps=3))
+    order = BatchOrder(batch=8, accum=2, seed=3, start_step=0, steps=3)
+    one = list(KeyedBatchSampler(10, order, rank=0, world=1))
+    r0 = list(KeyedBatchSampler(10, order, rank=0, world=2))
+    r1 = list(KeyedBatchSampler(10, order, rank=1, world=2))
     assert [a + b for a, b in zip(r0, r1)] == one
-    resumed = list(KeyedBatchSampler(10, 8, 2, rank=0, world=1, seed=3, start_step=1, steps=3))
+    resumed = list(KeyedBatchSampler(10, replace(order, start_step=1), rank=0, world=1))
     assert resumed == one[2:]
     keys = [k for batch in one for _, k in batch]
     assert len(set(keys)) == len(keys)

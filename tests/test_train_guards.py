@@ -21,7 +21,7 @@ from train import shallow
 from train.cli import build_parser
 from train.config import TrainConfig
 from train.options import field_kind
-from train.shallow_config import ShallowTrainConfig
+from train.shallow_train_config import ShallowTrainConfig
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,8 @@ from test_train import make_folder
 
 import cascade_core as cc
 from train.shallow import main, phase_of
-from train.shallow_config import ShallowTrainConfig, stage_configs, teacher_forcing
 from train.shallow_model import ShallowCascade
+from train.shallow_train_config import ShallowTrainConfig, stage_configs, teacher_forcing
 
 SMALL = ["--hidden", "16", "--blocks", "1", "--vit-depth", "1", "--vit-heads", "2",
          "--unet-channels", "8",
@@ -90,10 +90,14 @@ def test_three_phases_write_loadable_stages(data, tmp_path, kinds):
     coarse = cc.load_stage(tmp_path / "coarse.safetensors")
     up = cc.load_stage(tmp_path / "upsampler.safetensors")
     ref = cc.load_stage(tmp_path / "refiner.safetensors")
-    assert (coarse.config.kind, up.config.kind,
-            ref.config.kind) == kinds and coarse.config.training["epochs"] == 3
-    img, cond = cc.generate(coarse, 2, seed=0, steps=3, labels=torch.tensor([0, 1]))
-    x = cc.refine(ref, cc.super_resolve(up, cond, seed=0, steps=3), strength=0.5, seed=0, steps=3)
+    networks = tuple("unet" if k == "diffusion" else k for k in kinds)
+    assert (coarse.config.network, up.config.network,
+            ref.config.network) == networks and coarse.config.training["epochs"] == 3
+    plan = cc.SamplingPlan(steps=3)
+    img, cond = cc.generate(coarse, plan, cc.Conditioning.for_base(2, torch.tensor([0, 1])), seed=0)
+    up_img = cc.super_resolve(up, plan, cc.Conditioning.for_upsampling(cond), seed=0)
+    x = cc.refine(ref, cc.SamplingPlan(steps=3, start=cc.Start.partial(0.5)),
+                  cc.Conditioning.for_refining(up_img), seed=0)
     assert img.shape == (2, 3, 16, 16) and x.shape == (2, 3, 32, 32)
 
 
@@ -111,9 +115,9 @@ def test_resume_mid_phase_is_bit_identical(data, tmp_path):
 
 
 def test_perceptual_term_uses_a_classifier_file(data, tmp_path):
-    from train.metrics import classifier as C
+    from train.metrics import cifar_classifier as C
     imgs, labs, _ = C.load_split(data)
-    C.save(C.fit(imgs, labs, 3, epochs=1, batch=4, log=lambda *a: None),
+    C.save(C.fit(imgs, labs, 3, C.FitSettings(epochs=1, batch=4), log=lambda *a: None),
            tmp_path / "clf.safetensors", {})
     argv = ["--data", str(data), "--out", str(tmp_path / "o"), *SMALL[:-2], "--perceptual",
             str(tmp_path / "clf.safetensors"),

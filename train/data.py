@@ -251,6 +251,18 @@ class KeyedDataset(torch.utils.data.Dataset):
                           int(self.source.labels[idx]), key)
 
 
+@dataclass(frozen=True)
+class BatchOrder:
+    """Which examples make which optimizer steps: the global ``batch``, split into ``accum``
+    micro-batches, for steps ``start_step + 1 .. steps`` of a run seeded ``seed``."""
+
+    batch: int
+    steps: int
+    seed: int
+    start_step: int = 0
+    accum: int = 1
+
+
 class KeyedBatchSampler(torch.utils.data.Sampler):
     """Yields this rank's share of each micro-batch as (index, key) lists, from ``start_step`` on.
 
@@ -258,14 +270,14 @@ class KeyedBatchSampler(torch.utils.data.Sampler):
     with epoch = n // N, and its key is ``seed * 2**40 + n``.
     """
 
-    def __init__(self, n_items, batch, accum, rank, world, seed, start_step, steps):
-        self.n, self.batch, self.accum = n_items, batch, accum
-        self.rank, self.world, self.seed = rank, world, seed
-        self.start, self.steps = start_step, steps
-        self.micro = batch // accum
+    def __init__(self, n_items: int, order: BatchOrder, rank: int = 0, world: int = 1):
+        self.n, self.batch, self.accum = n_items, order.batch, order.accum
+        self.rank, self.world, self.seed = rank, world, order.seed
+        self.start, self.steps = order.start_step, order.steps
+        self.micro = self.batch // self.accum
         if self.micro % world:
             raise CascadeError("batch size must split evenly across processes",
-                               f"a multiple of {world * accum}", batch)
+                               f"a multiple of {world * self.accum}", self.batch)
         self.share = self.micro // world
         self._perm_epoch, self._perm = -1, None
 
@@ -288,17 +300,16 @@ class KeyedBatchSampler(torch.utils.data.Sampler):
         return (self.steps - self.start) * self.accum
 
 
-def loader(source, maker, *, batch_size: int, steps: int, seed: int, workers: int, rank: int,
-           world: int, start_step: int, grad_accum: int = 1):
-    """Batches of keyed examples for optimizer steps ``start_step + 1 .. steps`` of this rank."""
-    sampler = KeyedBatchSampler(len(source), batch_size, grad_accum, rank=rank, world=world,
-                                seed=seed, start_step=start_step, steps=steps)
+def loader(source, maker, order: BatchOrder, *, workers: int = 0, rank: int = 0, world: int = 1):
+    """Batches of keyed examples for optimizer steps ``order.start_step + 1 .. order.steps`` of
+    this rank."""
+    sampler = KeyedBatchSampler(len(source), order, rank=rank, world=world)
     context = "spawn" if workers and os.name != "nt" else None
     # a private generator: creating the iterator must not draw from the global RNG (dropout's),
     # or a resumed run would see different dropout masks than an uninterrupted one
     return torch.utils.data.DataLoader(KeyedDataset(source, maker), batch_sampler=sampler,
                                        num_workers=workers,
-                                       generator=torch.Generator().manual_seed(seed),
+                                       generator=torch.Generator().manual_seed(order.seed),
                                        multiprocessing_context=context)
 
 

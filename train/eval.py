@@ -16,6 +16,7 @@ import hashlib
 import json
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,9 +25,9 @@ from cascade_core import CascadeError, from_uint8, load_stage, precision
 
 from .data import ImageSource
 from .distributed import pick_device
-from .metrics import classifier as C
+from .metrics import cifar_classifier as C
 from .metrics.inception import InceptionFeatures
-from .metrics.sample_cascade import sample_cascade
+from .metrics.sample_cascade import Cascade, CascadeSettings, sample_cascade
 from .metrics.scores import fid, kid, sliced_wasserstein
 from .perceptual import DEFAULT
 
@@ -59,8 +60,24 @@ def load_images(path, size: int, limit: int = 0, seed: int = 0, held_out: bool =
 CACHE_DIR = Path.home() / ".cache" / "cdm-eval"
 
 
-def reference_features(net, ref, size, limit, cache_dir: Path | None, log, held_out=False):
+@dataclass(frozen=True)
+class EvalOptions:
+    """What ``evaluate`` computes and against what: the metrics, how many reference images (0 =
+    all), the held-out reference set instead of the reported one, the Inception file, the
+    classifier for class agreement, the feature cache and where progress is written."""
+
+    metrics: tuple = ("kid", "fid")
+    ref_num: int = 0
+    held_out: bool = False
+    inception: str | None = None
+    classifier: str | None = None
+    cache_dir: Path | None = None
+    log: object = print
+
+
+def reference_features(net, ref, size: int, options: EvalOptions):
     """Inception features of the reference split, cached per dataset, split, size and count."""
+    limit, cache_dir, held_out = options.ref_num, options.cache_dir, options.held_out
     key = hashlib.sha1(json.dumps([str(Path(ref).resolve()), size, limit, PREPROCESSING,
                                    str(net.path.name)] + (["held-out"] if held_out else []))
                        .encode()).hexdigest()[:16]
@@ -70,7 +87,7 @@ def reference_features(net, ref, size, limit, cache_dir: Path | None, log, held_
         z = np.load(cache)
         return z["features"], z["images"]
     images, _ = load_images(ref, size, limit, held_out=held_out)
-    log(f"reference: {len(images)} images of {ref} at {size}px -> Inception features")
+    options.log(f"reference: {len(images)} images of {ref} at {size}px -> Inception features")
     feats = net(images)
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
@@ -78,8 +95,10 @@ def reference_features(net, ref, size, limit, cache_dir: Path | None, log, held_
     return feats, images
 
 
-def evaluate(images: np.ndarray, labels, ref: str, metrics, ref_num=0, inception=None,
-             classifier=None, cache_dir=None, log=print, held_out=False) -> dict:
+def evaluate(images: np.ndarray, labels, ref: str, options: EvalOptions = EvalOptions()) -> dict:
+    """The scores of uint8 NHWC ``images`` (of ``labels``, or None) against the images of
+    ``ref``."""
+    metrics, ref_num, held_out = options.metrics, options.ref_num, options.held_out
     size = images.shape[1]
     result = {"num_samples": len(images), "reference": str(ref), "resolution": size,
               "reference_set": "held-out" if held_out else "report"}
@@ -87,9 +106,8 @@ def evaluate(images: np.ndarray, labels, ref: str, metrics, ref_num=0, inception
     if unknown:
         raise CascadeError("unknown metrics", f"some of {METRICS}", sorted(unknown))
     if {"kid", "fid"} & set(metrics):
-        net = InceptionFeatures(inception)
-        ref_feats, ref_images = reference_features(net, ref, size, limit=ref_num,
-                                                   cache_dir=cache_dir, log=log, held_out=held_out)
+        net = InceptionFeatures(options.inception)
+        ref_feats, ref_images = reference_features(net, ref, size=size, options=options)
         t0 = time.time()
         feats = net(images)
         result["inception_seconds"] = round(time.time() - t0, 1)
@@ -107,13 +125,13 @@ def evaluate(images: np.ndarray, labels, ref: str, metrics, ref_num=0, inception
         if labels is None or (np.asarray(labels) < 0).all():
             raise CascadeError("class accuracy needs class-conditional samples", "labels", "none")
         if "acc" in metrics:
-            model, meta = C.load(classifier or DEFAULT_CLASSIFIER)
+            model, meta = C.load(options.classifier or DEFAULT_CLASSIFIER)
             pred = C.predict(model, C.to_input(images)).argmax(-1).numpy()
             result["class_accuracy"] = float((pred == np.asarray(labels)).mean())
             result["classifier_test_accuracy"] = meta.get("test_accuracy")
         if "cas" in metrics:
             ref_imgs, ref_labels = load_images(ref, 32, ref_num)
-            model = C.fit(images, np.asarray(labels), int(np.max(labels)) + 1, epochs=8, log=log)
+            model = C.fit(images, np.asarray(labels), int(np.max(labels)) + 1, log=options.log)
             pred = C.predict(model, C.to_input(ref_imgs)).argmax(-1).numpy()
             result["cas"] = float((pred == ref_labels).mean())
     return result
@@ -169,10 +187,10 @@ def _images(args) -> tuple:
     base = load_stage(args.base, device, dtype="fp32")
     sr = load_stage(args.sr, device, dtype="fp32") if args.sr else None
     ref = load_stage(args.refiner, device, dtype="fp32") if args.refiner else None
-    images, labels = sample_cascade(base, sr, ref, n=args.num, batch=args.batch, seed=args.seed,
-                                    steps=args.steps, sr_steps=args.sr_steps, sampler=args.sampler,
-                                    spacing="karras", s=args.s, truncated=args.truncated,
-                                    guidance=args.guidance, dtype=args.dtype)
+    settings = CascadeSettings(steps=args.steps, sr_steps=args.sr_steps, sampler=args.sampler,
+                               s=args.s, truncated=args.truncated, guidance=args.guidance,
+                               dtype=args.dtype, batch=args.batch)
+    images, labels = sample_cascade(Cascade(base, sr, ref), args.num, settings, seed=args.seed)
     keys = ("base", "sr", "refiner", "steps", "sr_steps", "sampler", "s", "truncated", "guidance",
             "seed")
     return images, labels, {**{k: getattr(args, k) for k in keys},
@@ -187,10 +205,11 @@ def main(argv=None) -> int:
         if args.save_samples:
             np.savez(args.save_samples, images=images,
                      labels=labels if labels is not None else np.full(len(images), -1))
-        scores = evaluate(images, labels, args.ref, metrics=metrics, ref_num=args.ref_num,
-                          inception=args.inception, classifier=args.classifier,
-                          cache_dir=Path(args.cache) if args.cache else None,
-                          held_out=args.ref_held_out)
+        options = EvalOptions(metrics=tuple(metrics), ref_num=args.ref_num,
+                              held_out=args.ref_held_out, inception=args.inception,
+                              classifier=args.classifier,
+                              cache_dir=Path(args.cache) if args.cache else None)
+        scores = evaluate(images, labels, args.ref, options=options)
     except CascadeError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

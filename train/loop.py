@@ -15,7 +15,6 @@ import signal
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
@@ -107,12 +106,12 @@ class StopSignal:
 
 
 @contextlib.contextmanager
-def run_feedback(rt, out: Path, tensorboard: bool, show_progress: bool, total: int, start: int,
-                 logged: int):
-    """Log (kept up to the ``logged`` position), progress bar and stop-signal handling of a run;
-    closed and torn down however it ends."""
-    log = MetricLog(out, tensorboard, start=logged) if rt.is_main else None
-    progress = Progress(total, start, show_progress and rt.is_main)
+def run_feedback(rt, feedback: dict, total: int, start: int, logged: int):
+    """Log (kept up to the ``logged`` position), progress bar and stop-signal handling of a run
+    (``feedback``: ``out``, ``tensorboard``, ``progress``); closed and torn down however it
+    ends."""
+    log = MetricLog(feedback["out"], feedback["tensorboard"], start=logged) if rt.is_main else None
+    progress = Progress(total, start, feedback["progress"] and rt.is_main)
     stop = StopSignal()
     try:
         yield log, progress, stop
@@ -134,9 +133,8 @@ def run_phases(recipe: Recipe, rt, batches, start: int, feedback: dict) -> int:
     ``feedback`` holds ``out``, ``tensorboard`` and ``progress`` for ``run_feedback``.
     """
     position = {"step": start}
-    with run_feedback(rt, feedback["out"], feedback["tensorboard"],
-                      show_progress=feedback["progress"], total=recipe.total_steps,
-                      start=start, logged=recipe.log_position(start)) as (log, progress, stop):
+    with run_feedback(rt, feedback, total=recipe.total_steps, start=start,
+                      logged=recipe.log_position(start)) as (log, progress, stop):
         try:
             _run_steps(recipe, rt, batches, position=position, log=log, progress=progress,
                        stop=stop)

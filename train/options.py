@@ -5,7 +5,7 @@ accepts (``choices``, ``min`` / ``max`` inclusive, ``gt`` / ``lt`` exclusive,
 a ``pattern``); ``check_options`` refuses any field outside them with one
 sentence naming the flag, before a run writes anything. ``RunConfig`` holds
 the fields that the stage recipe (``train.config.TrainConfig``) and the
-shallow-cascade recipe (``train.shallow_config.ShallowTrainConfig``) both have:
+shallow-cascade recipe (``train.shallow_train_config.ShallowTrainConfig``) both have:
 each field has this one home.
 """
 from __future__ import annotations

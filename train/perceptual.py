@@ -3,7 +3,7 @@
 LPIPS needs ImageNet-pretrained VGG/AlexNet weights that cannot be downloaded
 here. This loss compares unit-normalised feature maps of every stage of
 ``bench/models/cifar10-classifier.safetensors`` (or any classifier file from
-``python -m train.metrics.classifier``), LPIPS-style with equal layer
+``python -m train.metrics.cifar_classifier``), LPIPS-style with equal layer
 weights. It is deliberately not the FID Inception network: training against
 the evaluation network would game the metric.
 """
@@ -16,7 +16,7 @@ from torch import nn
 
 from cascade_core import CascadeError
 
-from .metrics import classifier as C
+from .metrics import cifar_classifier as C
 
 CLASSIFIER_FILE = "cifar10-classifier.safetensors"
 DEFAULT = Path(__file__).resolve().parents[1] / "bench" / "models" / CLASSIFIER_FILE
@@ -28,7 +28,7 @@ class PerceptualLoss(nn.Module):
         path = Path(path) if path else DEFAULT
         if not path.is_file():
             raise CascadeError("no perceptual network",
-                               "a classifier file (python -m train.metrics.classifier) "
+                               "a classifier file (python -m train.metrics.cifar_classifier) "
                                "or --perceptual-weight 0", str(path))
         self.net, self.meta = C.load(path)
         self.net.requires_grad_(False).eval()

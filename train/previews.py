@@ -8,7 +8,17 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from cascade_core import downsample, from_uint8, generate, make_condition, refine, super_resolve
+from cascade_core import (
+    Conditioning,
+    SamplingPlan,
+    Start,
+    downsample,
+    from_uint8,
+    generate,
+    make_condition,
+    refine,
+    super_resolve,
+)
 
 
 def _targets(dataset, n: int, size: int):
@@ -21,25 +31,27 @@ def _targets(dataset, n: int, size: int):
 
 def preview_rows(stage, dataset, cfg) -> list[torch.Tensor]:
     scfg, n = stage.config, cfg.num_samples
+    plan = SamplingPlan(steps=cfg.sample_steps)
     was_training = stage.training
     stage.eval()
     try:
         if scfg.role == "base":
             labels = torch.arange(n) % scfg.num_classes if scfg.num_classes else None
-            images, _ = generate(stage, n, seed=0, steps=cfg.sample_steps, labels=labels)
+            images, _ = generate(stage, plan, Conditioning.for_base(n, labels), seed=0)
             per_row = max(1, min(8, n))
             return list(images.split(per_row))
         target, labels = _targets(dataset, n, scfg.resolution)
         labels = labels if scfg.num_classes else None
         if scfg.role == "sr":
             low = downsample(target, scfg.low_res)
-            cond = make_condition(low, scfg.augmentation.default_s, 0,
-                                  schedule=scfg.augmentation.schedule)
-            out = super_resolve(stage, cond, seed=0, steps=cfg.sample_steps, labels=labels)
+            lowres = make_condition(low, scfg.augmentation.default_s, 0,
+                                    schedule=scfg.augmentation.schedule)
+            out = super_resolve(stage, plan, Conditioning.for_upsampling(lowres, labels), seed=0)
         else:
             low = F.interpolate(downsample(target, scfg.resolution // 2), size=target.shape[-2:],
                                 mode="bilinear", align_corners=False)
-            out = refine(stage, low, strength=1.0, seed=0, steps=cfg.sample_steps, labels=labels)
+            out = refine(stage, SamplingPlan(steps=cfg.sample_steps, start=Start.partial(1.0)),
+                         Conditioning.for_refining(low, labels=labels), seed=0)
         return [low, out, target]
     finally:
         stage.train(was_training)

@@ -28,12 +28,12 @@ from cascade_core import CascadeError, Stage, save_stage
 from . import distributed as D
 from .cli import add_dataclass_flags
 from .config import load_file
-from .data import PairMaker, loader, open_source
+from .data import BatchOrder, PairMaker, loader, open_source
 from .loop import Phase, Recipe, run_phases
 from .lpips import LPIPS
 from .perceptual import PerceptualLoss
-from .shallow_config import ShallowTrainConfig, stage_configs, teacher_forcing
 from .shallow_model import ShallowCascade
+from .shallow_train_config import ShallowTrainConfig, stage_configs, teacher_forcing
 from .state import STATE_PATTERN, find_resume, load_parts, prepare_out, prune, save_parts
 
 # the seed of optimizer step k's own generator on rank r is
@@ -57,9 +57,11 @@ class ShallowRecipe(Recipe):
     AdamW and StepLR per epoch; teacher forcing falls linearly within phases 2 and 3; the stages
     are written every epoch."""
 
-    def __init__(self, cfg: ShallowTrainConfig, rt, model: ShallowCascade, stages: dict, out: Path,
-                 per_epoch: int, state_path: Path | None, stop_after_epochs: int):
-        self.cfg, self.rt, self.model, self.stages, self.out = cfg, rt, model, stages, out
+    def __init__(self, cfg: ShallowTrainConfig, rt, model: ShallowCascade, per_epoch: int,
+                 state_path: Path | None, stop_after_epochs: int):
+        self.cfg, self.rt, self.model, self.out = cfg, rt, model, Path(cfg.out)
+        self.stages = {"coarse": model.coarse, "upsampler": model.upsampler,
+                       "refiner": model.refiner}
         self.per_epoch, self.state_path = per_epoch, state_path
         self.stop_after_epochs = stop_after_epochs
         self.total_epochs = cfg.phase1_epochs + cfg.phase2_epochs + cfg.phase3_epochs
@@ -166,16 +168,18 @@ def train_shallow(cfg: ShallowTrainConfig, resume: str = "", stop_after_epochs: 
                            perceptual=perceptual,
                            perceptual_weight=cfg.perceptual_weight).to(rt.device)
     per_epoch = max(1, (cfg.epoch_size or len(source)) // cfg.batch_size)
-    recipe = ShallowRecipe(cfg, rt, model, stages=stages, out=out, per_epoch=per_epoch,
+    recipe = ShallowRecipe(cfg, rt, model, per_epoch=per_epoch,
                            state_path=find_resume(out, resume), stop_after_epochs=stop_after_epochs)
     start = recipe.start_epoch * per_epoch
     maker = PairMaker(cfg.resolution, cfg.coarse_res, True, label_dropout=cfg.label_dropout)
-    batches = iter(loader(source, maker, batch_size=cfg.batch_size, steps=recipe.total_steps,
-                          seed=cfg.seed,
-                          workers=cfg.workers, rank=rt.rank, world=rt.world, start_step=start))
+    order = BatchOrder(batch=cfg.batch_size, steps=recipe.total_steps, seed=cfg.seed,
+                       start_step=start)
+    batches = iter(loader(source, maker, order, workers=cfg.workers, rank=rt.rank,
+                          world=rt.world))
     if rt.is_main:
         prepare_out(out, skipped)
-        sizes = {k: f"{s.config.kind} {s.num_parameters() / 1e6:.2f}M" for k, s in stages.items()}
+        sizes = {k: f"{s.config.network} {s.num_parameters() / 1e6:.2f}M"
+                 for k, s in stages.items()}
         print(f"shallow cascade {sizes}; perceptual: "
               f"{perceptual.source if perceptual else 'none'}; "
               f"{per_epoch} steps/epoch; epochs {recipe.start_epoch}->{recipe.total_epochs}",

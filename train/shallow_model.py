@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from cascade_core import Stage
+from cascade_core import Stage, training_pass
 
 
 class ShallowCascade(nn.Module):
@@ -30,16 +30,14 @@ class ShallowCascade(nn.Module):
         self.upsampler.requires_grad_(phase in (2, 3))
         self.refiner.requires_grad_(phase in (2, 3))
 
-    def _coarse(self, x_low, labels, g):
-        noise = torch.randn(x_low.shape, generator=g).to(x_low.device)
-        return self.coarse.training_pass(x_low, generator=g, labels=labels, noise=noise)
-
     def forward(self, x_high, x_low, labels, phase: int, teacher_p: float, seed: int) -> dict:
         g = torch.Generator().manual_seed(seed)  # the step's own stream: same on resume
         losses = {}
-        coarse_loss, coarse_out = self._coarse(x_low, labels, g)
+        noise = torch.randn(x_low.shape, generator=g).to(x_low.device)
+        coarse = training_pass(self.coarse, x_low, g, labels=labels, noise=noise)
+        coarse_out = coarse["x0"]
         if phase in (1, 3):
-            losses["coarse"] = coarse_loss
+            losses["coarse"] = coarse["loss"]
         if phase == 1:
             return losses
         if phase == 2:
@@ -47,10 +45,10 @@ class ShallowCascade(nn.Module):
         forced = torch.rand(x_low.shape[0], generator=g) < teacher_p
         forced = forced.to(x_low.device).view(-1, 1, 1, 1)
         low = torch.where(forced, x_low, coarse_out)
-        losses["upsampler"], up = self.upsampler.training_pass(x_high, generator=g, cond=low)
-        t_max = max(1, int(self.refiner.config.refiner_max_t * self.refiner.schedule.T))
-        ref_mse, refined = self.refiner.training_pass(x_high, generator=g, cond=up, max_t=t_max)
-        losses["refiner"] = ref_mse
+        upsampled = training_pass(self.upsampler, x_high, g, cond=low)
+        losses["upsampler"], up = upsampled["loss"], upsampled["x0"]
+        refining = training_pass(self.refiner, x_high, g, cond=up)
+        losses["refiner"], refined = refining["loss"], refining["x0"]
         if self.perceptual is not None and self.perceptual_weight > 0:
             losses["perceptual"] = self.perceptual_weight * self.perceptual(refined, x_high)
         return losses

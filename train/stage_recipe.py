@@ -24,7 +24,7 @@ from cascade_core import (
 
 from . import distributed as D
 from .config import TrainConfig, stage_config, training_record
-from .data import ExampleMaker, ImageSource, KeyedDataset, loader, open_source
+from .data import BatchOrder, ExampleMaker, ImageSource, KeyedDataset, loader, open_source
 from .feedback import save_png
 from .loop import Phase, Recipe, run_phases
 from .previews import preview_rows
@@ -104,10 +104,8 @@ class StageRecipe(Recipe):
 
     def loss(self, phase, batch, step):
         """The stage's training loss (simple, hybrid, min-SNR weighted) on one micro-batch."""
-        terms = training_loss(self.model, batch["x0"], batch["t"], noise=batch["noise"],
-                              cond=batch.get("cond"),
-                              aug_level=batch.get("s"), labels=batch["label"],
-                              min_snr_gamma=self.cfg.min_snr_gamma or None, model=phase.net)
+        terms = training_loss(self.model, batch, min_snr_gamma=self.cfg.min_snr_gamma or None,
+                              model=phase.net)
         return terms["loss"].mean()
 
     def after_step(self, phase, step, loss, seconds, log, progress):
@@ -188,9 +186,10 @@ def train(cfg: TrainConfig, resume: str = "", init_from: str = "") -> Path | Non
               f"{source.num_classes or 'no'} classes, {rt.world} process(es) on {rt.device}, "
               f"steps {start}->{cfg.steps}", flush=True)
     recipe.preview_set = KeyedDataset(source, maker)
-    batches = iter(loader(source, maker, batch_size=cfg.batch_size, steps=cfg.steps, seed=cfg.seed,
-                          workers=cfg.workers, rank=rt.rank, world=rt.world, start_step=start,
-                          grad_accum=cfg.grad_accum))
+    order = BatchOrder(batch=cfg.batch_size, steps=cfg.steps, seed=cfg.seed, start_step=start,
+                       accum=cfg.grad_accum)
+    batches = iter(loader(source, maker, order, workers=cfg.workers, rank=rt.rank,
+                          world=rt.world))
     run_phases(recipe, rt, batches, start=start,
                feedback={"out": out, "tensorboard": cfg.tensorboard, "progress": cfg.progress})
     return recipe.last_path

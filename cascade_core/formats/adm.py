@@ -21,9 +21,9 @@ import hashlib
 import re
 from dataclasses import dataclass, fields, replace
 
-from ..errors import CheckpointError
-from ..models.classifier import ClassifierConfig, NoisyClassifier
+from ..base.errors import CheckpointError
 from ..models.config import AugmentConfig, StageConfig, UNetConfig
+from ..models.noisy_classifier import ClassifierConfig, NoisyClassifier
 from ..models.stage import Stage
 from ..process.schedules import ScheduleConfig
 from .adm_table import RELEASED, TableEntry, imagenet_class_names
@@ -40,7 +40,7 @@ def fingerprint(shapes: dict) -> str:
 class Inferred:
     """What a released state dict's shapes say about it."""
 
-    kind: str                  # "unet" or "classifier"
+    family: str                # "unet" or "classifier"
     base_channels: int
     channel_mult: tuple
     num_res_blocks: int | None  # None for classifiers (not decidable from shapes; table)
@@ -92,7 +92,7 @@ def infer_shapes(shapes: dict) -> Inferred:
         if f"input_blocks.{first}.1.qkv.weight" in shapes:
             attention.append(level)
     emb_rows = int(shapes["input_blocks.1.0.emb_layers.1.weight"][0])
-    return Inferred(kind="unet", base_channels=ch, channel_mult=tuple(w / ch for w in widths),
+    return Inferred(family="unet", base_channels=ch, channel_mult=tuple(w / ch for w in widths),
                     num_res_blocks=nrb, attention_levels=tuple(attention),
                     resblock_updown=updown, scale_shift=emb_rows == 2 * widths[0],
                     in_channels=in_ch, learn_sigma=int(shapes["out.2.weight"][0]) == 2 * 3,
@@ -104,7 +104,7 @@ def _infer_classifier(shapes: dict, ch: int, in_ch: int) -> Inferred:
     pos = shapes["out.2.positional_embedding"]
     emb_rows = int(shapes["input_blocks.1.0.emb_layers.1.weight"][0])
     first = int(shapes["input_blocks.1.0.out_layers.3.weight"][0])
-    return Inferred(kind="classifier", base_channels=ch, channel_mult=(), num_res_blocks=None,
+    return Inferred(family="classifier", base_channels=ch, channel_mult=(), num_res_blocks=None,
                     attention_levels=(),
                     resblock_updown=not any(k.endswith(".op.weight") for k in shapes),
                     scale_shift=emb_rows == 2 * first, in_channels=in_ch, learn_sigma=False,
@@ -122,17 +122,19 @@ def table_entry(shapes: dict, name: str, overrides: dict | None = None) -> Table
     key = fingerprint(shapes)
     entry = next((e for e in RELEASED if e.fingerprint == key), None)
     if entry is None:
-        missing = sorted(f for f in ("role", "resolution", "schedule", "timesteps")
-                         if f not in overrides)
+        classifier = overrides.get("family") == "classifier"
+        needed = ("resolution", "schedule", "timesteps") + (() if classifier else ("role",))
+        missing = sorted(f for f in needed if f not in overrides)
         if missing:
             raise CheckpointError(
                 f"{name} matches none of the released ADM / improved-diffusion files this pack "
                 f"knows (fingerprint {key}); its shapes say: {infer_shapes(shapes).describe()}",
-                "a released file, or overrides for at least role, resolution, schedule and "
-                "timesteps (and heads, QKV order, timestep input if not the defaults)",
+                "a released file, or overrides for at least role (or family=classifier), "
+                "resolution, schedule and timesteps (and heads, QKV order, timestep input if not "
+                "the defaults)",
                 f"missing {missing}")
         entry = TableEntry(files=(), fingerprint=key, what="user-described ADM checkpoint",
-                           role=overrides["role"], resolution=int(overrides["resolution"]))
+                           resolution=int(overrides["resolution"]))
     return replace(entry, **overrides)
 
 
@@ -140,23 +142,23 @@ def adm_config(shapes: dict, name: str, overrides: dict | None = None):
     """The StageConfig (or ClassifierConfig) of an ADM-layout state dict."""
     entry = table_entry(shapes, name, overrides)
     inferred = infer_shapes(shapes)
-    if (entry.role == "classifier") != (inferred.kind == "classifier"):
-        raise CheckpointError(f"{name}: its table entry says {entry.role!r} but its shapes say "
-                              f"{inferred.kind!r}")
+    if entry.family != inferred.family:
+        raise CheckpointError(f"{name}: its table entry says {entry.family!r} but its shapes say "
+                              f"{inferred.family!r}")
     unet = UNetConfig(
         base_channels=inferred.base_channels,
         channel_mult=inferred.channel_mult or entry.channel_mult,
         num_res_blocks=inferred.num_res_blocks or entry.num_res_blocks,
         attention_resolutions=tuple(entry.resolution // 2 ** i for i in inferred.attention_levels)
-        if inferred.kind == "unet" else entry.attention_resolutions,
+        if inferred.family == "unet" else entry.attention_resolutions,
         num_heads=entry.num_heads, num_head_channels=entry.num_head_channels,
         qkv_order=entry.qkv_order, resblock_updown=inferred.resblock_updown,
         scale_shift=inferred.scale_shift)
-    schedule = ScheduleConfig(kind=entry.schedule, timesteps=entry.timesteps)
+    schedule = ScheduleConfig(beta_schedule=entry.schedule, timesteps=entry.timesteps)
     imagenet = entry.classes == "imagenet" and inferred.num_classes == len(imagenet_class_names())
     names = imagenet_class_names() if imagenet else ()
     provenance = {"name": name, "source": entry.what, "fingerprint": entry.fingerprint}
-    if inferred.kind == "classifier":
+    if inferred.family == "classifier":
         return ClassifierConfig(resolution=entry.resolution, unet=unet, schedule=schedule,
                                 num_classes=inferred.num_classes, class_names=names,
                                 noise_conditioning=entry.noise_input, training=provenance)
@@ -189,12 +191,12 @@ _HEADS = {"unet": [(r"^out\.", "head.")],
                          (r"^out\.2\.c_proj\.", "pool.proj.")]}
 
 
-def to_our_keys(state: dict, kind: str) -> dict:
+def to_our_keys(state: dict, family: str) -> dict:
     """An ADM state dict renamed onto our module names (values untouched)."""
     out = {}
     for key, value in state.items():
         new = key
-        for pattern, repl in _RENAMES + _HEADS[kind]:
+        for pattern, repl in _RENAMES + _HEADS[family]:
             new = re.sub(pattern, repl, new)
         out[new] = value
     return out

@@ -28,7 +28,8 @@ class TableEntry:
     files: tuple
     fingerprint: str
     what: str
-    role: str = "base"                  # base | sr | classifier
+    family: str = "unet"                # unet (a diffusion stage) | classifier (a noisy classifier)
+    role: str = "base"                  # base | sr (stages only; a classifier has no role)
     resolution: int = 64
     low_res: int = 0
     num_heads: int = 4
@@ -48,7 +49,7 @@ class TableEntry:
 def _classifier(size: int, fp: str, *, mult: tuple, depth: int, schedule: str) -> TableEntry:
     return TableEntry(files=(f"{size}x{size}_classifier.pt",), fingerprint=fp,
                       what=f"ADM noisy classifier, ImageNet {size}px ({GUIDED})",
-                      role="classifier", resolution=size, num_head_channels=64,
+                      family="classifier", role="", resolution=size, num_head_channels=64,
                       schedule=schedule, channel_mult=mult, num_res_blocks=depth,
                       attention_resolutions=(32, 16, 8), url=GUIDED_URL)
 

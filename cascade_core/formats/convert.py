@@ -14,7 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..errors import CascadeError
+from ..base.errors import CascadeError
 from .adm_table import TableEntry
 from .stage_file import load_released, save_stage
 
@@ -42,7 +42,7 @@ def parse_override(text: str) -> tuple[str, object]:
 
 def convert(src, dst, dtype: str = "fp16", overrides: dict | None = None) -> Path:
     """Write ``src`` (a released .pt) as a stage or classifier file at ``dst``."""
-    model = load_released(src, kind=None, overrides=overrides)
+    model = load_released(src, expect=None, overrides=overrides)
     return save_stage(model, dst, dtype=dtype)
 
 

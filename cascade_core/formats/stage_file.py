@@ -18,12 +18,12 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from ..errors import CascadeError, CheckpointError
-from ..models.classifier import ClassifierConfig, NoisyClassifier
-from ..models.config import StageConfig
+from ..base.errors import CascadeError, CheckpointError
+from ..base.precision import DTYPES
+from ..base.version import __version__
+from ..models.noisy_classifier import NoisyClassifier
 from ..models.stage import Stage
-from ..precision import DTYPES
-from ..version import __version__
+from . import stage_format
 from .adm import load_adm
 from .atomic import atomic_write
 from .torch_file import TORCH_SUFFIXES, read_state_dict
@@ -41,7 +41,7 @@ def save_stage(stage, path, dtype: str | None = None, state_dict: dict | None = 
         raise CascadeError("unknown checkpoint dtype", f"one of {sorted(DTYPES)}", repr(dtype))
     sd = state_dict if state_dict is not None else stage.state_dict()
     tensors = {k: v.detach().to("cpu", DTYPES[dtype]).contiguous() for k, v in sd.items()}
-    config = json.dumps(stage.config.to_dict())
+    config = json.dumps(stage_format.to_json(stage.config))
     meta = ({"cdm_format": CLASSIFIER_TAG, "cdm_classifier": config}
             if isinstance(stage, NoisyClassifier)
             else {"cdm_format": FORMAT_TAG, "cdm_stage": config})
@@ -65,19 +65,19 @@ def read_metadata(path) -> dict:
         raise CheckpointError(f"{path.name} is not a readable safetensors file ({e})") from None
 
 
-def read_config(path, kind: str = "stage"):
-    """The config (StageConfig, or ClassifierConfig for ``kind="classifier"``) and raw metadata
-    of a file of ours, without loading the weights."""
+def read_config(path, expect: str = "stage"):
+    """The config (StageConfig, or ClassifierConfig for ``expect="classifier"``) and raw metadata
+    of a file of ours, of any format version, without loading the weights."""
     path = Path(path)
     meta = read_metadata(path)
-    tag, key, cls = ((FORMAT_TAG, "cdm_stage", StageConfig) if kind == "stage"
-                     else (CLASSIFIER_TAG, "cdm_classifier", ClassifierConfig))
+    tag, key, build = ((FORMAT_TAG, "cdm_stage", stage_format.stage_config) if expect == "stage"
+                       else (CLASSIFIER_TAG, "cdm_classifier", stage_format.classifier_config))
     if meta.get("cdm_format") != tag or key not in meta:
         raise CheckpointError(f"{path.name} is not a {_WHAT[tag]}",
                               f"metadata 'cdm_format': {tag!r}",
                               _WHAT.get(meta.get("cdm_format"), sorted(meta) or "no metadata"))
     try:
-        cfg = cls.from_dict(json.loads(meta[key]))
+        cfg = build(json.loads(meta[key]))
     except (json.JSONDecodeError, TypeError) as e:
         raise CheckpointError(f"{path.name} has unreadable stage metadata ({e})") from None
     except CascadeError as e:
@@ -91,15 +91,15 @@ def read_config(path, kind: str = "stage"):
 _WHAT = {FORMAT_TAG: "cascade stage", CLASSIFIER_TAG: "noisy classifier (classifier guidance)"}
 
 
-def load_released(path, kind: str | None, overrides: dict | None = None):
-    """A released ``.pt`` file as a Stage or NoisyClassifier; with ``kind`` "stage" or
-    "classifier", the other kind is a clear error."""
+def load_released(path, expect: str | None, overrides: dict | None = None):
+    """A released ``.pt`` file as a Stage or NoisyClassifier; with ``expect`` "stage" or
+    "classifier", the other one is a clear error."""
     name = Path(path).name
     model = load_adm(read_state_dict(path), name, overrides)
     is_classifier = isinstance(model, NoisyClassifier)
-    if kind is not None and is_classifier != (kind == "classifier"):
+    if expect is not None and is_classifier != (expect == "classifier"):
         found = "a noisy classifier" if is_classifier else f"a diffusion stage ({model.name})"
-        raise CheckpointError(f"{name} is {found}", "a noisy classifier" if kind == "classifier"
+        raise CheckpointError(f"{name} is {found}", "a noisy classifier" if expect == "classifier"
                               else "a diffusion stage", found)
     return model
 
@@ -124,7 +124,7 @@ def load_classifier(path, device="cpu", dtype: str | torch.dtype = "fp32",
     if Path(path).suffix in TORCH_SUFFIXES:
         model = load_released(path, "classifier", overrides)
     else:
-        cfg, meta = read_config(path, kind="classifier")
+        cfg, meta = read_config(path, expect="classifier")
         model = _load_weights(path, NoisyClassifier(cfg), meta=meta, dtype="fp32")
     return model.to(device, _as_dtype(dtype)).eval()
 

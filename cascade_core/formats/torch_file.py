@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import CheckpointError
+from ..base.errors import CheckpointError
 
 TORCH_SUFFIXES = (".pt", ".pth")
 # the keys a training state of this pack starts with (train/state.py)

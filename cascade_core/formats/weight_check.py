@@ -1,7 +1,7 @@
 """The checks every loader runs on a set of weights before a network takes them."""
 from __future__ import annotations
 
-from ..errors import CheckpointError
+from ..base.errors import CheckpointError
 
 
 def mismatch(tensors: dict, expected: dict) -> str | None:

@@ -1,22 +1,30 @@
 """Configuration objects: every hyperparameter of a stage, stored in its checkpoint.
 
-A ``StageConfig`` round-trips through JSON (``to_dict`` / ``from_dict``) and is
-what a checkpoint's metadata holds, so loading needs nothing but the file.
+A ``StageConfig`` round-trips through plain JSON values (``to_dict`` /
+``from_dict``, always the current layout) and is what a checkpoint's metadata
+holds, so loading needs nothing but the file. Which layout a file was written
+in, and how an older one is read, is the business of one module:
+``formats.stage_format``.
+
+Words used here: a stage's ``role`` is what it does in a cascade (base, sr,
+refiner); its ``network`` is the family of its network (the U-Net, or one of
+the shallow recipe's networks); its ``method`` is how that network is sampled
+(diffusion, DAE walk-back, or one pass), which ``run.strategies`` looks up.
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 
-from ..errors import CascadeError
+from ..base.errors import CascadeError
 from ..process.schedules import ScheduleConfig
 
 ROLES = ("base", "sr", "refiner")
-# the model kinds each role can be (the shallow-cascade recipe mixes diffusion and one-pass stages)
-KINDS = {"base": ("diffusion", "dae"), "sr": ("diffusion", "pixelshuffle", "resnet"),
-         "refiner": ("diffusion", "conv", "vit")}
-# 2: U-Net options for released ADM files (fractional multipliers, head channels, QKV order,
-#    resblock up/down, scale-shift), null_class, aug_input and raw timestep input
-FORMAT_VERSION = 2
+# the networks each role can have (the shallow-cascade recipe mixes diffusion and one-pass stages)
+NETWORKS_BY_ROLE = {"base": ("unet", "dae"), "sr": ("unet", "pixelshuffle", "resnet"),
+                    "refiner": ("unet", "conv", "vit")}
+# how each network is sampled: the keys of run.strategies.STRATEGIES
+METHODS = {"unet": "diffusion", "dae": "dae", "pixelshuffle": "one_pass", "resnet": "one_pass",
+           "conv": "one_pass", "vit": "one_pass"}
 NOISE_INPUTS = ("timestep", "timestep_raw", "logsnr")
 QKV_ORDERS = ("new", "legacy")
 
@@ -91,7 +99,7 @@ class AugmentConfig:
 
 @dataclass(frozen=True)
 class ShallowConfig:
-    """Hyperparameters of the non-diffusion stage kinds (DAE, PixelShuffle, ResNet, conv, ViT)."""
+    """Hyperparameters of the shallow networks (DAE, PixelShuffle, ResNet, conv, ViT)."""
 
     hidden: int = 64        # feature channels (ViT: token width)
     blocks: int = 2         # residual blocks
@@ -132,7 +140,7 @@ class StageConfig:
     augmentation: AugmentConfig = field(default_factory=AugmentConfig)
     refiner_max_t: float = 0.3          # refiner trains on t in [0, refiner_max_t * T)
     training: dict = field(default_factory=dict)  # provenance: data, steps, commands
-    kind: str = "diffusion"             # see KINDS: diffusion, or a one-pass / DAE model
+    network: str = "unet"               # see NETWORKS_BY_ROLE: the U-Net, or a shallow network
     shallow: ShallowConfig = field(default_factory=ShallowConfig)
 
     def __post_init__(self):
@@ -159,9 +167,9 @@ class StageConfig:
         if self.role == "refiner" and self.low_res != self.resolution:
             raise CascadeError("a refiner keeps its resolution", f"low_res == {self.resolution}",
                                self.low_res)
-        if self.kind not in KINDS[self.role]:
-            raise CascadeError(f"a {self.role} stage cannot be of kind {self.kind!r}",
-                               f"one of {KINDS[self.role]}", self.kind)
+        if self.network not in NETWORKS_BY_ROLE[self.role]:
+            raise CascadeError(f"a {self.role} stage cannot have a {self.network!r} network",
+                               f"one of {NETWORKS_BY_ROLE[self.role]}", self.network)
         if self.resolution % self.size_multiple:
             raise CascadeError("resolution is not divisible by the network's downsampling",
                                f"a multiple of {self.size_multiple}", self.resolution)
@@ -169,9 +177,14 @@ class StageConfig:
     @property
     def size_multiple(self) -> int:
         """Image sides this stage runs on are multiples of this."""
-        if self.kind == "diffusion":
+        if self.network == "unet":
             return 2 ** (len(self.unet.channel_mult) - 1)
-        return self.shallow.patch if self.kind == "vit" else 1
+        return self.shallow.patch if self.network == "vit" else 1
+
+    @property
+    def method(self) -> str:
+        """How the stage is sampled and trained: "diffusion", "dae" or "one_pass"."""
+        return METHODS[self.network]
 
     @property
     def conditioned(self) -> bool:
@@ -184,19 +197,13 @@ class StageConfig:
         return self.resolution // self.low_res if self.conditioned else 1
 
     def to_dict(self) -> dict:
-        """Plain JSON values, with the format version the reader checks."""
-        d = asdict(self)
-        d["format_version"] = FORMAT_VERSION
-        return d
+        """Plain JSON values in the current layout (``formats.stage_format`` adds the version)."""
+        return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> StageConfig:
-        """The config ``to_dict`` wrote; unknown keys and newer formats are clear errors."""
+        """The config ``to_dict`` wrote (current layout); unknown keys are a clear error."""
         d = dict(d)
-        version = d.pop("format_version", FORMAT_VERSION)
-        if version > FORMAT_VERSION:
-            raise CascadeError("stage format is newer than this pack", f"<= {FORMAT_VERSION}",
-                               version)
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:
@@ -212,4 +219,4 @@ class StageConfig:
         size = f"{self.resolution}px"
         if self.role == "sr":
             size = f"{self.low_res}->{size}"
-        return f"{self.role} {size}" + ("" if self.kind == "diffusion" else f" ({self.kind})")
+        return f"{self.role} {size}" + ("" if self.network == "unet" else f" ({self.network})")

@@ -1,54 +1,37 @@
-"""A stage: its network (the U-Net, or a shallow kind), its config and its noise schedule.
+"""A stage: a network (the U-Net, or a shallow one), its config and its noise schedule.
 
 ``Stage.noise_input(sigma)`` feeds the network the noise level the way it was
-trained (timestep index or log-SNR), so everything above it speaks in sigmas
-only.
+trained (timestep index or log-SNR), so everything above it speaks in VE
+noise levels ``sigma`` only.
 
-``Stage(config)`` builds the subclass registered for ``config.kind``
-(``cascade_core.kinds``): each kind knows how it samples a base image,
-upsamples, refines and takes one training pass, so the pipeline and the
-training recipes call those methods and never ask a stage its kind.
+A stage is only that: a module holding its network, config and schedule. How a
+stage is sampled (diffusion, DAE walk-back, one pass) is not its business but
+the running code's: ``run.strategies`` keeps one strategy per
+``config.method`` in an explicit table, and loading a file never depends on it.
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from ..errors import CascadeError
 from ..process.schedules import DiscreteSchedule
 from .config import StageConfig
 from .shallow import MODELS as SHALLOW_NETWORKS
 from .unet import UNet
 
 LOGSNR_RANGE = 20.0  # log-SNR in [-20, 20] maps linearly onto the embedding's [0, 1000]
-NETWORKS = {"diffusion": UNet, **SHALLOW_NETWORKS}
+NETWORKS = {"unet": UNet, **SHALLOW_NETWORKS}
 
 
 class Stage(nn.Module):
-    """One stage of a cascade: network + config + schedule, with kind-specific sampling methods."""
-
-    _kinds: dict[str, type] = {}
-
-    def __init_subclass__(cls, kinds: tuple = (), **kwargs):
-        super().__init_subclass__(**kwargs)
-        for kind in kinds:
-            Stage._kinds[kind] = cls
-
-    def __new__(cls, config: StageConfig | None = None, *args, **kwargs):
-        """Build the registered subclass of ``config.kind`` (copies keep their class)."""
-        if cls is Stage and config is not None:
-            if config.kind not in Stage._kinds:
-                raise CascadeError("no stage class for this kind",
-                                   f"one of {sorted(Stage._kinds)}", config.kind)
-            cls = Stage._kinds[config.kind]
-        return super().__new__(cls)
+    """One stage of a cascade: network + config + schedule."""
 
     def __init__(self, config: StageConfig):
         super().__init__()
         self.config = config
-        self.net = NETWORKS[config.kind](config)
+        self.net = NETWORKS[config.network](config)
         self.schedule = DiscreteSchedule.from_config(config.schedule)
-        self.runner = None  # a compiled stand-in for self.net (cascade_core.compiling), or None
+        self.runner = None  # a compiled stand-in for self.net (run.compiling), or None
 
     @property
     def name(self) -> str:
@@ -73,7 +56,7 @@ class Stage(nn.Module):
         return self.noise_input(self.schedule.sigmas.to(t.device)[t].float())
 
     def forward(self, zt, c_noise, cond=None, aug_level=None, labels=None):
-        """The network's raw output for ``z_t`` at noise input ``c_noise`` (diffusion kinds)."""
+        """The U-Net's raw output for ``z_t`` at noise input ``c_noise`` (diffusion stages)."""
         return (self.runner or self.net)(zt, c_noise, cond, aug_level, labels)
 
     @property
@@ -89,31 +72,3 @@ class Stage(nn.Module):
     def num_parameters(self) -> int:
         """Number of trainable and frozen parameters."""
         return sum(p.numel() for p in self.parameters())
-
-    # What each kind implements (cascade_core.kinds); the pipeline validates roles and sizes first.
-
-    def sample_base(self, *, batch: int, seed: int, plan, labels, truncate_s: float,
-                    aug_schedule: str):
-        """(images, LowResCond) of a base stage; ``truncate_s`` > 0 hands over z_s."""
-        raise CascadeError("this stage cannot generate images", "a base stage",
-                           self.config.describe(), stage=self.name)
-
-    def sample_upsample(self, cond, *, seed: int, plan, labels):
-        """The output of an SR stage conditioned on ``cond`` (a LowResCond)."""
-        raise CascadeError("this stage cannot upsample", "an sr stage", self.config.describe(),
-                           stage=self.name)
-
-    def sample_refine(self, image, *, strength: float, seed: int, plan, labels, s: float | None):
-        """``image`` refined at ``strength`` (0 returns it unchanged)."""
-        raise CascadeError("this stage cannot refine", "a refiner stage", self.config.describe(),
-                           stage=self.name)
-
-    def training_pass(self, target, *, generator: torch.Generator, cond=None, labels=None,
-                      noise=None, max_t: int | None = None):
-        """(per-example loss, clean-image estimate) of one training evaluation towards ``target``.
-
-        Random draws come from ``generator`` in a fixed order (a timestep or noise level first,
-        then the noise unless ``noise`` is given), so a recipe that passes the same generator is
-        reproducible.
-        """
-        raise NotImplementedError

@@ -14,7 +14,7 @@ import math
 import kornia
 import torch
 
-from ..errors import CascadeError
+from ..base.errors import CascadeError
 from .noise import as_noise_source
 from .schedules import cosine_alpha_bar
 

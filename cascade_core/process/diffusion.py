@@ -20,8 +20,8 @@ def per_example(values: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> to
 
 def q_mean_std(schedule: DiscreteSchedule, x0: torch.Tensor, t: torch.Tensor):
     """Mean and standard deviation of q(x_t | x_0)."""
-    abar = schedule.alphas_cumprod
-    return per_example(abar.sqrt(), t, x0) * x0, per_example((1 - abar).sqrt(), t, x0)
+    a, b = vp_coefficients(schedule, t, x0)
+    return a * x0, b
 
 
 def q_sample(schedule: DiscreteSchedule, x0: torch.Tensor, t: torch.Tensor,
@@ -59,21 +59,29 @@ def target(param: str, schedule: DiscreteSchedule, x0: torch.Tensor, noise: torc
     if param == "x0":
         return x0
     if param == "v":
-        abar = schedule.alphas_cumprod
-        return per_example(abar.sqrt(), t, x0) * noise - per_example((1 - abar).sqrt(), t, x0) * x0
+        a, b = vp_coefficients(schedule, t, x0)
+        return a * noise - b * x0
     raise ValueError(f"unknown parameterization {param!r}; expected one of {PARAMETERIZATIONS}")
 
 
-def predict_x0(param: str, out: torch.Tensor, zt: torch.Tensor, alpha: torch.Tensor,
-               sigma: torch.Tensor):
-    """x0 from a network output, given the VP coefficients ``alpha`` and ``sigma`` of z_t.
+def vp_coefficients(schedule: DiscreteSchedule, t: torch.Tensor, like: torch.Tensor):
+    """``(a, b)`` of ``z_t = a x0 + b eps`` at integer timesteps ``t``: ``a = sqrt(abar_t)``,
+    ``b = sqrt(1 - abar_t)``, shaped to broadcast against ``like``. (``sigma`` is reserved for the
+    VE noise level ``b / a`` everywhere in the pack; ``gdf`` uses the same ``a``, ``b``.)"""
+    abar = schedule.alphas_cumprod
+    return per_example(abar.sqrt(), t, like), per_example((1 - abar).sqrt(), t, like)
 
-    ``alpha = sqrt(abar)``, ``sigma = sqrt(1 - abar)``; both broadcast against ``zt``.
+
+def predict_x0(param: str, out: torch.Tensor, zt: torch.Tensor, a: torch.Tensor,
+               b: torch.Tensor):
+    """x0 from a network output, given the VP coefficients of ``z_t = a x0 + b eps``.
+
+    ``a = sqrt(abar)``, ``b = sqrt(1 - abar)``; both broadcast against ``zt``.
     """
     if param == "eps":
-        return (zt - sigma * out) / alpha
+        return (zt - b * out) / a
     if param == "x0":
         return out
     if param == "v":
-        return alpha * zt - sigma * out
+        return a * zt - b * out
     raise ValueError(f"unknown parameterization {param!r}; expected one of {PARAMETERIZATIONS}")

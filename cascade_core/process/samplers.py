@@ -18,7 +18,7 @@ import math
 
 import torch
 
-from ..errors import CascadeError
+from ..base.errors import CascadeError
 
 SAMPLERS: dict = {}
 

@@ -12,9 +12,10 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from ..errors import CascadeError
+from ..base.errors import CascadeError
 
 SPACINGS = ("uniform", "trailing", "ddim", "karras")
+BETA_SCHEDULES = ("linear", "cosine")
 # Karras grids start here rather than at a cosine schedule's sigma_max (~2e4 at T=1000):
 # at sigma 80 the signal is 1.2% of z_T, and the steps go where the image forms.
 KARRAS_SIGMA_MAX = 80.0
@@ -24,12 +25,13 @@ KARRAS_SIGMA_MAX = 80.0
 class ScheduleConfig:
     """A beta schedule by name and length, as stored in stage checkpoints."""
 
-    kind: str = "cosine"  # "linear" or "cosine"
+    beta_schedule: str = "cosine"  # "linear" or "cosine"
     timesteps: int = 1000
 
     def __post_init__(self):
-        if self.kind not in ("linear", "cosine"):
-            raise CascadeError("unknown beta schedule", "'linear' or 'cosine'", repr(self.kind))
+        if self.beta_schedule not in BETA_SCHEDULES:
+            raise CascadeError("unknown beta schedule", "'linear' or 'cosine'",
+                               repr(self.beta_schedule))
         if int(self.timesteps) < 2:
             raise CascadeError("schedule needs at least 2 timesteps", ">= 2", self.timesteps)
 
@@ -44,17 +46,17 @@ def cosine_alpha_bar(u: torch.Tensor, offset: float = 0.008) -> torch.Tensor:
     return f / math.cos(offset / (1 + offset) * math.pi / 2) ** 2
 
 
-def make_betas(kind: str, timesteps: int) -> torch.Tensor:
-    """Betas of a ``kind`` schedule with ``timesteps`` steps (float64)."""
+def make_betas(beta_schedule: str, timesteps: int) -> torch.Tensor:
+    """Betas of a ``beta_schedule`` ("linear" or "cosine") with ``timesteps`` steps (float64)."""
     T = int(timesteps)
-    if kind == "linear":
+    if beta_schedule == "linear":
         scale = 1000.0 / T  # keeps the same total noise for any length (improved DDPM)
         return torch.linspace(scale * 1e-4, scale * 0.02, T, dtype=torch.float64).clamp(max=0.999)
-    if kind == "cosine":
+    if beta_schedule == "cosine":
         u = torch.arange(T + 1, dtype=torch.float64) / T
         abar = cosine_alpha_bar(u)
         return (1 - abar[1:] / abar[:-1]).clamp(max=0.999)
-    raise CascadeError("unknown beta schedule", "'linear' or 'cosine'", repr(kind))
+    raise CascadeError("unknown beta schedule", "'linear' or 'cosine'", repr(beta_schedule))
 
 
 class DiscreteSchedule:
@@ -72,7 +74,7 @@ class DiscreteSchedule:
     @classmethod
     def from_config(cls, cfg: ScheduleConfig) -> DiscreteSchedule:
         """The schedule a ScheduleConfig names."""
-        return cls(make_betas(cfg.kind, cfg.timesteps))
+        return cls(make_betas(cfg.beta_schedule, cfg.timesteps))
 
     @property
     def sigma_min(self) -> float:

@@ -2,46 +2,88 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
-from cascade_core import generate, make_condition, refine, super_resolve, to_uint8
+from cascade_core import (
+    Conditioning,
+    SamplingPlan,
+    Stage,
+    Start,
+    generate,
+    make_condition,
+    refine,
+    super_resolve,
+    to_uint8,
+)
 
 # each stage of the cascade draws its noise from its own block of seeds: image i of stage k uses
 # seed + i + k * STAGE_SEED_STRIDE, so no two stages share a stream in runs of fewer images
 STAGE_SEED_STRIDE = 10 ** 6
 
 
-def sample_cascade(base, sr=None, refiner=None, n=1000, batch=100, seed=0, steps=30, sr_steps=30,
-                   sampler="dpmpp_2m", spacing="karras", s=0.1, truncated=False, guidance=1.0,
-                   refine_strength=0.3, refine_steps=10, dtype="fp32", log=print):
-    """(uint8 NHWC images, labels): image i is of class i % num_classes and uses seed + i.
-    ``dtype``: the sampling precision (fp32 unless asked: a score should not depend on the
-    machine it was computed on)."""
+class Cascade(NamedTuple):
+    """The stages sampled in order: a base stage, optionally an SR stage and a refiner."""
+
+    base: Stage
+    sr: Stage | None = None
+    refiner: Stage | None = None
+
+
+@dataclass(frozen=True)
+class CascadeSettings:
+    """How an evaluation samples a cascade: steps per stage, sampler, augmentation level ``s``
+    (truncated or re-noised), guidance, refiner strength, precision (fp32 unless asked: a score
+    should not depend on the machine it was computed on) and batch size."""
+
+    steps: int = 30
+    sr_steps: int = 30
+    sampler: str = "dpmpp_2m"
+    spacing: str = "karras"
+    s: float = 0.1
+    truncated: bool = False
+    guidance: float = 1.0
+    refine_strength: float = 0.3
+    refine_steps: int = 10
+    dtype: str = "fp32"
+    batch: int = 100
+
+    def plan(self, steps: int, start: Start | None = None) -> SamplingPlan:
+        """The sampling plan of one stage with ``steps`` steps."""
+        return SamplingPlan(sampler=self.sampler, steps=steps, spacing=self.spacing,
+                            start=start or Start(), guidance=self.guidance,
+                            precision=self.dtype)
+
+
+def sample_cascade(cascade: Cascade, n: int, settings: CascadeSettings = CascadeSettings(),
+                   seed: int = 0, log=print):
+    """(uint8 NHWC images, labels): image i is of class i % num_classes and uses seed + i."""
+    base, sr, refiner = cascade
     k = base.config.num_classes
     labels = torch.arange(n) % k if k else torch.full((n,), -1)
+    truncated = sr is not None and settings.truncated and settings.s > 0
     out, t0 = [], time.time()
-    for start in range(0, n, batch):
-        lab = labels[start:start + batch]
-        b = len(lab)
+    for start in range(0, n, settings.batch):
+        lab = labels[start:start + settings.batch]
         cls = lab if k else None
-        img, cond = generate(base, b, seed=seed + start, steps=steps, sampler=sampler,
-                             spacing=spacing, labels=cls, guidance=guidance, dtype=dtype,
-                             truncate_s=s if (sr is not None and truncated and s > 0) else None)
+        plan = settings.plan(settings.steps,
+                             Start.truncated(settings.s) if truncated else None)
+        img, lowres = generate(base, plan, Conditioning.for_base(len(lab), cls), seed=seed + start)
         if sr is not None:
-            if not (truncated and s > 0):
-                cond = make_condition(img, s, seed + start + STAGE_SEED_STRIDE,
-                                      schedule=sr.config.augmentation.schedule)
-            img = super_resolve(sr, cond, seed=seed + start + 2 * STAGE_SEED_STRIDE,
-                                steps=sr_steps, sampler=sampler,
-                                spacing=spacing, labels=cls if sr.config.num_classes else None,
-                                guidance=guidance, dtype=dtype)
+            if not truncated:
+                lowres = make_condition(img, settings.s, seed + start + STAGE_SEED_STRIDE,
+                                        schedule=sr.config.augmentation.schedule)
+            cond = Conditioning.for_upsampling(lowres, cls if sr.config.num_classes else None)
+            img = super_resolve(sr, settings.plan(settings.sr_steps), cond,
+                                seed=seed + start + 2 * STAGE_SEED_STRIDE)
         if refiner is not None:
-            img = refine(refiner, img, strength=refine_strength,
-                         seed=seed + start + 3 * STAGE_SEED_STRIDE,
-                         steps=refine_steps, sampler=sampler, spacing=spacing, dtype=dtype)
+            plan = settings.plan(settings.refine_steps, Start.partial(settings.refine_strength))
+            img = refine(refiner, plan, Conditioning.for_refining(img),
+                         seed=seed + start + 3 * STAGE_SEED_STRIDE)
         out.append(to_uint8(img))
         if log:
-            log(f"  sampled {start + b}/{n} ({time.time() - t0:.0f}s)")
+            log(f"  sampled {start + len(lab)}/{n} ({time.time() - t0:.0f}s)")
     return np.concatenate(out), labels.numpy()

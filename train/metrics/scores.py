@@ -1,6 +1,8 @@
 """FID, KID and sliced Wasserstein distance, computed from features or images (numpy/torch only)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -65,11 +67,22 @@ def _patches(x: torch.Tensor, size: int, idx: torch.Tensor) -> torch.Tensor:
     return picked.permute(0, 2, 1).reshape(-1, cols.shape[1])
 
 
-def sliced_wasserstein(images_a: torch.Tensor, images_b: torch.Tensor, levels: int = 3,
-                       patch: int = 5,
-                       per_image: int = 64, projections: int = 128, seed: int = 0) -> list[float]:
+@dataclass(frozen=True)
+class SwdSettings:
+    """Pyramid levels, patch side, patches drawn per image and random projections of the SWD."""
+
+    levels: int = 3
+    patch: int = 5
+    per_image: int = 64
+    projections: int = 128
+
+
+def sliced_wasserstein(images_a: torch.Tensor, images_b: torch.Tensor,
+                       settings: SwdSettings = SwdSettings(), seed: int = 0) -> list[float]:
     """SWD between Laplacian-pyramid patch distributions (Karras et al. 2018), one value per level
     (finest first), x1000. Needs no network weights: the cheap check for CI-sized tests."""
+    levels, patch = settings.levels, settings.patch
+    per_image, projections = settings.per_image, settings.projections
     g = torch.Generator().manual_seed(seed)
     a_pyr, b_pyr = _laplacian_pyramid(images_a.float(),
                                       levels), _laplacian_pyramid(images_b.float(), levels)

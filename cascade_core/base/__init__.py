@@ -1,0 +1,1 @@
+"""The foundation every layer uses: errors, the version, image conversions and grids, precision."""

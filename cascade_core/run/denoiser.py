@@ -1,0 +1,144 @@
+"""Model wrappers: any stage, any parameterization, seen as ``x0 = D(x, sigma)``.
+
+Samplers work in the variance-exploding view ``x = x0 + sigma * eps`` (the
+VP latent is ``z = x / sqrt(1 + sigma^2)``). A new parameterization is a new
+case in ``diffusion.predict_x0``, never a change to a sampler. Classifier-free
+guidance runs the conditional and the null-class passes as one batch.
+
+Classifier guidance (ADM-G) adds ``scale * grad log p(y | z_t)`` from a noisy
+classifier, the two ways the reference does: ``predict`` returns the gradient
+for ancestral sampling, which shifts the posterior mean by variance x gradient
+(``condition_mean``); calling the denoiser returns the score-corrected estimate
+``x0 + (1 - abar) / sqrt(abar) * grad`` that DDIM and the ODE solvers use
+(``condition_score``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..base.errors import CascadeError
+from ..models.stage import Stage
+from ..process.diffusion import predict_x0
+from .tiling import TilePlan, tiled_call
+
+
+@dataclass(frozen=True)
+class NetInputs:
+    """The tensors a run feeds the network beside ``z_t``: classes (-1 = none), the low-res (or
+    refiner's own) conditioning image and its augmentation level on the stage's schedule."""
+
+    labels: torch.Tensor | None = None
+    cond: torch.Tensor | None = None
+    aug_level: torch.Tensor | None = None
+
+    def to(self, device) -> NetInputs:
+        """The same inputs on ``device``."""
+        return NetInputs(*(None if v is None else v.to(device)
+                           for v in (self.labels, self.cond, self.aug_level)))
+
+
+@dataclass
+class Prediction:
+    """What a denoiser evaluation gives: the clean-image estimate and, where the stage learns
+    its variance, the interpolation fraction between the small and large variance."""
+
+    x0: torch.Tensor
+    var_frac: torch.Tensor | None  # learned-variance interpolation in [0, 1], or None
+    log_p_grad: torch.Tensor | None = None  # scale * d log p(y | z_t) / d z_t (VP latent)
+
+
+class Denoiser:
+    """A stage seen as ``x0 = D(x, sigma)`` in the VE view, whatever its parameterization.
+
+    Holds the conditioning of one sampling run (classes, low-res image, augmentation level) and
+    runs classifier-free guidance, when asked for, as one doubled batch.
+    """
+
+    def __init__(self, stage: Stage, plan, inputs: NetInputs, tiles: TilePlan | None = None):
+        self.stage, self.cfg, self.tiles = stage, stage.config, tiles
+        self.labels, self.cond, self.aug_level = inputs.labels, inputs.cond, inputs.aug_level
+        self.guidance, self.clip = float(plan.guidance), plan.clip_denoised
+        self.uses_guidance = (self.guidance != 1.0 and self.cfg.num_classes > 0
+                              and self.labels is not None)
+        self.classifier = plan.classifier if plan.classifier_scale else None
+        self.classifier_scale = float(plan.classifier_scale)
+        check_conditioning(self.cfg, labels=self.labels, guidance=self.guidance, stage=stage.name)
+        if self.classifier is not None and self.labels is None:
+            raise CascadeError("classifier guidance needs a class for every image",
+                               "class labels", "none", stage=stage.name)
+
+    def __call__(self, x: torch.Tensor, sigma) -> torch.Tensor:
+        """The clean-image estimate of ``x`` at noise level ``sigma`` (score-corrected under
+        classifier guidance)."""
+        pred = self.predict(x, sigma)
+        if pred.log_p_grad is None:
+            return pred.x0
+        s2 = torch.as_tensor(sigma, dtype=torch.float64).flatten().expand(x.shape[0]) ** 2
+        coef = (s2 / (1 + s2).sqrt()).to(x.device, torch.float32).view(-1, 1, 1, 1)
+        return pred.x0 + coef * pred.log_p_grad  # (1 - abar) / sqrt(abar) = sigma^2 sqrt(abar)
+
+    def predict(self, x: torch.Tensor, sigma) -> Prediction:
+        """The estimate, the learned-variance fraction (None if the stage has none) and, under
+        classifier guidance, the scaled log-likelihood gradient."""
+        sigma = torch.as_tensor(sigma, dtype=torch.float64).flatten().expand(x.shape[0])
+        # z_t = a x0 + b eps with a = 1 / sqrt(1 + sigma^2), b = sigma / sqrt(1 + sigma^2)
+        a = (1 / (1 + sigma ** 2).sqrt()).to(x.device, torch.float32).view(-1, 1, 1, 1)
+        b = (sigma / (1 + sigma ** 2).sqrt()).to(x.device, torch.float32).view(-1, 1, 1, 1)
+        zt = x.float() * a
+        c_noise = self.stage.noise_input(sigma.to(x.device))
+        out = self._net(zt, c_noise)
+        C = self.cfg.channels
+        var_frac = (out[:, C:].float() + 1) / 2 if self.cfg.learn_sigma else None
+        x0 = predict_x0(self.cfg.parameterization, out[:, :C].float(), zt, a=a, b=b)
+        if self.clip:
+            x0 = x0.clamp(-1, 1)
+        grad = None
+        if self.classifier is not None:
+            grad = self.classifier_scale * self.classifier.log_prob_grad(zt, sigma, self.labels)
+        return Prediction(x0, var_frac, grad)
+
+    def _net(self, zt, c_noise):
+        dtype = self.stage.dtype
+        if not self.uses_guidance:
+            return self._stage(zt.to(dtype), c_noise, cond=_cast(self.cond, dtype),
+                               aug_level=self.aug_level, labels=self.labels).float()
+        null = torch.full_like(self.labels, -1)
+        cond, aug = (None if a is None else torch.cat([a, a]) for a in (self.cond, self.aug_level))
+        labels = torch.cat([self.labels, null])
+        out = self._stage(torch.cat([zt, zt]).to(dtype), torch.cat([c_noise, c_noise]),
+                          cond=_cast(cond, dtype), aug_level=aug, labels=labels).float()
+        with_class, without = out.chunk(2)
+        C = self.cfg.channels
+        guided = without[:, :C] + self.guidance * (with_class[:, :C] - without[:, :C])
+        return torch.cat([guided, with_class[:, C:]], dim=1)
+
+    def _stage(self, zt, c_noise, *, cond, aug_level, labels):
+        """One network evaluation, in overlapping tiles when a tile plan is set (``tiling``)."""
+        if self.tiles is None:
+            return self.stage(zt, c_noise, cond=cond, aug_level=aug_level, labels=labels)
+        full = None if cond is None else self.stage.net.upsample_cond(cond, zt.shape[-2:])
+        return tiled_call(lambda x, c: self.stage(x, c_noise, cond=c, aug_level=aug_level,
+                                                  labels=labels), zt, cond=full, plan=self.tiles)
+
+
+def check_conditioning(cfg, *, labels, guidance: float, stage: str):
+    """Stages without a null class (ADM's) have no unconditional prediction: refuse
+    classifier-free guidance and missing classes instead of indexing past the embedding."""
+    if cfg.num_classes == 0 or cfg.null_class:
+        return
+    if guidance != 1.0:
+        raise CascadeError("this stage has no null class, so classifier-free guidance cannot run",
+                           "guidance 1 (use a noisy classifier to guide it)", guidance, stage=stage)
+    if labels is None or bool((labels < 0).any()):
+        raise CascadeError("this stage is class-conditional without a null class: every image "
+                           "needs a class", f"class indices 0..{cfg.num_classes - 1} or names",
+                           "unconditional", stage=stage)
+    if bool((labels >= cfg.num_classes).any()):
+        raise CascadeError("class index out of range", f"0..{cfg.num_classes - 1}",
+                           int(labels.max()), stage=stage)
+
+
+def _cast(a, dtype):
+    return a.to(dtype) if isinstance(a, torch.Tensor) and a.is_floating_point() else a

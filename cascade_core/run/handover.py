@@ -1,0 +1,77 @@
+"""What one stage hands the next: the low-res image, its augmentation level and its classes.
+
+``make_condition`` is the non-truncated path of CDM Algorithm 2 (and the
+CondAugment node): any image becomes a ``LowResCond`` at level ``s``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from ..base.errors import CascadeError, check_finite, check_range
+from ..process.augment import aug_alpha_bar, condition_augment
+from ..process.noise import NoiseSource
+from ..process.resize import downsample
+
+
+@dataclass
+class LowResCond:
+    """The (augmented) low-res image, its level ``s`` and where they came from."""
+
+    image: torch.Tensor               # (B, C, h, w): z_s, the image the SR stage is conditioned on
+    level: torch.Tensor               # (B,) augmentation level s in [0, 1]
+    schedule: str = "cosine"          # augmentation schedule that gives ``level`` its meaning
+    clean: torch.Tensor | None = None  # the un-noised image, for previews and one-pass stages
+    labels: torch.Tensor | None = None  # classes of the stage that made it, for the next stage
+
+    def __post_init__(self):
+        if self.image.ndim != 4:
+            raise CascadeError("low-res conditioning must be a batch of images", "(B, C, H, W)",
+                               tuple(self.image.shape))
+        level = torch.as_tensor(self.level, dtype=torch.float32)
+        self.level = level.flatten().expand(self.image.shape[0])
+
+
+def make_condition(image: torch.Tensor, s: float, seed, schedule: str = "cosine",
+                   blur_sigma: float = 0.0):
+    """Non-truncated conditioning augmentation (and CondAugment): blur, then noise to level ``s``.
+
+    ``seed`` is an int (image i uses ``seed + i``) or a NoiseSource.
+    """
+    s = check_range("augmentation level s", s, 0.0, hi=1.0)
+    check_finite("the image to augment", image)
+    check_finite("blur sigma", blur_sigma)
+    noise = NoiseSource.from_seed(seed, image.shape[0]) if isinstance(seed, int) else seed
+    z = condition_augment(image.float(), s, noise, schedule=schedule, blur_sigma=blur_sigma)
+    return LowResCond(image=z, level=torch.full((image.shape[0],), s), schedule=schedule,
+                      clean=image)
+
+
+def convert_level(level: torch.Tensor, source: str, target: str) -> torch.Tensor:
+    """The level on schedule ``target`` with the same noise as ``level`` on ``source``."""
+    if source == target:
+        return level
+    want = aug_alpha_bar(level.double(), source)
+    lo, hi = torch.zeros_like(want), torch.ones_like(want)
+    for _ in range(50):  # bisection: abar is decreasing in s
+        mid = (lo + hi) / 2
+        below = aug_alpha_bar(mid, target) > want
+        lo, hi = torch.where(below, mid, lo), torch.where(below, hi, mid)
+    return ((lo + hi) / 2).float()
+
+
+def fit_condition(stage, cond: LowResCond) -> LowResCond:
+    """Resize a conditioning image to the nearest size whose output fits ``stage``."""
+    m = stage.config.size_multiple
+    step = max(1, m // math.gcd(m, stage.config.factor))  # low-res side must be a multiple of this
+    h, w = cond.image.shape[-2:]
+    fit = tuple(max(step, math.floor(v / step + 0.5) * step) for v in (h, w))  # ties round up
+    if fit == (h, w):
+        return cond
+    image = downsample(cond.image,
+                       fit) if fit[0] <= h and fit[1] <= w else torch.nn.functional.interpolate(
+        cond.image.float(), size=fit, mode="bicubic", align_corners=False)
+    return LowResCond(image=image, level=cond.level, schedule=cond.schedule, clean=cond.clean,
+                      labels=cond.labels)

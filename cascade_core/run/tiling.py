@@ -1,0 +1,151 @@
+"""Large images in tiles: every model evaluation split into overlapping tiles and blended.
+
+The sampler still walks one shared ``x_t`` with one shared noise stream; only
+the network call is tiled (``Denoiser`` calls ``tiled_call``), so tiles cannot
+drift apart the way tile-by-tile sampling does. Tiles overlap by a quarter of
+their side and are blended with weights that ramp linearly across the overlap
+(and stay 1 at the image border), so a pointwise network gives exactly the
+untiled result.
+
+Tiling starts from a **memory estimate** (``estimate_bytes``: activations and,
+the usual culprit, full-size attention) against a budget, or from an explicit
+tile size; never from the image being larger than the training crop, since
+convolutional stages run fine at any size.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+
+from ..base.errors import CascadeError
+
+DEFAULT_BUDGET_FRACTION = 0.5   # of the memory available when sampling starts
+# automatic tiles are at most this many times the stage's training resolution: attention costs
+# grow with the fourth power of the tile side, and the network has seen that much context
+MAX_TILE_FACTOR = 4
+FALLBACK_BUDGET = 4 * 2 ** 30   # where availability cannot be read
+
+
+@dataclass(frozen=True)
+class TilePlan:
+    """Tile side and overlap in pixels of the stage's output."""
+
+    tile: int
+    overlap: int
+
+
+def available_bytes(device) -> int:
+    """Free memory of ``device``: CUDA's free memory, or the host's available RAM."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return FALLBACK_BUDGET
+
+
+def estimate_bytes(cfg, size: tuple) -> int:
+    """A deliberately generous peak-memory estimate of one U-Net evaluation: the activations
+    every level keeps for its skip connections, plus the largest attention matrix (PyTorch's
+    math kernel materialises heads x S x S floats). ``size``: (batch, height, width)."""
+    batch, height, width = size
+    u = cfg.unet
+    acts = attention = 0
+    levels = len(u.widths)
+    for level, w in enumerate(u.widths):
+        hw = (height >> level) * (width >> level)
+        acts += batch * w * hw * 4 * (3 * u.num_res_blocks + 4)
+        if (cfg.resolution >> level) in u.attention_resolutions or level == levels - 1:
+            attention = max(attention, 2 * batch * u.heads(w) * hw * hw * 4)
+    return acts + attention
+
+
+def plan_tiles(stage, shape, tiling, budget: int | None = None) -> TilePlan | None:
+    """The tiles for an output of ``shape`` (B, C, H, W), or None to run untiled.
+
+    ``tiling``: "auto" (tile when the estimate exceeds the budget, with tiles of at most
+    ``MAX_TILE_FACTOR`` x the training resolution that fit it), "off" (a clear error when it
+    does) or a tile side in pixels (a multiple of the stage's size multiple).
+    """
+    cfg = stage.config
+    if cfg.method != "diffusion":
+        return None
+    B, _, H, W = shape
+    budget = budget or int(available_bytes(stage.device) * DEFAULT_BUDGET_FRACTION)
+    if tiling not in ("auto", "off"):
+        return _explicit(cfg, int(tiling), size=(H, W))
+    need = estimate_bytes(cfg, (B, H, W))
+    if need <= budget:
+        return None
+    if tiling == "off":
+        raise CascadeError(f"a {H}x{W} image is too large for this stage in one piece (about "
+                           f"{need / 2 ** 30:.1f} GiB for one evaluation, "
+                           f"budget {budget / 2 ** 30:.1f} GiB)",
+                           "a smaller image, or tiling 'auto' or a tile size", f"{H}x{W}",
+                           stage=stage.name)
+    m = cfg.size_multiple
+    side = max(m, (min(H, W, MAX_TILE_FACTOR * cfg.resolution) // m) * m)
+    while side > m and estimate_bytes(cfg, (B, side, side)) > budget:
+        side = max(m, ((side * 3 // 4) // m) * m)
+    return TilePlan(side, _overlap(side, m))
+
+
+def _explicit(cfg, tile: int, *, size: tuple) -> TilePlan | None:
+    H, W = size
+    m = cfg.size_multiple
+    if tile < m or tile % m:
+        raise CascadeError("tile size does not fit this stage", f"a multiple of {m}", tile)
+    if tile >= H and tile >= W:
+        return None
+    return TilePlan(tile, _overlap(tile, m))
+
+
+def _overlap(tile: int, m: int) -> int:
+    return max(m, (tile // 4 // m) * m) if tile > m else 0
+
+
+def starts(size: int, tile: int, overlap: int) -> list[int]:
+    """Tile origins along one side: stride ``tile - overlap``, the last flush with the end."""
+    if size <= tile:
+        return [0]
+    stride = tile - overlap
+    out = list(range(0, size - tile, stride))
+    return out + [size - tile]
+
+
+def ramp(length: int, overlap: int, *, start: bool, end: bool) -> torch.Tensor:
+    """1-D blend weights of a tile: rising over ``overlap`` pixels where it has a neighbour."""
+    w = torch.ones(length, dtype=torch.float32)
+    if overlap:
+        up = torch.arange(1, overlap + 1, dtype=torch.float32) / (overlap + 1)
+        if start:
+            w[:overlap] = torch.minimum(w[:overlap], up)
+        if end:
+            w[-overlap:] = torch.minimum(w[-overlap:], up.flip(0))
+    return w
+
+
+def tiled_call(fn, x: torch.Tensor, *, cond: torch.Tensor | None,
+               plan: TilePlan) -> torch.Tensor:
+    """``fn(x_tile, cond_tile)`` over overlapping tiles of ``x`` (and of ``cond``, already at
+    ``x``'s size), blended into one output."""
+    H, W = x.shape[-2:]
+    th, tw = min(plan.tile, H), min(plan.tile, W)
+    ys, xs = starts(H, th, plan.overlap), starts(W, tw, plan.overlap)
+    out = weight = None
+    for y0 in ys:
+        wy = ramp(th, plan.overlap, start=y0 > 0, end=y0 + th < H)
+        for x0 in xs:
+            wx = ramp(tw, plan.overlap, start=x0 > 0, end=x0 + tw < W)
+            region = (..., slice(y0, y0 + th), slice(x0, x0 + tw))
+            piece = fn(x[region], None if cond is None else cond[region]).float()
+            w = (wy[:, None] * wx[None, :]).to(piece.device)
+            if out is None:
+                out = piece.new_zeros((*piece.shape[:2], H, W))
+                weight = piece.new_zeros((H, W))
+            out[region] += piece * w
+            weight[region[1:]] += w
+    return out / weight

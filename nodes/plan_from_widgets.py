@@ -1,0 +1,55 @@
+"""The one helper that turns a sampling node's widgets into the engine's ``SamplingPlan``.
+
+Every sampling node (BaseSampler, SuperResStage, Refiner, Sweep) resolves its
+widgets here, once: the precision (checked against the compute device before
+any work, and recorded for the PNG), ComfyUI's SAMPLER and SIGMAS inputs when
+wired, the tile size, the start (truncated base, partial refiner), classifier
+guidance and a progress bar with previews and the interrupt check. The plan
+then travels unchanged through the pipeline to the sampler.
+"""
+from __future__ import annotations
+
+from . import comfy_bridge as bridge
+from . import widgets as W
+from ._core import core
+from .comfy_samplers import comfy_sampler, warn_low_start
+
+# which widget gives the start level: a base stage's truncation s, a refiner's strength
+START_WIDGETS = {"full": None, "truncated": "truncate_s", "partial": "strength"}
+
+
+def sampling_plan(stage, widgets: dict, *, start: str = "full", record=None,
+                  progress: bool = True):
+    """The plan of ``widgets`` (the node's keyword values: ``seed``, ``steps``,
+    ``sampler_name``, ``spacing``, ``guidance``, ``dtype`` and, where the node has them,
+    ``sampler``, ``sigmas``, ``tile_size``, ``classifier``, ``classifier_scale``, and the widget
+    ``START_WIDGETS[start]``) for ``stage``. ``record``: the node's ``(extra_pnginfo,
+    unique_id)``, where the precision is noted; ``progress``: give the plan a progress bar."""
+    precision = W.torch_dtype(widgets["dtype"], record)  # before any work: bad = error
+    seed, steps = widgets["seed"], widgets["steps"]
+    sampler = widgets.get("sampler")
+    sigmas = widgets.get("sigmas")
+    grid = None
+    if sigmas is not None:
+        grid = core.check_sigmas(sigmas, stage=stage.name)
+        warn_low_start(stage, grid)
+    classifier = widgets.get("classifier")
+    total = steps if grid is None else len(grid) - 1
+    try:
+        level = widgets[START_WIDGETS[start]] if START_WIDGETS[start] else 0.0
+        begin = {"full": core.Start, "truncated": core.Start.truncated,
+                 "partial": core.Start.partial}[start]
+        return core.SamplingPlan(
+            sampler=widgets["sampler_name"] if sampler is None else comfy_sampler(sampler, stage,
+                                                                                  seed),
+            steps=steps, spacing=widgets["spacing"], sigmas=grid,
+            start=begin(level) if start != "full" else begin(),
+            guidance=widgets["guidance"], precision=precision,
+            tiling=W.tiling(widgets.get("tile_size", 0)),
+            classifier=None if classifier is None else classifier.stage,
+            classifier_scale=widgets.get("classifier_scale", 0.0) if classifier else 0.0,
+            callback=bridge.Progress(total) if progress else None)
+    except core.CascadeError as e:
+        if e.stage:
+            raise
+        raise core.CascadeError(str(e), stage=stage.name) from None
