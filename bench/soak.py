@@ -132,8 +132,8 @@ def soak(runs: int, stages: list) -> dict:
         work.mkdir(parents=True)
         t0 = time.time()
         for k in range(runs):
-            kind, what = plan[k % len(plan)]
-            if kind == "good":
+            verdict, what = plan[k % len(plan)]
+            if verdict == "good":
                 digest = _good(what, work, stages)
                 if hashes.setdefault(what, digest) != digest:
                     failures.append(f"workflow {WORKFLOWS[what].name}: images changed at run {k}")

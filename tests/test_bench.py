@@ -20,16 +20,31 @@ def test_peer_speed_quick(capsys):
         assert all("ours/diffusers" in ln for ln in lines)
 
 
-def test_peak_conv_flops_is_plausible():
-    from bench.common import peak_conv_flops
-    fp32 = peak_conv_flops(channels=32, size=8, repeats=2)
-    assert 1e8 < fp32 < 1e14  # between 0.1 GFLOP/s and 100 TFLOP/s on any CPU
+def test_peak_conv_flops_counts_two_flops_per_multiply_add_over_the_best_time(monkeypatch):
+    """A 3x3 convolution of C to C channels on a batch of 8 HxW maps is 2 * 8 * H * W * C * C * 9
+    FLOPs; the peak divides them by the fastest of the timed runs."""
+    from bench import common
+    times = iter([0.5, 0.25, 0.4])  # the warm-up call is not timed
+    monkeypatch.setattr(common, "_time", lambda fn: (fn(), next(times))[1])
+    got = common.peak_conv_flops(channels=16, size=8, repeats=3)
+    assert got == 2 * 8 * 8 * 8 * 16 * 16 * 9 / 0.25
 
 
-def test_preset_cost_quick(capsys):
+def test_preset_cost_quick_reports_the_presets_real_sizes(capsys):
+    """Each row names the tiny preset of one entry point with its real parameter count, and its
+    images per second is its batch over its seconds per step."""
+    from train.config import resolve, stage_config
     assert preset_cost.main(["--quick", "--steps", "1"]) == 0
-    out = capsys.readouterr().out
-    assert out.count("tiny") == 3 and "s/step" in out
+    rows = [ln.split() for ln in capsys.readouterr().out.splitlines()[1:] if ln.strip()]
+    assert [r[:2] for r in rows] == [["stage1", "tiny"], ["stage2", "tiny"], ["stage3", "tiny"]]
+    for (_, _, params, _, batch, seconds, per_second, *_), role in zip(
+            rows, preset_cost.ENTRIES.values()):
+        cfg = resolve(role, "tiny", {}, cli_values={"data": "-"})
+        want = cc.Stage(stage_config(cfg, 10, ())).num_parameters()
+        assert params == f"{want / 1e6:.2f}M" and int(batch) == cfg.batch_size
+        assert float(seconds) > 0
+        low, high = float(seconds) - 0.005, float(seconds) + 0.005  # printed to 2 decimals
+        assert int(batch) / high - 0.05 <= float(per_second) <= int(batch) / max(low, 1e-9) + 0.05
 
 
 def test_samplers_quick(capsys):

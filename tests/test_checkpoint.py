@@ -106,3 +106,44 @@ def test_ema_tracks_weights():
     assert torch.allclose(pe, pa - 0.5)
     warm = cc.EMA(a, decay=0.999, warmup=10)
     assert warm.current_decay() == pytest.approx(0.1)
+
+
+def _rewrite_metadata(path, stage_json: dict):
+    """The same weights with the stage JSON replaced: how an older release wrote the file."""
+    from safetensors import safe_open
+    with safe_open(str(path), framework="pt") as f:
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    save_file(tensors, str(path), metadata={**meta, "cdm_stage": json.dumps(stage_json)})
+
+
+def test_files_of_every_format_version_load_as_the_same_stage(tmp_path):
+    """This release writes format 3; a file in format 2's layout (``kind`` for the network, the
+    schedule's ``kind``) or with no version at all loads as the same stage with the same
+    weights; a newer format is refused by name."""
+    from cascade_core.formats.stage_format import FORMAT_VERSION
+    stage = tiny_stage("sr", 16, 8, num_classes=2, learn_sigma=True)
+    path = cc.save_stage(stage, tmp_path / "s.safetensors")
+    written = json.loads(cc.read_config(path)[1]["cdm_stage"])
+    assert FORMAT_VERSION == 3 and written["format_version"] == 3
+    assert written["network"] == "unet" and written["schedule"]["beta_schedule"] == "cosine"
+    old = {k: v for k, v in written.items() if k != "network"}
+    old.update(format_version=2, kind="diffusion",
+               schedule={"kind": "cosine", "timesteps": written["schedule"]["timesteps"]})
+    for layout in (old, {k: v for k, v in old.items() if k != "format_version"}):
+        _rewrite_metadata(path, layout)
+        again = cc.load_stage(path)
+        assert again.config == stage.config
+        sd, again_sd = stage.state_dict(), again.state_dict()
+        assert all(torch.equal(sd[k], again_sd[k]) for k in sd)
+    _rewrite_metadata(path, {**written, "format_version": 4})
+    with pytest.raises(cc.CheckpointError, match="stage format is newer than this pack"):
+        cc.load_stage(path)
+
+
+def test_the_shipped_files_of_formats_1_and_2_still_load():
+    from pathlib import Path
+    weights = Path(__file__).resolve().parents[1] / "weights"
+    for name in ("cifar10-base16", "cifar10-sr16to32", "cifar10-refiner32"):
+        cfg, meta = cc.read_config(weights / f"{name}.safetensors")
+        assert json.loads(meta["cdm_stage"]).get("format_version") in (1, 2)
+        assert cfg.network == "unet" and cfg.schedule.beta_schedule == "cosine"

@@ -186,3 +186,73 @@ def test_the_checks_catch_a_planted_violation(tmp_path, monkeypatch, rule):
     check = check[rule]
     with pytest.raises(AssertionError, match="bad.py"):
         check()
+
+
+MAX_PARAMETERS = 6
+
+
+def _parameter_count(fn: ast.FunctionDef) -> int:
+    a = fn.args
+    named = [p.arg for p in a.posonlyargs + a.args + a.kwonlyargs if p.arg not in ("self", "cls")]
+    return len(named) + bool(a.vararg) + bool(a.kwarg)
+
+
+def test_no_public_function_of_the_engine_or_training_takes_more_than_six_parameters():
+    """A long parameter list is a plan or a settings object waiting to be named (ComfyUI node
+    methods, called with one keyword per widget, live in nodes/ and are exempt)."""
+    crowded = []
+    for d in ("cascade_core", "train"):
+        for path in sorted((ROOT / d).rglob("*.py")):
+            for node in ast.walk(_parse(path)):
+                public = not node.name.startswith("_") or node.name == "__init__" \
+                    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) else False
+                if public and _parameter_count(node) > MAX_PARAMETERS:
+                    crowded.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} takes "
+                                   f"{_parameter_count(node)} parameters")
+    assert not crowded, "\n".join(crowded)
+
+
+def test_the_parameter_check_catches_a_planted_violation(tmp_path, monkeypatch):
+    (tmp_path / "cascade_core").mkdir()
+    (tmp_path / "train").mkdir()
+    (tmp_path / "train" / "bad.py").write_text("def f(a, b, c, d, e, f, *, g=1):\n    return a\n")
+    monkeypatch.setattr(__import__(__name__), "ROOT", tmp_path)
+    with pytest.raises(AssertionError, match="bad.py:1 f takes 7 parameters"):
+        test_no_public_function_of_the_engine_or_training_takes_more_than_six_parameters()
+
+
+def test_one_plan_travels_from_the_node_to_the_sampler(tiny_cascade):
+    """BaseSampler's call chain, recorded with sys.setprofile: the node resolves its widgets
+    into one plan (built once), the pipeline looks up the strategy, which builds one denoiser
+    and runs the sampler once: node -> plan -> pipeline -> strategy -> denoiser -> sampler."""
+    import sys
+
+    from nodes import NODE_CLASS_MAPPINGS
+    from nodes.stage_nodes import load
+
+    chain = [("nodes/sampling_nodes.py", "CDMBaseSampler.sample"),
+             ("nodes/plan_from_widgets.py", "sampling_plan"),
+             ("cascade_core/run/plan.py", "SamplingPlan.__post_init__"),
+             ("cascade_core/run/pipeline.py", "generate"),
+             ("cascade_core/run/strategies.py", "Diffusion.base"),
+             ("cascade_core/run/denoiser.py", "Denoiser.__init__"),
+             ("cascade_core/process/samplers.py", "sample_dpmpp_2m")]
+    entered = []
+
+    def watch(frame, event, arg):
+        if event == "call":
+            code = frame.f_code
+            key = (Path(code.co_filename).as_posix(), code.co_qualname)
+            if any(key[0].endswith(f) and key[1] == q for f, q in chain):
+                entered.append(key[1])
+
+    node = NODE_CLASS_MAPPINGS["CDMBaseSampler"]()
+    stage = load("cifar10-base16.safetensors")
+    sys.setprofile(watch)
+    try:
+        node.sample(stage, seed=0, steps=3, sampler_name="dpmpp_2m", spacing="karras",
+                    class_name="random", guidance=1.0, batch_size=2, truncate_s=0.2,
+                    dtype="fp32")
+    finally:
+        sys.setprofile(None)
+    assert entered == [q for _, q in chain], entered

@@ -64,8 +64,20 @@ def test_seed_reproduces_and_batch_index_stream(tiny_cascade):
 
 
 def test_truncated_path_carries_z_s(tiny_cascade):
-    _, lowres = _sample(truncate_s=0.3)
+    """With truncate_s the node hands over z_s, the sampler's state at level s (in the VP scale
+    of q(z_s | z_0)), not its clean estimate: the engine's truncated run, exactly; and where s
+    lies above the whole grid, z_s is the start noise itself."""
+    image, lowres = _sample(truncate_s=0.3)
     assert torch.allclose(lowres.level, torch.full((3,), 0.3))
+    stage = _stage("cifar10-base16.safetensors").stage
+    labels = cc.parse_classes(stage.config, "cat, dog, ship", 3)
+    plan = cc.SamplingPlan(steps=3, sampler="ddpm", start=cc.Start.truncated(0.3))
+    want_image, want = cc.generate(stage, plan, cc.Conditioning.for_base(3, labels), seed=3)
+    assert torch.equal(lowres.image, want.image)
+    assert not torch.allclose(lowres.image, want_image)  # z_s, not the clean estimate
+    _, noise_only = _sample(truncate_s=0.999)
+    start = cc.NoiseSource.from_seed(3, 3).randn((3, 16, 16))
+    assert torch.equal(noise_only.image, start)
 
 
 def test_chain_sr_twice_on_a_batch(tiny_cascade):

@@ -1,4 +1,5 @@
 """Packaging: installing the project never puts a top-level `nodes` into site-packages."""
+import os
 import shutil
 import subprocess
 import sys
@@ -21,12 +22,15 @@ def test_pyproject_declares_dependencies_and_comfy_registry():
                                        "listed", "")
 
 
-def test_wheel_has_no_top_level_nodes(tmp_path):
+def test_wheel_has_no_top_level_nodes_or_train_and_its_training_runs_installed(tmp_path):
+    """The wheel installs the engine and the training code under the project's own name, never a
+    top-level ``nodes`` (ComfyUI's) or ``train`` (a user's); every package of the source tree is
+    in it, and the installed training entry point runs without the repository."""
     # build from a copy: setuptools writes build/ and *.egg-info beside the sources
     src = tmp_path / "src"
     shutil.copytree(ROOT, src,
                     ignore=shutil.ignore_patterns(".git", ".venv", "weights", "bench", "tests",
-                                                             "__pycache__", "build", "*.egg-info"))
+                                                  "__pycache__", "build", "*.egg-info", "runs"))
     res = subprocess.run([sys.executable, "-m", "pip", "wheel", str(src), "--no-deps",
                           "--no-build-isolation",
                           "-q", "-w", str(tmp_path)], capture_output=True, text=True, cwd=tmp_path)
@@ -35,8 +39,19 @@ def test_wheel_has_no_top_level_nodes(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     tops = {name.split("/")[0] for name in names if not name.endswith(".dist-info/")}
     tops = {t for t in tops if not t.endswith(".dist-info")}
-    assert tops == {"cascade_core", "train"}
-    for sub in ("cascade_core/process/schedules.py", "cascade_core/models/unet.py",
-                "cascade_core/formats/adm.py", "cascade_core/formats/data/imagenet_classes.txt",
-                "train/metrics/__init__.py"):
-        assert sub in names, sub  # sub-packages and data install too
+    assert tops == {"cascade_core", "comfyui_cascaded_diffusion_train"}
+    packages = {p.parent.relative_to(ROOT).as_posix() for d in ("cascade_core", "train")
+                for p in (ROOT / d).rglob("__init__.py")}
+    for package in packages:  # every sub-package of the source tree, none forgotten
+        installed = package.replace("train", "comfyui_cascaded_diffusion_train", 1) \
+            if package.startswith("train") else package
+        assert f"{installed}/__init__.py" in names, package
+    assert "cascade_core/formats/data/imagenet_classes.txt" in names
+    target = tmp_path / "site"
+    res = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target",
+                          str(target), str(wheel)], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-2000:]
+    entry = "comfyui_cascaded_diffusion_train.stage2"
+    res = subprocess.run([sys.executable, "-m", entry, "--help"], capture_output=True, text=True,
+                         cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(target)})
+    assert res.returncode == 0 and "super-resolution stage" in res.stdout, res.stderr[-2000:]

@@ -20,7 +20,7 @@ from test_train import FAST, ROOT, make_folder, run
 from train import shallow
 from train.cli import build_parser
 from train.config import TrainConfig
-from train.options import field_kind
+from train.options import field_type
 from train.shallow_train_config import ShallowTrainConfig
 
 
@@ -31,7 +31,7 @@ def data(tmp_path_factory):
 
 def _bad_values(f):
     """Values outside what field ``f`` declares it accepts."""
-    meta, kind = f.metadata, field_kind(f)
+    meta, typ = f.metadata, field_type(f)
     if "choices" in meta:
         return ["bogus"]
     if "pattern" in meta:
@@ -45,7 +45,7 @@ def _bad_values(f):
         bad.append(meta["max"] + 1)
     if "lt" in meta:
         bad.append(meta["lt"])
-    if kind is float:
+    if typ is float:
         bad.append("nan")
     return bad
 
@@ -53,14 +53,14 @@ def _bad_values(f):
 def _declared(cls):
     """Every field a flag can set, with its values out of range."""
     return [(f, _bad_values(f)) for f in fields(cls)
-            if field_kind(f) is not bool and (field_kind(f) is not str or
+            if field_type(f) is not bool and (field_type(f) is not str or
                                               {"choices", "pattern"} & set(f.metadata))]
 
 
 @pytest.mark.parametrize("cls", [TrainConfig, ShallowTrainConfig])
 def test_every_numeric_flag_declares_its_range(cls):
     for f in fields(cls):
-        if field_kind(f) in (int, float):
+        if field_type(f) in (int, float):
             assert {"min", "gt", "choices"} & set(f.metadata), f"--{f.name} declares no range"
 
 

@@ -170,3 +170,26 @@ def test_shallow_training_with_lpips(data, tmp_path):
             "0", "--phase2-epochs", "1", "--phase3-epochs", "0", "--timesteps", "50"]
     assert main(argv) == 0
     assert "loss_perceptual" in (tmp_path / "o" / "metrics.jsonl").read_text()
+
+
+def test_shallow_stages_record_that_they_had_no_conditioning_augmentation(tmp_path):
+    """The shallow recipe feeds its upsampler and refiner clean (teacher-forced or coarse)
+    inputs, never augmented ones: their files say so (s_max 0, no s input), Stage Info says so,
+    and an augmented condition is refused instead of silently mis-read."""
+    from nodes.stage_nodes import LoadedStage, describe
+    model = _cascade("diffusion", "diffusion", "diffusion")
+    for name in ("upsampler", "refiner"):
+        stage = getattr(model, name)
+        path = cc.save_stage(stage, tmp_path / f"{name}.safetensors")
+        cfg = cc.load_stage(path).config
+        assert cfg.augmentation.s_max == 0.0 and not cfg.aug_input
+        assert stage.net.aug_mlp is None  # no s-embedding to feed
+        text = describe(LoadedStage(cc.load_stage(path), str(path)))
+        assert "augmentation: none (trained on clean" in text and "U(0," not in text
+    noisy = cc.make_condition(torch.zeros(1, 3, 16, 16), 0.2, 0)
+    with pytest.raises(cc.CascadeError, match="trained on clean low-res images"):
+        cc.super_resolve(model.upsampler, cc.SamplingPlan(steps=2),
+                         cc.Conditioning.for_upsampling(noisy), seed=0)
+    with pytest.raises(cc.CascadeError, match="trained on clean inputs"):
+        cc.refine(model.refiner, cc.SamplingPlan(steps=2, start=cc.Start.partial(0.5)),
+                  cc.Conditioning.for_refining(torch.zeros(1, 3, 32, 32), s=0.1), seed=0)

@@ -9,7 +9,7 @@ from pathlib import Path
 from cascade_core import CascadeError
 
 from .config import PRESETS, TrainConfig, load_file, resolve, run_settings
-from .options import accepted, field_kind, flag
+from .options import accepted, field_type, flag
 
 EXAMPLES = {
     "base": "python -m train.stage1 --data ../shared/data/cifar10/train --out runs/base16 --preset "
@@ -72,18 +72,18 @@ def add_dataclass_flags(p: argparse.ArgumentParser, cls, skip=(), shown=None):
             continue
         default = (shown or {}).get(f.name, repr(f.default) if isinstance(f.default, str)
                                     else f.default)
-        kind = field_kind(f)
-        limits = "" if kind in (bool, str) else f"; {accepted(f.metadata)}"
+        typ = field_type(f)
+        limits = "" if typ in (bool, str) else f"; {accepted(f.metadata)}"
         help_text = f"{f.metadata.get('help', '')} (default: {default}{limits})"
         help_text = help_text.replace("%", "%%")
         if f.metadata.get("choices"):
             p.add_argument(flag(f.name), choices=f.metadata["choices"], default=None,
                            help=help_text)
-        elif kind is bool:
+        elif typ is bool:
             p.add_argument(flag(f.name), action=argparse.BooleanOptionalAction, default=None,
                            help=help_text)
         else:
-            p.add_argument(flag(f.name), type=kind, default=None, help=help_text)
+            p.add_argument(flag(f.name), type=typ, default=None, help=help_text)
 
 
 def parse(role: str, description: str, argv=None):

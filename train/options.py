@@ -40,10 +40,10 @@ def accepted(meta: dict) -> str:
     return " and ".join(p for p in (lo, hi) if p) or "any value"
 
 
-def _problem(value, meta: dict, kind) -> bool:
-    if kind is bool:
+def _problem(value, meta: dict, typ) -> bool:
+    if typ is bool:
         return not isinstance(value, bool)
-    if kind is str:
+    if typ is str:
         if not isinstance(value, str):
             return True
         if "choices" in meta:
@@ -54,7 +54,7 @@ def _problem(value, meta: dict, kind) -> bool:
         return False
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return True
-    if kind is int and not float(value).is_integer():
+    if typ is int and not float(value).is_integer():
         return True
     if not math.isfinite(value):
         return True
@@ -62,7 +62,7 @@ def _problem(value, meta: dict, kind) -> bool:
             or ("gt" in meta and value <= meta["gt"]) or ("lt" in meta and value >= meta["lt"]))
 
 
-def field_kind(f) -> type:
+def field_type(f) -> type:
     """int, float, bool or str: the type a field's annotation names."""
     name = f.type if isinstance(f.type, str) else f.type.__name__
     return {"int": int, "float": float, "bool": bool}.get(name, str)
@@ -72,10 +72,10 @@ def check_options(cfg):
     """Raise one CascadeError naming the first field (as its flag) outside its declared range."""
     for f in fields(cfg):
         value = getattr(cfg, f.name)
-        if _problem(value, f.metadata, field_kind(f)):
-            kind = field_kind(f).__name__
+        if _problem(value, f.metadata, field_type(f)):
+            name = field_type(f).__name__
             raise CascadeError(f"{flag(f.name)} is out of range",
-                               f"{'a' if kind != 'int' else 'an'} {kind}, {accepted(f.metadata)}",
+                               f"{'a' if name != 'int' else 'an'} {name}, {accepted(f.metadata)}",
                                repr(value))
 
 

@@ -23,10 +23,12 @@ class ShallowTrainConfig(RunConfig):
     batch_size: int = option(128, "global batch", min=1)
     resolution: int = option(32, "final resolution (upsampler output, refiner)", min=1)
     coarse_res: int = option(16, "coarse stage resolution", min=1)
-    coarse: str = option("diffusion", "coarse generator kind", choices=("diffusion", "dae"))
-    upsampler: str = option("pixelshuffle", "upsampler kind",
+    coarse: str = option("diffusion", "the coarse stage: a diffusion U-Net or a DAE",
+                         choices=("diffusion", "dae"))
+    upsampler: str = option("pixelshuffle", "the upsampler's network (diffusion: a U-Net)",
                             choices=("pixelshuffle", "resnet", "diffusion"))
-    refiner: str = option("vit", "refiner kind", choices=("vit", "conv", "diffusion"))
+    refiner: str = option("vit", "the refiner's network (diffusion: a U-Net)",
+                          choices=("vit", "conv", "diffusion"))
     hidden: int = option(64, "channels of one-pass stages and the DAE (ViT: token width)", min=1)
     blocks: int = option(2, "residual blocks of one-pass stages and the DAE", min=1)
     vit_depth: int = option(4, "ViT refiner transformer layers", min=1)

@@ -1,4 +1,4 @@
-"""The non-diffusion stage kinds of the shallow-cascade recipe, behind the same Stage interface.
+"""The non-diffusion networks of the shallow-cascade recipe, behind the same Stage.
 
 * ``dae`` (base): a denoising autoencoder D(x + sigma n, sigma, class) -> x,
   sampled by a short chain of denoise / re-noise passes from sigma_max down;

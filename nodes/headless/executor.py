@@ -35,7 +35,7 @@ def hidden_inputs(cls, nid: str, context: RunContext) -> dict:
     SaveImage writes (shared by every node of the run, so a node can add to it)."""
     given = {"UNIQUE_ID": nid, "EXTRA_PNGINFO": context.extra_pnginfo}
     hidden = cls.INPUT_TYPES().get("hidden", {})
-    return {name: given[kind] for name, kind in hidden.items() if kind in given}
+    return {name: given[source] for name, source in hidden.items() if source in given}
 
 
 def execute(prompt: dict, context: RunContext, verbose: bool = False) -> dict:

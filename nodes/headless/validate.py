@@ -32,15 +32,15 @@ def widget_problem(name: str, typ, opts: dict, value) -> str | None:
         return None if value in typ else f"{name} = {value!r} is not one of {list(typ)[:12]}" + (
             missing_file_hint(value) if name in ("stage_name", "classifier_name") else "")
     if typ in ("INT", "FLOAT"):
-        kind = "an integer" if typ == "INT" else "a number"
+        wanted = "an integer" if typ == "INT" else "a number"
         number = _number(value, typ)
         if number is None:
-            return f"{name} = {value!r}: expected {kind}, found {type(value).__name__}"
+            return f"{name} = {value!r}: expected {wanted}, found {type(value).__name__}"
         if not math.isfinite(number):
             return f"{name} = {value!r}: expected a finite number"
         lo, hi = opts.get("min"), opts.get("max")
         if (lo is not None and number < lo) or (hi is not None and number > hi):
-            return f"{name} = {value!r}: expected {kind} in [{lo}, {hi}]"
+            return f"{name} = {value!r}: expected {wanted} in [{lo}, {hi}]"
         return None
     if typ == "STRING" and not isinstance(value, str):
         return f"{name} = {value!r}: expected text, found {type(value).__name__}"
