@@ -9,6 +9,7 @@ import torch
 from helpers import tiny_stage
 
 import cascade_core as cc
+from cascade_core.analysis.seams import boundary_energy_ratio, tile_edges
 from cascade_core.run.tiling import TilePlan, estimate_bytes, plan_tiles, starts, tiled_call
 
 WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
@@ -38,19 +39,6 @@ def test_tiles_cover_every_pixel_and_overlap():
         assert all(b - a <= tile - overlap for a, b in zip(origins, origins[1:]))
 
 
-def boundary_energy_ratio(image: torch.Tensor, edges: list[int]) -> float:
-    """Mean squared horizontal and vertical differences across tile edges over the mean
-    elsewhere."""
-    dx = (image[..., :, 1:] - image[..., :, :-1]) ** 2  # difference between column c and c+1
-    dy = (image[..., 1:, :] - image[..., :-1, :]) ** 2
-    at = torch.zeros(dx.shape[-1], dtype=torch.bool)
-    for e in edges:
-        at[max(e - 1, 0)] = True  # the step into the tile edge e
-    on = (dx[..., at].mean() + dy[..., at, :].mean()) / 2
-    off = (dx[..., ~at].mean() + dy[..., ~at, :].mean()) / 2
-    return float(on / off)
-
-
 def test_real_stage_has_no_seams():
     """Content without a grid of its own (blurred noise: bicubic upsampling would put knots on
     a pixel grid that lines up with the tiles), through the shipped refiner in 9 tiles. The
@@ -64,9 +52,7 @@ def test_real_stage_has_no_seams():
     img = (img / img.std() * 0.5).clamp(-1, 1)
     plan = cc.SamplingPlan(steps=6, start=cc.Start.partial(0.5), tiling=32)
     tiled = cc.refine(ref, plan, cc.Conditioning.for_refining(img), seed=0)
-    plan = plan_tiles(ref, tiled.shape, 32)
-    edges = sorted({e for s in starts(64, plan.tile, plan.overlap) for e in (s, s + plan.tile)
-                    if 0 < e < 64})
+    edges = tile_edges(64, plan_tiles(ref, tiled.shape, 32))
     assert len(edges) >= 2  # the image really was tiled
     ratio = boundary_energy_ratio(tiled, edges)
     assert abs(ratio - 1) < 0.10, ratio
