@@ -1,6 +1,6 @@
 """CUDA paths: mixed precision, channels_last, torch.compile, DDP through NCCL.
 
-These run wherever a CUDA GPU is present (the GPU sittings of issue 12 run the whole suite
+These run wherever a CUDA GPU is present (a lent GPU runs the whole suite
 there) and are skipped on CPU-only machines such as CI's: there is nothing to run them on.
 """
 import os

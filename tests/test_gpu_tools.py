@@ -1,4 +1,4 @@
-"""What a GPU sitting needs: the JPEG pack that carries the data there, per-checkpoint curves,
+"""What a lent GPU needs: the JPEG pack that carries the data there, per-checkpoint curves,
 the CPU-against-GPU benchmark (its CPU rows run anywhere), and eval on a chosen device."""
 import shutil
 

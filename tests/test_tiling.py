@@ -43,7 +43,7 @@ def test_real_stage_has_no_seams():
     """Content without a grid of its own (blurred noise: bicubic upsampling would put knots on
     a pixel grid that lines up with the tiles), through the shipped refiner in 9 tiles. The
     refiner was trained on crops, so a tile edge looks to it like any interior line; the SR
-    stage shipped since issue 16 was trained on whole images and is not seam-free when tiled
+    stage continued on a GPU was trained on whole images and is not seam-free when tiled
     (README, Tiles: a property of those weights, not of the blending)."""
     ref = cc.load_stage(WEIGHTS / "cifar10-refiner32.safetensors")
     g = torch.Generator().manual_seed(3)

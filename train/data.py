@@ -122,7 +122,7 @@ class ImageSource:
 
     def preload(self, size: int, budget_bytes: int = CACHE_BUDGET_BYTES, log=None) -> bool:
         """Decode (and resize) every image once, into memory, so that training reads arrays
-        instead of decoding JPEGs at every step (issue 12: 15-20% of a CPU step). Skipped, with
+        instead of decoding JPEGs at every step (15-20% of a CPU step otherwise). Skipped, with
         a line saying so, when the set at ``size`` would take more than ``budget_bytes``."""
         need = len(self) * size * size * 3
         say = log or _silent

@@ -10,7 +10,7 @@
     python -m bench.quality.stage_curve score curve-base.npz curve-sr.npz
     python -m bench.quality.stage_curve plot bench/results/stage_curve.json   # the figure again
 
-Each stage is scored the way issue 16's table separates them (RESULTS §7):
+Each stage is scored the way the table of RESULTS §7 separates them:
 
 * a **base** checkpoint, through a fixed SR stage (``--partner``) into 32 px
   cascade samples (30 + 30 DPM-Solver++(2M) Karras steps, s = 0.1, guidance 1:

@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[2]
 WORKFLOW = ROOT / "workflows" / "01_base_then_sr.json"
 WEIGHTS = {"base": ROOT / "weights" / "cifar10-base16.safetensors",
            "sr": ROOT / "weights" / "cifar10-sr16to32.safetensors"}
-OLD = {"steps": 30, "sr_steps": 30, "dtype": "fp32"}  # workflow 01 before issue 12
+OLD = {"steps": 30, "sr_steps": 30, "dtype": "fp32"}  # workflow 01's first defaults
 GRID = [OLD, {"steps": 30, "sr_steps": 30, "dtype": "bf16"},
         *({"steps": n, "sr_steps": n, "dtype": d} for n in (15, 10) for d in ("fp32", "bf16")),
         # between 15 (equal) and 10 (not): which stage needs the steps (the SR stage is ~80% of
@@ -42,7 +42,7 @@ GRID = [OLD, {"steps": 30, "sr_steps": 30, "dtype": "bf16"},
         {"steps": 15, "sr_steps": 10, "dtype": "bf16"},
         {"steps": 12, "sr_steps": 12, "dtype": "bf16"},
         *({"steps": 10, "sr_steps": 15, "dtype": d} for d in ("fp32", "bf16")),
-        # the GPU-continued weights (issue 16) keep their quality at 10 + 10: how far down?
+        # the GPU-continued weights keep their quality at 10 + 10: how far down?
         *({"steps": 8, "sr_steps": 8, "dtype": d} for d in ("fp32", "bf16")),
         {"steps": 6, "sr_steps": 6, "dtype": "bf16"}]
 FIXED = {"sampler": "dpmpp_2m", "s": 0.15, "truncated": True, "guidance": 1.0, "seed": 0}

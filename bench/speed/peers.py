@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 import cascade_core as cc
 
-# the released ADM shapes of issue 12 (random weights): 64 px base (ADM-G) and 64->256 (ADM-U)
+# the released ADM shapes (random weights): 64 px base (ADM-G) and 64->256 (ADM-U)
 ADM = {
     "adm64": cc.StageConfig(role="base", resolution=64, num_classes=1000, learn_sigma=True,
                             null_class=False, noise_conditioning="timestep_raw",

@@ -3,7 +3,7 @@
     python -m bench.speed.weights_speed --old-rev 9a19e94   # that commit's weights vs weights/
     python -m bench.speed.weights_speed --old DIR --new DIR   # any two folders of stage files
 
-Issue 16 asks that better weights render no slower: the model card's render
+Better weights must render no slower: the model card's render
 (workflow 01, batch 16, 30 + 30 steps, fp32) runs with each set of stage files
 in alternation, after a warm-up, and the medians and their ratio are printed.
 Same architecture means the same cost; this checks it rather than assuming it.

@@ -1,2 +1,2 @@
 """The pack's version, written into every stage file it saves."""
-__version__ = "0.2.0"
+__version__ = "0.3.0"

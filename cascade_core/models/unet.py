@@ -100,7 +100,7 @@ def attend(qkv: torch.Tensor, heads: int, order: str) -> torch.Tensor:
 
     q, k and v are made contiguous along the head dimension first (one copy of qkv): with a
     strided last dimension SDPA falls back to its unfused math path, 2-3x slower on a CPU at
-    1,024 positions (bench/RESULTS.md, issue 12)."""
+    1,024 positions (bench/RESULTS.md, section 10)."""
     tokens = rearrange(qkv, "b c s -> b s c").contiguous()
     q, k, v = rearrange(tokens, QKV_LAYOUTS[order], three=3, n=heads)
     return rearrange(F.scaled_dot_product_attention(q, k, v), "b n s d -> b (n d) s")

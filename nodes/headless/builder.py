@@ -25,7 +25,7 @@ def base_then_sr():
         loader(1, [0, 0], BASE, title="Base stage (16px)"),
         loader(2, [760, 680], SR, title="SR stage (16->32)"),
         # steps and precision: bench/tune_defaults.py picked 8 + 8 in dtype "auto" (re-tuned on
-        # the GPU-continued weights of issue 16; 10 + 15 before)
+        # the GPU-continued weights; 10 + 15 before)
         {"id": 3, "type": "CDMBaseSampler", "pos": [380, 0], "size": [320, 620],
          "values": {"seed": 0, "steps": 8, "class_name": "random", "batch_size": 8,
                     "truncate_s": 0.15}},
