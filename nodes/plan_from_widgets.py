@@ -9,6 +9,8 @@ then travels unchanged through the pipeline to the sampler.
 """
 from __future__ import annotations
 
+import torch
+
 from . import comfy_bridge as bridge
 from . import widgets as W
 from ._core import core
@@ -28,21 +30,16 @@ def sampling_plan(stage, widgets: dict, *, start: str = "full", record=None,
     precision = W.torch_dtype(widgets["dtype"], record)  # before any work: bad = error
     seed, steps = widgets["seed"], widgets["steps"]
     sampler = widgets.get("sampler")
-    sigmas = widgets.get("sigmas")
-    grid = None
-    if sigmas is not None:
-        grid = core.check_sigmas(sigmas, stage=stage.name)
-        warn_low_start(stage, grid)
-    classifier = widgets.get("classifier")
-    total = steps if grid is None else len(grid) - 1
+    classifier, sigmas = widgets.get("classifier"), widgets.get("sigmas")
+    total = steps if sigmas is None else torch.as_tensor(sigmas).numel() - 1
     try:
         level = widgets[START_WIDGETS[start]] if START_WIDGETS[start] else 0.0
         begin = {"full": core.Start, "truncated": core.Start.truncated,
                  "partial": core.Start.partial}[start]
-        return core.SamplingPlan(
+        plan = core.SamplingPlan(
             sampler=widgets["sampler_name"] if sampler is None else comfy_sampler(sampler, stage,
                                                                                   seed),
-            steps=steps, spacing=widgets["spacing"], sigmas=grid,
+            steps=steps, spacing=widgets["spacing"], sigmas=sigmas,
             start=begin(level) if start != "full" else begin(),
             guidance=widgets["guidance"], precision=precision,
             tiling=W.tiling(widgets.get("tile_size", 0)),
@@ -53,3 +50,6 @@ def sampling_plan(stage, widgets: dict, *, start: str = "full", record=None,
         if e.stage:
             raise
         raise core.CascadeError(str(e), stage=stage.name) from None
+    if plan.sigmas is not None:
+        warn_low_start(stage, plan.sigmas)
+    return plan
