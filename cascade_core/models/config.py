@@ -27,19 +27,22 @@ METHODS = {"unet": "diffusion", "dae": "dae", "pixelshuffle": "one_pass", "resne
            "conv": "one_pass", "vit": "one_pass"}
 NOISE_INPUTS = ("timestep", "timestep_raw", "logsnr")
 QKV_ORDERS = ("new", "legacy")
+ACTIVATIONS = ("silu", "gelu")
 
 
 @dataclass(frozen=True)
 class UNetConfig:
     """The U-Net's shape: width, channel multipliers per level, blocks, attention, dropout.
 
-    The defaults are this pack's own design; the other options exist so that the released ADM
-    and improved-diffusion files load into the same network (``formats.adm``).
+    The defaults are this pack's own design; the other options exist so that released files load
+    into the same network: ADM and improved-diffusion (``formats.adm``), DeepFloyd IF
+    (``formats.deepfloyd``: GELU, a wider embedding activated once, scaled residuals, text keys
+    and values joining the image's in attention, the pooled text in the embedding).
     """
 
     base_channels: int = 64
     channel_mult: tuple = (1, 2, 2)     # may be fractional (ADM 512px: 0.5); widths are int()
-    num_res_blocks: int = 2
+    num_res_blocks: int | tuple = 2     # per level when a tuple (IF stage II: (2, 2, 3, 5, 5))
     attention_resolutions: tuple = (8,)  # feature-map sizes at the stage's training resolution
     num_heads: int = 4
     dropout: float = 0.0
@@ -47,21 +50,55 @@ class UNetConfig:
     qkv_order: str = "new"              # how qkv splits: "new" (q|k|v) or ADM's "legacy" (per head)
     resblock_updown: bool = False       # resample inside residual blocks (ADM) instead of convs
     scale_shift: bool = True            # embedding modulates the norm; False: it is added
+    activation: str = "silu"            # "silu" (ours, ADM) or "gelu" (IF)
+    embedding_channels: int = 0         # width of the blocks' embedding; 0: 4 x base_channels
+    block_embedding_act: bool = True    # each residual block activates the embedding it projects
+    embedding_act: bool = False         # the summed embedding is activated once (IF stage II)
+    resblock_scale: float = 1.0         # residual blocks' outputs are divided by this (IF II: √2)
+    mid_resblock_scale: float = 1.0     # the middle block's residual blocks likewise
+    text_channels: int = 0              # width of the text keys and values in attention (0: none)
+    text_pool_heads: int = 0            # > 0: the attention-pooled text joins the embedding
+    text_only_resolutions: tuple = ()   # feature-map sizes whose attention sees only the text
 
     def __post_init__(self):
         mult = tuple(int(m) if float(m).is_integer() else float(m) for m in self.channel_mult)
         object.__setattr__(self, "channel_mult", mult)
-        object.__setattr__(self, "attention_resolutions",
-                           tuple(int(r) for r in self.attention_resolutions))
-        if (self.base_channels < 1 or not self.channel_mult or self.num_res_blocks < 1
+        for name in ("attention_resolutions", "text_only_resolutions"):
+            object.__setattr__(self, name, tuple(int(r) for r in getattr(self, name)))
+        if not isinstance(self.num_res_blocks, int):
+            object.__setattr__(self, "num_res_blocks", tuple(int(n) for n in self.num_res_blocks))
+        if (self.base_channels < 1 or not self.channel_mult or min(self.level_blocks) < 1
                 or min(self.widths) < 1):
             raise CascadeError("invalid U-Net shape",
-                               "base_channels, channel_mult and num_res_blocks >= 1",
+                               "base_channels, channel_mult and num_res_blocks >= 1 (one count "
+                               "per level when a list)",
                                (self.base_channels, self.channel_mult, self.num_res_blocks))
         if not 0 <= self.dropout < 1:
             raise CascadeError("dropout out of range", "[0, 1)", self.dropout)
         if self.qkv_order not in QKV_ORDERS:
             raise CascadeError("unknown QKV order", f"one of {QKV_ORDERS}", repr(self.qkv_order))
+        if self.activation not in ACTIVATIONS:
+            raise CascadeError("unknown activation", f"one of {ACTIVATIONS}",
+                               repr(self.activation))
+        if min(self.resblock_scale, self.mid_resblock_scale) <= 0 or self.embedding_channels < 0:
+            raise CascadeError("invalid U-Net scales", "positive residual scales and embedding "
+                               "channels >= 0", (self.resblock_scale, self.mid_resblock_scale,
+                                                 self.embedding_channels))
+
+    @property
+    def level_blocks(self) -> tuple:
+        """Residual blocks of each level on the way down (one more on the way up)."""
+        if isinstance(self.num_res_blocks, int):
+            return (self.num_res_blocks,) * len(self.channel_mult)
+        if len(self.num_res_blocks) != len(self.channel_mult):
+            raise CascadeError("one residual-block count per level",
+                               f"{len(self.channel_mult)} counts", len(self.num_res_blocks))
+        return self.num_res_blocks
+
+    @property
+    def embedding_width(self) -> int:
+        """Width of the embedding every block is conditioned on."""
+        return self.embedding_channels or 4 * self.base_channels
 
     @property
     def widths(self) -> tuple:
@@ -95,6 +132,21 @@ class AugmentConfig:
             if not 0 <= getattr(self, name) <= 1:
                 raise CascadeError(f"augmentation {name} out of range", "[0, 1]",
                                    getattr(self, name))
+
+
+@dataclass(frozen=True)
+class TextConfig:
+    """The text a stage is conditioned on: the width of its encoder's token embeddings (0: the
+    stage takes no text), the encoder's name and the number of tokens it reads."""
+
+    width: int = 0          # T5-v1.1-XXL: 4096
+    encoder: str = ""       # e.g. "t5-v1_1-xxl"
+    max_tokens: int = 77
+
+    def __post_init__(self):
+        if self.width < 0 or self.max_tokens < 1:
+            raise CascadeError("invalid text config", "width >= 0 and max_tokens >= 1",
+                               (self.width, self.max_tokens))
 
 
 @dataclass(frozen=True)
@@ -142,6 +194,7 @@ class StageConfig:
     training: dict = field(default_factory=dict)  # provenance: data, steps, commands
     network: str = "unet"               # see NETWORKS_BY_ROLE: the U-Net, or a shallow network
     shallow: ShallowConfig = field(default_factory=ShallowConfig)
+    text: TextConfig = field(default_factory=TextConfig)  # prompts it is conditioned on (if any)
 
     def __post_init__(self):
         object.__setattr__(self, "class_names", tuple(str(c) for c in self.class_names))
@@ -170,6 +223,10 @@ class StageConfig:
         if self.network not in NETWORKS_BY_ROLE[self.role]:
             raise CascadeError(f"a {self.role} stage cannot have a {self.network!r} network",
                                f"one of {NETWORKS_BY_ROLE[self.role]}", self.network)
+        if (self.text.width > 0) != (self.unet.text_channels > 0) and self.network == "unet":
+            raise CascadeError("a text stage needs both the text width and the U-Net's text "
+                               "channels", "text.width and unet.text_channels both > 0 or both 0",
+                               (self.text.width, self.unet.text_channels))
         if self.resolution % self.size_multiple:
             raise CascadeError("resolution is not divisible by the network's downsampling",
                                f"a multiple of {self.size_multiple}", self.resolution)
@@ -212,6 +269,7 @@ class StageConfig:
         d["schedule"] = ScheduleConfig(**d.get("schedule", {}))
         d["augmentation"] = AugmentConfig(**d.get("augmentation", {}))
         d["shallow"] = ShallowConfig(**d.get("shallow", {}))
+        d["text"] = TextConfig(**d.get("text", {}))
         return cls(**d)
 
     def describe(self) -> str:

@@ -94,9 +94,8 @@ class NoisyClassifier(Encoder):
         super().__init__()
         self.config = config
         u = config.unet
-        emb_dim = 4 * u.base_channels
-        self.noise_mlp = embedding_mlp(u.base_channels, emb_dim)
-        self.build_encoder(u, config.resolution, in_ch=config.channels, emb_dim=emb_dim)
+        self.noise_mlp = embedding_mlp(u.base_channels, u.embedding_width)
+        self.build_encoder(u, config.resolution, in_ch=config.channels)
         self.norm = group_norm(self.out_channels)
         self.pool = AttentionPool(config.pool_size, self.out_channels,
                                   head_channels=u.num_head_channels, out=config.num_classes)

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from .config import StageConfig
+from .config import StageConfig, UNetConfig
 from .unet import ResBlock, group_norm, sinusoidal_embedding
 
 
@@ -60,8 +60,8 @@ class DenoisingAutoencoder(nn.Module):
         self.sigma_mlp = nn.Sequential(nn.Linear(h, 4 * h), nn.SiLU(), nn.Linear(4 * h, 4 * h))
         self.class_emb = nn.Embedding(cfg.num_classes + 1, 4 * h) if cfg.num_classes else None
         self.stem = nn.Conv2d(cfg.channels, h, 3, padding=1)
-        self.blocks = nn.ModuleList(ResBlock(h, h, 4 * h,
-                                             dropout=0.0) for _ in range(cfg.shallow.blocks))
+        block = UNetConfig(base_channels=h, dropout=0.0)  # SiLU, scale-shift, 4h embedding
+        self.blocks = nn.ModuleList(ResBlock(h, h, block) for _ in range(cfg.shallow.blocks))
         self.head = _head(h, cfg.channels)
 
     def forward(self, x, sigma, labels=None):
