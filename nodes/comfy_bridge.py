@@ -26,8 +26,12 @@ except ImportError:
 from .paths import escapes, inside  # noqa: E402  (after the optional ComfyUI imports)
 
 FOLDER = "cascade"
-# our stage files, and OpenAI's released ADM / improved-diffusion checkpoints (read tensors-only)
-EXTENSIONS = (".safetensors", ".pt", ".pth")
+# our stage files, OpenAI's released ADM / improved-diffusion checkpoints (read tensors-only), and
+# DeepFloyd IF downloads, offered by their unet/config.json (diffusers) or config.yml (release)
+EXTENSIONS = (".safetensors", ".pt", ".pth", ".json", ".yml")
+# sub-folders of a diffusers pipeline download whose files are not stages of their own
+PIPELINE_PARTS = {"unet", "text_encoder", "tokenizer", "tokenizer_2", "safety_checker",
+                  "feature_extractor", "scheduler", "watermarker"}
 PACK_WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
 EXAMPLE_INPUTS = Path(__file__).resolve().parent.parent / "workflows"
 _extra_dirs: list[Path] = []
@@ -85,11 +89,23 @@ def stage_dirs() -> list[Path]:
     return [*_extra_dirs, *env, PACK_WEIGHTS]
 
 
+def offered(name: str) -> bool:
+    """Whether the Stage Loader lists ``name`` (a path relative to a stage folder): stage files,
+    and an IF download once, by its ``unet/config.json`` or ``config.yml``, never the files
+    inside a pipeline download (its text encoder's shards, say)."""
+    path = Path(name)
+    if path.name == "config.yml" or path.as_posix().endswith("unet/config.json"):
+        return True
+    if path.suffix not in EXTENSIONS or path.suffix in (".json", ".yml"):
+        return False
+    return not set(path.parts[:-1]) & PIPELINE_PARTS
+
+
 def stage_files() -> list[str]:
     if folder_paths is not None:
-        return folder_paths.get_filename_list(FOLDER)
-    names = {f.name for d in stage_dirs() if d.is_dir() for f in d.iterdir()
-             if f.suffix in EXTENSIONS and f.is_file()}
+        return [n for n in folder_paths.get_filename_list(FOLDER) if offered(n)]
+    names = {f.relative_to(d).as_posix() for d in stage_dirs() if d.is_dir()
+             for f in d.rglob("*") if f.is_file() and offered(f.relative_to(d).as_posix())}
     return sorted(names)
 
 

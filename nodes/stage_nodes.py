@@ -30,7 +30,9 @@ class LoadedStage:
 
     @property
     def name(self) -> str:
-        return Path(self.path).stem
+        """The file's name, or for an IF download (offered by its config) the release's."""
+        path = Path(self.path)
+        return self.stage.name if path.suffix in (".json", ".yml") else path.stem
 
 
 def say(message: str):
@@ -137,6 +139,9 @@ def describe(loaded: LoadedStage) -> str:
         "blocks/level, "
         f"attention at {list(u.attention_resolutions) or 'none'}",
     ]
+    if cfg.text.width:
+        lines.append(f"text: {cfg.text.encoder or 'encoder'} token embeddings, width "
+                     f"{cfg.text.width}, up to {cfg.text.max_tokens} tokens")
     if cfg.conditioned and not cfg.aug_input:
         lines.append("augmentation: none (trained on clean low-res images; takes s = 0 only)")
     elif cfg.conditioned:

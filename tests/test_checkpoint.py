@@ -117,14 +117,14 @@ def _rewrite_metadata(path, stage_json: dict):
 
 
 def test_files_of_every_format_version_load_as_the_same_stage(tmp_path):
-    """This release writes format 3; a file in format 2's layout (``kind`` for the network, the
+    """This release writes format 4; a file in format 2's layout (``kind`` for the network, the
     schedule's ``kind``) or with no version at all loads as the same stage with the same
     weights; a newer format is refused by name."""
     from cascade_core.formats.stage_format import FORMAT_VERSION
     stage = tiny_stage("sr", 16, 8, num_classes=2, learn_sigma=True)
     path = cc.save_stage(stage, tmp_path / "s.safetensors")
     written = json.loads(cc.read_config(path)[1]["cdm_stage"])
-    assert FORMAT_VERSION == 3 and written["format_version"] == 3
+    assert FORMAT_VERSION == 4 and written["format_version"] == 4
     assert written["network"] == "unet" and written["schedule"]["beta_schedule"] == "cosine"
     old = {k: v for k, v in written.items() if k != "network"}
     old.update(format_version=2, kind="diffusion",
@@ -135,7 +135,7 @@ def test_files_of_every_format_version_load_as_the_same_stage(tmp_path):
         assert again.config == stage.config
         sd, again_sd = stage.state_dict(), again.state_dict()
         assert all(torch.equal(sd[k], again_sd[k]) for k in sd)
-    _rewrite_metadata(path, {**written, "format_version": 4})
+    _rewrite_metadata(path, {**written, "format_version": 5})
     with pytest.raises(cc.CheckpointError, match="stage format is newer than this pack"):
         cc.load_stage(path)
 

@@ -203,13 +203,16 @@ def to_our_keys(state: dict, family: str) -> dict:
 
 
 def fit_shapes(tensors: dict, expected: dict, name: str) -> dict:
-    """Match ``tensors`` to a module's state dict: ADM's 1-D convolutions (attention qkv and
-    projection) become our 1x1 2-D ones; anything missing, extra or misshapen is an error."""
+    """Match ``tensors`` to a module's state dict: 1-D convolutions and linear layers (attention
+    qkv and projections) become our 1x1 2-D convolutions, and 1x1 1-D convolutions our linear
+    layers (IF's text keys and values); anything missing, extra or misshapen is an error."""
     out = {}
     for k, v in tensors.items():
         want = expected[k].shape if k in expected else None
-        if want is not None and v.shape != want and v.dim() + 1 == len(want) and want[-1] == 1:
+        while want is not None and v.dim() < len(want) and want[v.dim()] == 1:
             v = v.unsqueeze(-1)
+        if want is not None and v.dim() == len(want) + 1 and v.shape[-1] == 1:
+            v = v.squeeze(-1)
         out[k] = v
     found = mismatch(out, expected)
     if found:

@@ -1,12 +1,16 @@
-"""Convert a released ADM / improved-diffusion ``.pt`` into this pack's self-describing file.
+"""Convert a released checkpoint into this pack's self-describing file: OpenAI's ADM /
+improved-diffusion ``.pt``, or a DeepFloyd IF stage in either of its layouts.
 
     python -m cascade_core.formats.convert 64x64_diffusion.pt adm-g-64.safetensors --dtype fp16
     python -m cascade_core.formats.convert my_adm.pt out.safetensors \
         --set role=base --set resolution=64 --set schedule=cosine --set timesteps=1000
+    python -m cascade_core.formats.convert IF-I-XL-v1.0/unet if-i-xl.safetensors --dtype bf16
+    python -m cascade_core.formats.convert IF-II-L-v1.0/config.yml if-ii-l.safetensors
 
 The output holds the full config (and, for ImageNet files, the 1000 class
 names), so it loads anywhere without the table of released files. ``--set``
-overrides any table value (see ``adm_table.TableEntry``).
+overrides any ADM table value (see ``adm_table.TableEntry``); an IF stage's
+own config says everything.
 """
 from __future__ import annotations
 
@@ -15,7 +19,9 @@ import sys
 from pathlib import Path
 
 from ..base.errors import CascadeError
+from ..base.precision import DTYPES
 from .adm_table import TableEntry
+from .deepfloyd import is_deepfloyd, load_deepfloyd
 from .stage_file import load_released, save_stage
 
 INT_FIELDS = {"resolution", "low_res", "num_heads", "num_head_channels", "timesteps",
@@ -41,8 +47,15 @@ def parse_override(text: str) -> tuple[str, object]:
 
 
 def convert(src, dst, dtype: str = "fp16", overrides: dict | None = None) -> Path:
-    """Write ``src`` (a released .pt) as a stage or classifier file at ``dst``."""
-    model = load_released(src, expect=None, overrides=overrides)
+    """Write ``src`` (a released .pt, or an IF download) as a stage or classifier file at
+    ``dst``."""
+    if is_deepfloyd(src):
+        if overrides:
+            raise CascadeError("--set applies to ADM files; an IF stage's own config says "
+                               "everything", "no --set", sorted(overrides))
+        model = load_deepfloyd(src, DTYPES[dtype] if dtype in DTYPES else None)
+    else:
+        model = load_released(src, expect=None, overrides=overrides)
     return save_stage(model, dst, dtype=dtype)
 
 
@@ -50,7 +63,8 @@ def main(argv=None) -> int:
     """The command line; exit code 2 with one sentence on bad input."""
     p = argparse.ArgumentParser(prog="python -m cascade_core.formats.convert",
                                 description=__doc__.splitlines()[0])
-    p.add_argument("src", help="released .pt / .pth file")
+    p.add_argument("src", help="released .pt / .pth file, or an IF stage (its folder, unet/ "
+                   "folder, config.json or config.yml)")
     p.add_argument("dst", help="output .safetensors")
     p.add_argument("--dtype", default="fp16", choices=("fp16", "fp32", "bf16"))
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",

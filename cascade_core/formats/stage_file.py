@@ -26,6 +26,7 @@ from ..models.stage import Stage
 from . import stage_format
 from .adm import load_adm
 from .atomic import atomic_write
+from .deepfloyd import is_deepfloyd, load_deepfloyd
 from .torch_file import TORCH_SUFFIXES, read_state_dict
 from .weight_check import check_finite_weights, mismatch
 
@@ -105,17 +106,26 @@ def load_released(path, expect: str | None, overrides: dict | None = None):
 
 
 def load_stage(path, device="cpu", dtype: str | torch.dtype | None = "fp32",
-               overrides: dict | None = None) -> Stage:
+               overrides: dict | None = None, role: str | None = None) -> Stage:
     """Build the stage a file describes and load its weights, as float32 by default (half-precision
     convolutions are very slow on CPUs; use autocast for low-precision inference) or, with
-    ``dtype=None``, in the dtype the file was saved in. Released ``.pt`` files load through
-    ``formats.adm``, with ``overrides`` for its table values."""
-    if Path(path).suffix in TORCH_SUFFIXES:
+    ``dtype=None``, in the dtype the file was saved in. Released files load as downloaded: OpenAI's
+    ``.pt`` through ``formats.adm`` (with ``overrides`` for its table values), DeepFloyd IF's
+    folders through ``formats.deepfloyd``. ``role``: refuse a stage of another role, naming the
+    file."""
+    path = Path(path)
+    if is_deepfloyd(path):
+        stage = load_deepfloyd(path, _as_dtype(dtype) if dtype is not None else None).to(device)
+    elif path.suffix in TORCH_SUFFIXES:
         stage = load_released(path, "stage", overrides)
-        return stage.to(device, _as_dtype(dtype or "fp32")).eval()
-    cfg, meta = read_config(path)
-    stage = _load_weights(path, Stage(cfg), meta=meta, dtype=dtype)
-    return stage.to(device).eval()
+        stage = stage.to(device, _as_dtype(dtype or "fp32")).eval()
+    else:
+        cfg, meta = read_config(path)
+        stage = _load_weights(path, Stage(cfg), meta=meta, dtype=dtype).to(device).eval()
+    if role is not None and stage.config.role != role:
+        raise CheckpointError(f"{stage.name} ({path.name}) is a {stage.config.describe()} stage",
+                              f"a {role} stage", stage.config.role)
+    return stage
 
 
 def load_classifier(path, device="cpu", dtype: str | torch.dtype = "fp32",

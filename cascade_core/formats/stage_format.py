@@ -16,6 +16,14 @@ Versions:
 * 3: one meaning per name. The stage's ``kind`` became ``network`` (and
   ``"diffusion"``, the U-Net, became ``"unet"``); the schedule's ``kind``
   became ``beta_schedule``.
+* 4: text conditioning and DeepFloyd IF's U-Net options: the stage's ``text``
+  (encoder width, name, tokens) and the U-Net's ``activation``,
+  ``embedding_channels``, ``block_embedding_act``, ``embedding_act``,
+  ``resblock_scale``, ``mid_resblock_scale``, ``text_channels``,
+  ``text_pool_heads``, ``text_only_resolutions`` and per-level
+  ``num_res_blocks``. All default to the earlier behaviour, so a version-3
+  layout reads as it is; the bump makes an older pack refuse an IF stage by
+  name ("newer than this pack") instead of tripping over an unknown key.
 
 **How a later field is added** (the rule the text-conditioning and
 distillation work follows):
@@ -41,7 +49,7 @@ from ..base.errors import CascadeError
 from ..models.config import StageConfig
 from ..models.noisy_classifier import ClassifierConfig
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 # files written before versions were recorded are read as the oldest layout: every upgrade step
 # only renames keys that are present, so this is safe for any of them
 UNVERSIONED = 1
@@ -59,8 +67,8 @@ def _v2_to_v3(d: dict) -> dict:
     return d
 
 
-# version v's layout -> version v + 1's (versions 1 and 2 share one layout)
-_UPGRADES = {1: lambda d: d, 2: _v2_to_v3}
+# version v's layout -> version v + 1's (1 and 2 share one layout; 4 only added fields)
+_UPGRADES = {1: lambda d: d, 2: _v2_to_v3, 3: lambda d: d}
 
 
 def upgrade(d: dict) -> dict:
