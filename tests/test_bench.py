@@ -229,3 +229,10 @@ def test_weights_speed_times_two_weight_sets_side_by_side(tiny_cascade, capsys, 
         weights_speed.main(["--repeats", "1"])  # neither --old nor --old-rev
     with pytest.raises(SystemExit, match="not found at revision"):
         weights_speed.main(["--old-rev", "no-such-revision"])
+
+
+def test_if_speed_quick_times_the_shrunk_shape(capsys):
+    from bench.speed import if_speed
+    assert if_speed.main(["--quick"]) == 0
+    out = capsys.readouterr().out
+    assert "quick fp32: ours" in out and "of the conv peak" in out
