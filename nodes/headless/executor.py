@@ -85,6 +85,9 @@ def run(workflow_path, out_dir, overrides=(), stage_dirs=(), input_dirs=(),
         set_widget(workflow, CLASSES, target.strip(), value=value.strip())
     prompt = to_prompt(workflow, CLASSES)
     validate(prompt, CLASSES)  # every problem, before any node runs
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise WorkflowError("--out is a file, not a folder", "a folder for the images", str(out))
     context = RunContext(out_dir, [*input_dirs, workflow_path.parent, Path.cwd()], prompt,
                          workflow=workflow)
     execute(prompt, context, verbose)

@@ -19,6 +19,7 @@ from .._core import core
 from ..images import comfy_from_uint8, comfy_to_uint8
 from ..paths import escapes, inside
 from .context import RunContext
+from .png_writer import prefix_problem, save_png, target
 
 
 class ContextNode:
@@ -72,36 +73,26 @@ class SaveImage(ContextNode):
 
     @classmethod
     def VALIDATE_INPUTS(cls, filename_prefix="ComfyUI"):
-        why = escapes(filename_prefix)
-        return True if why is None else \
-            f"filename_prefix must stay inside the output folder, not {why}"
+        why = prefix_problem(filename_prefix)
+        return True if why is None else why
 
     def save_images(self, images, filename_prefix="ComfyUI"):
-        folder = self.context.out_dir / self.subfolder
-        if inside(folder, filename_prefix) is None:  # checked before anything is created
-            raise core.CascadeError("SaveImage: filename_prefix leaves the output folder",
-                                    f"a name inside {folder}", filename_prefix)
+        directory, name = target(self.context.out_dir / self.subfolder, filename_prefix)
         if not bool(torch.isfinite(images).all()):
             raise core.CascadeError("SaveImage: the images hold NaN or infinite values",
                                     "finite pixels", "non-finite values")
-        target = folder / os.path.normpath(filename_prefix)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        counter = 1 + sum(1 for _ in target.parent.glob(f"{target.name}_*_.png"))
+        meta = PngInfo()
+        if self.context.prompt is not None:
+            meta.add_text("prompt", json.dumps(self.context.prompt))
+        for key, value in self.context.extra_pnginfo.items():
+            meta.add_text(key, json.dumps(value))
         results = []
         for image in images:
-            arr = comfy_to_uint8(image)
-            meta = PngInfo()
-            if self.context.prompt is not None:
-                meta.add_text("prompt", json.dumps(self.context.prompt))
-            for key, value in self.context.extra_pnginfo.items():
-                meta.add_text(key, json.dumps(value))
-            path = target.parent / f"{target.name}_{counter:05}_.png"
-            Image.fromarray(arr).save(path, pnginfo=meta, compress_level=4)
+            path = save_png(Image.fromarray(comfy_to_uint8(image)), directory, name, meta)
             self.context.saved.append(path)
             sub = os.path.relpath(path.parent, self.context.out_dir)
             results.append({"filename": path.name, "subfolder": "" if sub == "." else sub,
                             "type": "output"})
-            counter += 1
         return {"ui": {"images": results}}
 
 
