@@ -207,7 +207,8 @@ def test_loading_in_comfyui_creates_the_model_folder_and_example_inputs(tmp_path
     monkeypatch.setattr(comfy_bridge, "folder_paths", fake)
     comfy_bridge.register_model_folder()
     assert (tmp_path / "models" / "cascade").is_dir()
-    assert fake.folder_names_and_paths["cascade"][1] == {".safetensors", ".pt", ".pth"}
+    assert fake.folder_names_and_paths["cascade"][1] == {".safetensors", ".pt", ".pth", ".json",
+                                                         ".yml"}
     shipped = sorted(p.name for p in (ROOT / "workflows").glob("cdm_example_*.png"))
     assert shipped and sorted(p.name for p in inputs.iterdir()) == shipped
     assert (inputs / "cdm_example_16px.png").read_bytes() == b"the user's own file"

@@ -86,12 +86,25 @@ def add_dataclass_flags(p: argparse.ArgumentParser, cls, skip=(), shown=None):
             p.add_argument(flag(f.name), type=typ, default=None, help=help_text)
 
 
+# the fields that shape the network: a resumed run's weights have the recorded ones
+ARCHITECTURE = ("resolution", "low_res", "base_channels", "channel_mult", "num_res_blocks",
+                "attention_resolutions", "num_heads", "dropout", "schedule", "timesteps",
+                "parameterization", "learn_sigma", "noise_conditioning", "upsample")
+
+
 def parse(role: str, description: str, argv=None):
     args = build_parser(role, description).parse_args(argv)
     values = {k: v for k, v in vars(args).items() if v is not None and k not in RUN_FLAGS}
     file_values = load_file(args.config) if args.config else {}
     if args.resume and not args.config:  # continue the run as it was started; flags still win
         file_values = run_settings(run_folder(args.resume, values.get("out")))
+    changed = [f"{flag(k)} {values[k]} (recorded: {file_values[k]})" for k in ARCHITECTURE
+               if k in values and k in file_values and values[k] != file_values[k]]
+    if args.resume and changed:
+        raise CascadeError(f"{', '.join(changed)}: a resumed run keeps its architecture (its "
+                           "weights have the recorded one); start a new --out, or fine-tune "
+                           "with --init-from", "the recorded values or no such flags beside "
+                           "--resume", changed)
     preset = values.pop("preset", None) or file_values.pop("preset", None) or "tiny"
     file_values.pop("role", None)
     cfg = resolve(role, preset, file_values, cli_values=values)

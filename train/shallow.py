@@ -29,6 +29,7 @@ from . import distributed as D
 from .cli import add_dataclass_flags
 from .config import load_file
 from .data import BatchOrder, PairMaker, loader, open_source
+from .folder_lock import run_lock
 from .loop import Phase, Recipe, run_phases
 from .lpips import LPIPS
 from .perceptual import PerceptualLoss
@@ -66,7 +67,8 @@ class ShallowRecipe(Recipe):
         self.stop_after_epochs = stop_after_epochs
         self.total_epochs = cfg.phase1_epochs + cfg.phase2_epochs + cfg.phase3_epochs
         self.total_steps = self.total_epochs * per_epoch
-        self.start_epoch = int(STATE_PATTERN.search(state_path.name).group(1)) if state_path else 0
+        match = STATE_PATTERN.match(state_path.name) if state_path else None
+        self.start_epoch = int(match.group(1)) if match else 0
         self.scaler = torch.amp.GradScaler(rt.device.type, enabled=rt.scaler)
         self.sums, self.written, self.teacher_p, self.epoch_seconds = {}, {}, 1.0, 0.0
 
@@ -152,10 +154,17 @@ class ShallowRecipe(Recipe):
 
 
 def train_shallow(cfg: ShallowTrainConfig, resume: str = "", stop_after_epochs: int = 0) -> dict:
-    """Train the three stages of the shallow cascade; returns the stage files written, by name."""
+    """Train the three stages of the shallow cascade; returns the stage files written, by name.
+    The run holds its folder's lock throughout (``folder_lock``)."""
     rt = D.setup(cfg.device, cfg.precision, timeout=cfg.collective_timeout)
+    data = open_source(cfg, cfg.resolution, log=print if rt.is_main else None)
+    with run_lock(Path(cfg.out), active=rt.is_main):
+        return _train(cfg, rt, data=data, resume=resume, stop_after_epochs=stop_after_epochs)
+
+
+def _train(cfg: ShallowTrainConfig, rt, *, data, resume: str, stop_after_epochs: int) -> dict:
     out = Path(cfg.out)
-    source, skipped = open_source(cfg, cfg.resolution, log=print if rt.is_main else None)
+    source, skipped = data
     torch.manual_seed(cfg.seed)
     configs = stage_configs(cfg, source.num_classes, source.class_names)
     stages = {k: Stage(c) for k, c in configs.items()}

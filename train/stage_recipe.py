@@ -26,6 +26,7 @@ from . import distributed as D
 from .config import TrainConfig, stage_config, training_record
 from .data import BatchOrder, ExampleMaker, ImageSource, KeyedDataset, loader, open_source
 from .feedback import save_png
+from .folder_lock import run_lock
 from .loop import Phase, Recipe, run_phases
 from .previews import preview_rows
 from .state import (
@@ -161,10 +162,17 @@ def example_maker(cfg: TrainConfig, scfg: StageConfig) -> ExampleMaker:
 
 
 def train(cfg: TrainConfig, resume: str = "", init_from: str = "") -> Path | None:
-    """Train one stage; returns the path of the last stage checkpoint written (on rank 0)."""
+    """Train one stage; returns the path of the last stage checkpoint written (on rank 0). The run
+    holds its folder's lock throughout (``folder_lock``): one writer per folder."""
     rt = D.setup(cfg.device, cfg.precision, timeout=cfg.collective_timeout)
+    data = open_source(cfg, cfg.resolution, log=print if rt.is_main else None)
+    with run_lock(Path(cfg.out), active=rt.is_main):
+        return _train(cfg, rt, data=data, resume=resume, init_from=init_from)
+
+
+def _train(cfg: TrainConfig, rt, *, data, resume: str, init_from: str) -> Path | None:
     out = Path(cfg.out)
-    source, skipped = open_source(cfg, cfg.resolution, log=print if rt.is_main else None)
+    source, skipped = data
     torch.manual_seed(cfg.seed)
     state_path = find_resume(out, resume)
     recorded = recorded_architecture(state_path.parent) if state_path is not None else None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import pickle
 import re
+import zipfile
 from dataclasses import replace
 from pathlib import Path
 
@@ -20,8 +21,9 @@ from cascade_core.formats.atomic import atomic_write
 
 from .config import run_record
 
-STATE_PATTERN = re.compile(r"state-(\d+)\.pt$")
-STAGE_PATTERN = re.compile(r"stage-(\d+)\.safetensors$")
+STATE_PATTERN = re.compile(r"^state-(\d{7,})\.pt$")
+STAGE_PATTERN = re.compile(r"^stage-(\d{7,})\.safetensors$")
+_told: set = set()  # folders whose foreign files were already reported
 
 
 def save_parts(out: Path, step: int, parts: dict, cfg_dict: dict) -> Path:
@@ -92,25 +94,58 @@ def recorded_architecture(folder: Path) -> StageConfig | None:
                            f"({e})") from None
 
 
+def numbered(out: Path, pattern: re.Pattern) -> list[Path]:
+    """The files of ``out`` named exactly as this tool names its states (or stage files), oldest
+    first; files that only look alike (``state-old.pt``, ``stage-best.safetensors``) are left
+    alone, and said so once per folder."""
+    ours, foreign = [], []
+    prefix = pattern.pattern[1:6]  # "state" or "stage"
+    for p in Path(out).glob(f"{prefix}-*"):
+        (ours if pattern.match(p.name) else foreign).append(p)
+    if foreign and (key := (str(out), prefix)) not in _told:
+        _told.add(key)
+        print(f"note: ignoring {len(foreign)} file(s) in {out} that are not this tool's "
+              f"{prefix} files: {sorted(p.name for p in foreign)[:3]}", flush=True)
+    return sorted(ours, key=lambda q: int(pattern.match(q.name).group(1)))
+
+
+def intact(path: Path) -> str | None:
+    """Why a state file cannot be read back (None when its archive is complete): a kill during
+    a copy, or a full disk, leaves a truncated file."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            bad = z.testzip()
+        return None if bad is None else f"its entry {bad} is corrupt"
+    except (zipfile.BadZipFile, OSError) as e:
+        return f"it is truncated or not a state file ({type(e).__name__})"
+
+
 def find_resume(out: Path, resume: str) -> Path | None:
-    """``resume`` is 'auto' (latest state in ``out``, if any), a state file, or a folder."""
+    """``resume`` is 'auto' (the newest intact state in ``out``, if any), a state file, or a
+    folder; a truncated newest state falls back to the newest intact one, saying so."""
     if not resume:
         return None
     p = Path(resume) if resume != "auto" else out
     if p.is_file():
         return p
-    states = sorted(p.glob("state-*.pt"), key=lambda q: int(STATE_PATTERN.search(q.name).group(1)))
-    if not states:
-        if resume == "auto":
-            return None
-        raise CascadeError("nothing to resume from", f"a state-*.pt file in {p}", "none")
-    return states[-1]
+    states = numbered(p, STATE_PATTERN)
+    for state in reversed(states):
+        why = intact(state)
+        if why is None:
+            return state
+        print(f"note: skipping {state.name}: {why}; resuming from an older state", flush=True)
+    if states:
+        raise CascadeError(f"no intact training state in {p}", "a state-*.pt written by this tool "
+                           "that reads back", f"{len(states)} truncated or corrupt")
+    if resume == "auto":
+        return None
+    raise CascadeError("nothing to resume from", f"a state-*.pt file in {p}", "none")
 
 
 def prune(out: Path, keep: int):
-    """Keep the newest ``keep`` state and stage files."""
-    for pattern, glob in ((STATE_PATTERN, "state-*.pt"), (STAGE_PATTERN, "stage-*.safetensors")):
-        files = sorted(out.glob(glob), key=lambda q: int(pattern.search(q.name).group(1)))
+    """Keep the newest ``keep`` state and stage files (only files of this tool's naming)."""
+    for pattern in (STATE_PATTERN, STAGE_PATTERN):
+        files = numbered(out, pattern)
         for old in files[:-keep] if keep > 0 else []:
             old.unlink(missing_ok=True)
 

@@ -24,7 +24,7 @@ import cascade_core as cc
 from cascade_core import to_uint8
 from train.config import run_record
 from train.metrics.scores import sliced_wasserstein
-from train.state import STAGE_PATTERN
+from train.state import STAGE_PATTERN, numbered
 
 ROOT = Path(__file__).resolve().parents[2]
 NAMES = {"base": "cifar10-base16", "sr": "cifar10-sr16to32", "refiner": "cifar10-refiner32"}
@@ -47,8 +47,8 @@ def samples(stage, role, n=32):
 
 def _provenance(run: Path, training: dict) -> dict:
     """Steps and images trained, from the run folder (older runs did not record them)."""
-    steps = max((int(STAGE_PATTERN.search(p.name).group(1))
-                 for p in run.glob("stage-*.safetensors")), default=0)
+    steps = max((int(STAGE_PATTERN.match(p.name).group(1))
+                 for p in numbered(run, STAGE_PATTERN)), default=0)
     batch = run_record(run).get("batch_size", 0)
     return {**training, "steps": training.get("steps", steps),
             "images_seen": training.get("images_seen", steps * batch)}

@@ -110,7 +110,7 @@ def _diffusers_call(model, inp):
                  class_labels=inp.get("level")).sample
 
 
-def seconds(model, call, inp, dtype: torch.dtype, repeats: int) -> list[float]:
+def seconds(model, call, inp, *, dtype: torch.dtype, repeats: int) -> list[float]:
     """Times of ``repeats`` evaluations after one warm-up, under inference mode and autocast."""
     def once():
         with torch.inference_mode(), torch.autocast("cpu", dtype=dtype,
@@ -125,7 +125,7 @@ def seconds(model, call, inp, dtype: torch.dtype, repeats: int) -> list[float]:
     return times
 
 
-def row(name: str, config: dict, dtype_name: str, repeats: int) -> dict:
+def row(name: str, config: dict, *, dtype_name: str, repeats: int) -> dict:
     """Ours, diffusers', ours again: medians, ratio, GFLOP/s and share of the conv peak."""
     dtype, inp = DTYPES[dtype_name], inputs(config)
     order = ["ours", "diffusers", "ours"]
@@ -136,7 +136,8 @@ def row(name: str, config: dict, dtype_name: str, repeats: int) -> dict:
         model, call = build(contender, config, dtype)
         if flops is None:
             flops = forward_flops(lambda m=model, c=call: c(m, inp))
-        times.setdefault(contender, []).extend(seconds(model, call, inp, dtype, repeats))
+        times.setdefault(contender, []).extend(seconds(model, call, inp, dtype=dtype,
+                                                       repeats=repeats))
         print(f"  {name} {dtype_name} {contender} run {k + 1}: "
               f"{statistics.median(times[contender][-repeats:]):.2f} s", flush=True)
         del model
@@ -164,7 +165,8 @@ def main(argv=None) -> int:
              for d in {d for _, d in plan}}
     rows = []
     for name, dtype_name in plan:
-        r = row(name, configs(args.quick)[name], dtype_name, 1 if args.quick else args.repeats)
+        r = row(name, configs(args.quick)[name], dtype_name=dtype_name,
+                repeats=1 if args.quick else args.repeats)
         r["share_of_conv_peak"] = r["gflops_ours"] * 1e9 / peaks[dtype_name]
         rows.append(r)
         ratio = r.get("diffusers_over_ours")

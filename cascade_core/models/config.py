@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 
 from ..base.errors import CascadeError
+from ..base.fields import check_fields, check_int, check_ints
 from ..process.schedules import ScheduleConfig
 
 ROLES = ("base", "sr", "refiner")
@@ -28,6 +29,24 @@ METHODS = {"unet": "diffusion", "dae": "dae", "pixelshuffle": "one_pass", "resne
 NOISE_INPUTS = ("timestep", "timestep_raw", "logsnr")
 QKV_ORDERS = ("new", "legacy")
 ACTIVATIONS = ("silu", "gelu")
+# the bounds of every numeric field (base.fields.check_fields): far beyond any released network,
+# tight enough that a stranger's file cannot make the loader build something absurd
+UNET_LIMITS = {"base_channels": (int, 1, 8192), "attention_resolutions": ("ints", 1, 65536),
+               "num_heads": (int, 1, 1024), "dropout": (float, 0.0, 0.999),
+               "num_head_channels": (int, 0, 8192), "embedding_channels": (int, 0, 65536),
+               "resblock_scale": ("float>", 0.0, 100.0),
+               "mid_resblock_scale": ("float>", 0.0, 100.0),
+               "text_channels": (int, 0, 65536), "text_pool_heads": (int, 0, 1024),
+               "text_only_resolutions": ("ints", 1, 65536)}
+STAGE_LIMITS = {"resolution": (int, 1, 65536), "low_res": (int, 0, 65536),
+                "channels": (int, 1, 64), "num_classes": (int, 0, 1_000_000),
+                "refiner_max_t": ("float>", 0.0, 1.0)}
+SHALLOW_LIMITS = {"hidden": (int, 1, 8192), "blocks": (int, 1, 256), "patch": (int, 1, 256),
+                  "depth": (int, 1, 256), "heads": (int, 1, 256),
+                  "dae_sigma": ("float>", 0.0, 1000.0), "dae_steps": (int, 1, 1000)}
+TEXT_LIMITS = {"width": (int, 0, 65536), "max_tokens": (int, 1, 4096)}
+AUGMENT_LIMITS = {"s_max": (float, 0.0, 1.0), "blur_prob": (float, 0.0, 1.0),
+                  "default_s": (float, 0.0, 1.0)}
 
 
 @dataclass(frozen=True)
@@ -61,12 +80,21 @@ class UNetConfig:
     text_only_resolutions: tuple = ()   # feature-map sizes whose attention sees only the text
 
     def __post_init__(self):
+        check_fields(self, UNET_LIMITS)
+        if isinstance(self.num_res_blocks, (int, float)):
+            object.__setattr__(self, "num_res_blocks", check_int("num_res_blocks",
+                                                                 self.num_res_blocks, (1, 64)))
+        else:
+            object.__setattr__(self, "num_res_blocks",
+                               check_ints("num_res_blocks", self.num_res_blocks, (1, 64)))
+        mult = self.channel_mult
+        if isinstance(mult, (str, bytes)) or not 1 <= len(tuple(mult)) <= 10 or not all(
+                isinstance(m, (int, float)) and not isinstance(m, bool) and 0 < m <= 64
+                for m in mult):
+            raise CascadeError("config field channel_mult is out of range",
+                               "1 to 10 numbers in (0, 64]", repr(mult))
         mult = tuple(int(m) if float(m).is_integer() else float(m) for m in self.channel_mult)
         object.__setattr__(self, "channel_mult", mult)
-        for name in ("attention_resolutions", "text_only_resolutions"):
-            object.__setattr__(self, name, tuple(int(r) for r in getattr(self, name)))
-        if not isinstance(self.num_res_blocks, int):
-            object.__setattr__(self, "num_res_blocks", tuple(int(n) for n in self.num_res_blocks))
         if (self.base_channels < 1 or not self.channel_mult or min(self.level_blocks) < 1
                 or min(self.widths) < 1):
             raise CascadeError("invalid U-Net shape",
@@ -127,6 +155,7 @@ class AugmentConfig:
     default_s: float = 0.1          # the level a sampling node starts from
 
     def __post_init__(self):
+        check_fields(self, AUGMENT_LIMITS)
         object.__setattr__(self, "blur_sigma", tuple(float(v) for v in self.blur_sigma))
         for name in ("s_max", "blur_prob", "default_s"):
             if not 0 <= getattr(self, name) <= 1:
@@ -144,6 +173,7 @@ class TextConfig:
     max_tokens: int = 77
 
     def __post_init__(self):
+        check_fields(self, TEXT_LIMITS)
         if self.width < 0 or self.max_tokens < 1:
             raise CascadeError("invalid text config", "width >= 0 and max_tokens >= 1",
                                (self.width, self.max_tokens))
@@ -162,6 +192,7 @@ class ShallowConfig:
     dae_steps: int = 8      # DAE: denoising passes of the sampling chain
 
     def __post_init__(self):
+        check_fields(self, SHALLOW_LIMITS)
         if min(self.hidden, self.blocks, self.patch, self.depth, self.heads, self.dae_steps) < 1:
             raise CascadeError("invalid shallow-stage shape", "positive sizes", asdict(self))
         if self.hidden % self.heads:
@@ -197,6 +228,7 @@ class StageConfig:
     text: TextConfig = field(default_factory=TextConfig)  # prompts it is conditioned on (if any)
 
     def __post_init__(self):
+        check_fields(self, STAGE_LIMITS)
         object.__setattr__(self, "class_names", tuple(str(c) for c in self.class_names))
         if self.role not in ROLES:
             raise CascadeError("unknown stage role", f"one of {ROLES}", repr(self.role))

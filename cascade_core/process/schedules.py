@@ -13,9 +13,11 @@ from dataclasses import asdict, dataclass
 import torch
 
 from ..base.errors import CascadeError
+from ..base.fields import check_int
 
 SPACINGS = ("uniform", "trailing", "ddim", "karras")
 BETA_SCHEDULES = ("linear", "cosine")
+MAX_TIMESTEPS = 100_000  # released schedules use 1,000 or 4,000
 # Karras grids start here rather than at a cosine schedule's sigma_max (~2e4 at T=1000):
 # at sigma 80 the signal is 1.2% of z_T, and the steps go where the image forms.
 KARRAS_SIGMA_MAX = 80.0
@@ -29,6 +31,8 @@ class ScheduleConfig:
     timesteps: int = 1000
 
     def __post_init__(self):
+        object.__setattr__(self, "timesteps", check_int("timesteps", self.timesteps,
+                                                        (2, MAX_TIMESTEPS)))
         if self.beta_schedule not in BETA_SCHEDULES:
             raise CascadeError("unknown beta schedule", "'linear' or 'cosine'",
                                repr(self.beta_schedule))

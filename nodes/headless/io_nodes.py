@@ -88,7 +88,8 @@ class SaveImage(ContextNode):
             meta.add_text(key, json.dumps(value))
         results = []
         for image in images:
-            path = save_png(Image.fromarray(comfy_to_uint8(image)), directory, name, meta)
+            path = save_png(Image.fromarray(comfy_to_uint8(image)), directory, name=name,
+                            pnginfo=meta)
             self.context.saved.append(path)
             sub = os.path.relpath(path.parent, self.context.out_dir)
             results.append({"filename": path.name, "subfolder": "" if sub == "." else sub,

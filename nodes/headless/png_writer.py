@@ -75,7 +75,7 @@ def _place(tmp: str, path: Path, data: bytes):
             f.write(data)
 
 
-def save_png(image, directory: Path, name: str, pnginfo=None) -> Path:
+def save_png(image, directory: Path, *, name: str, pnginfo=None) -> Path:
     """Write the PIL ``image`` as the next free ``name_NNNNN_.png`` in ``directory``."""
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", pnginfo=pnginfo, compress_level=4)
