@@ -78,3 +78,97 @@ def test_a_full_disk_leaves_no_partial_png(tiny_cascade, tmp_path, monkeypatch):
     with pytest.raises(WorkflowError, match="No space left on device.*nothing partial"):
         run(write(tmp_path, "01"), out, TINY, stage_dirs=[tiny_cascade])
     assert not [p for p in out.rglob("*") if p.is_file()]  # no 0-byte PNG, no temp file
+
+
+# ---- training folders ------------------------------------------------------------------------
+
+def train_run(data, out, *extra):
+    from test_train import run
+    return run("base", data, out, "--resolution", "8", "--steps", "4", "--checkpoint-every", "2",
+               *extra)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    from test_train import make_folder
+    return make_folder(tmp_path_factory.mktemp("rdata"), per_class=2, size=8)
+
+
+def test_a_second_run_on_a_folder_in_use_is_refused_naming_the_first(data, tmp_path, capsys):
+    import os
+
+    from train.folder_lock import run_lock
+    with run_lock(tmp_path):  # the first run, as far as the folder can tell
+        assert train_run(data, tmp_path) == 2
+    err = capsys.readouterr().err
+    assert f"another training run is writing into {tmp_path} (process {os.getpid()})" in err
+    assert not (tmp_path / "config.json").exists() and not list(tmp_path.glob("state-*"))
+    assert train_run(data, tmp_path) == 0  # released with the first run
+
+
+def test_a_killed_run_leaves_no_stale_lock(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+    code = ("import sys, time; from pathlib import Path; from train.folder_lock import run_lock\n"
+            "with run_lock(Path(sys.argv[1])):\n    print('locked', flush=True); time.sleep(60)")
+    child = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE,
+                             text=True, cwd=Path(__file__).resolve().parents[1])
+    assert child.stdout.readline().strip() == "locked"
+    from train.folder_lock import run_lock
+    with pytest.raises(Exception, match=f"process {child.pid}"), run_lock(tmp_path):
+        pass
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    time.sleep(0.1)
+    with run_lock(tmp_path):  # the OS released it with the process
+        pass
+
+
+def test_look_alike_files_are_ignored_and_a_truncated_state_falls_back(data, tmp_path, capsys):
+    (tmp_path / "stage-best.safetensors").write_bytes(b"mine")
+    (tmp_path / "state-old.pt").write_bytes(b"mine too")
+    assert train_run(data, tmp_path, "--keep", "5") == 0
+    assert "ignoring 1 file(s)" in capsys.readouterr().out
+    assert (tmp_path / "stage-best.safetensors").read_bytes() == b"mine"  # untouched
+    newest = tmp_path / "state-0000004.pt"
+    newest.write_bytes(newest.read_bytes()[:1000])  # a kill during a copy
+    assert train_run(data, tmp_path, "--steps", "6", "--resume") == 0
+    out = capsys.readouterr().out
+    assert "skipping state-0000004.pt" in out and (tmp_path / "state-0000006.pt").exists()
+
+
+def test_an_architecture_flag_that_differs_from_the_resumed_run_is_refused(data, tmp_path, capsys):
+    assert train_run(data, tmp_path) == 0
+    recorded = (tmp_path / "config.json").read_text()
+    assert train_run(data, tmp_path, "--steps", "6", "--base-channels", "32", "--resume") == 2
+    assert "--base-channels 32 (recorded: 8)" in capsys.readouterr().err
+    assert (tmp_path / "config.json").read_text() == recorded  # nothing recorded and ignored
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("num_res_blocks", 1000000, r"num_res_blocks is out of range: expected an integer in "
+                                r"\[1, 64\]"),
+    ("base_channels", 1e9, r"base_channels is out of range"),
+    ("base_channels", 32.5, r"base_channels is out of range: expected an integer.*found 32.5"),
+    ("num_heads", 0, r"num_heads is out of range")])
+def test_stage_metadata_out_of_range_is_one_sentence(tmp_path, field, value, message):
+    import json
+
+    from safetensors.torch import save_file
+
+    import cascade_core as cc
+    cfg = cc.StageConfig(resolution=8).to_dict()
+    cfg["unet"][field] = value
+    meta = {"cdm_format": "cascade-stage", "cdm_stage": json.dumps(cfg)}
+    save_file({"w": __import__("torch").zeros(1)}, str(tmp_path / "s.safetensors"), metadata=meta)
+    with pytest.raises(cc.CheckpointError, match=message):
+        cc.load_stage(tmp_path / "s.safetensors")
+
+
+def test_a_schedule_of_1e12_steps_is_refused():
+    import cascade_core as cc
+    with pytest.raises(cc.CascadeError, match=r"timesteps is out of range: expected an integer "
+                                              r"in \[2, 100000\]"):
+        cc.ScheduleConfig("cosine", 10 ** 12)
