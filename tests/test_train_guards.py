@@ -114,7 +114,7 @@ def test_help_shows_the_values_a_run_uses():
     text = " ".join(build_parser("base", "x").format_help().split())
     lr = "--lr LR peak AdamW learning rate (default: tiny 0.0005, small 0.0004, base 0.0001"
     assert lr in text
-    assert "(default: tiny 16, small 64, base 2048; >= 1)" in text  # batch size
+    assert "(default: tiny 16, small 64, base 2048; >= 1 and <= 1048576)" in text  # batch size
     assert "(default: tiny 'v', small 'v', base 'eps')" in text  # parameterization
     assert "uses the tiny preset" in text
 

@@ -25,13 +25,13 @@ class TrainConfig(RunConfig):
     role: str = option("base", "base | sr | refiner (set by the entry point)",
                        choices=("base", "sr", "refiner"))
     name: str = option("", "stage name stored in the checkpoint")
-    resolution: int = option(16, "output resolution of the stage", min=1)
-    low_res: int = option(0, "low-resolution input size (sr stages)", min=0)
+    resolution: int = option(16, "output resolution of the stage", min=1, max=65536)
+    low_res: int = option(0, "low-resolution input size (sr stages)", min=0, max=65536)
     crop: int = option(0, "train sr/refiner stages on random crops of this size (0 = whole image)",
-                       min=0)
+                       min=0, max=65536)
     # run length and batch
-    steps: int = option(1000, "optimizer steps", min=1)
-    grad_accum: int = option(1, "micro-batches per optimizer step", min=1)
+    steps: int = option(1000, "optimizer steps", min=1, max=10 ** 9)
+    grad_accum: int = option(1, "micro-batches per optimizer step", min=1, max=65536)
     # optimizer
     weight_decay: float = option(0.0, "AdamW weight decay", min=0)
     warmup: int = option(200, "linear learning-rate warmup steps", min=0)
@@ -46,18 +46,18 @@ class TrainConfig(RunConfig):
     # data augmentation
     flip: bool = option(True, "random horizontal flips")
     # diffusion and architecture (presets fill these)
-    base_channels: int = option(32, "U-Net base channels", min=1)
+    base_channels: int = option(32, "U-Net base channels", min=1, max=8192)
     channel_mult: str = option("1,2,2", "U-Net channel multipliers per level", pattern=INT_LIST,
                                what="comma-separated integers")
-    num_res_blocks: int = option(2, "residual blocks per level", min=1)
+    num_res_blocks: int = option(2, "residual blocks per level", min=1, max=64)
     attention_resolutions: str = option("8",
                                         "feature-map sizes with attention (comma-separated, '' for "
                                         "none)", pattern=INT_LIST, empty=True,
                                         what="comma-separated integers or nothing")
-    num_heads: int = option(4, "attention heads", min=1)
+    num_heads: int = option(4, "attention heads", min=1, max=1024)
     dropout: float = option(0.0, "dropout in residual blocks", min=0, lt=1)
     schedule: str = option("cosine", "linear | cosine beta schedule", choices=("linear", "cosine"))
-    timesteps: int = option(1000, "training timesteps T", min=2)
+    timesteps: int = option(1000, "training timesteps T", min=2, max=100_000)
     parameterization: str = option("eps", "eps | v | x0", choices=("eps", "v", "x0"))
     learn_sigma: bool = option(False, "learn variances with the hybrid loss")
     noise_conditioning: str = option("timestep",

@@ -87,9 +87,10 @@ class RunConfig:
                            "[and 'labels']")
     out: str = option("runs/stage", "output folder for checkpoints, samples and logs")
     batch_size: int = option(32, "global batch (split across torchrun processes and accumulation)",
-                             min=1)
-    workers: int = option(0, "data-loading worker processes per rank", min=0)
-    seed: int = option(0, "seed of every random choice (data order, augmentation, noise)", min=0)
+                             min=1, max=2 ** 20)
+    workers: int = option(0, "data-loading worker processes per rank", min=0, max=256)
+    seed: int = option(0, "seed of every random choice (data order, augmentation, noise)", min=0,
+                       max=2 ** 63 - 1)
     lr: float = option(2e-4, "peak AdamW learning rate", gt=0, max=1)
     label_dropout: float = option(0.1, "fraction of labels replaced by the null class (for "
                                        "guidance)", min=0, max=1)

@@ -21,6 +21,9 @@ from cascade_core import (
     read_config,
     training_loss,
 )
+from cascade_core.base.memory import check_fits
+from cascade_core.models.budget import parameter_count
+from cascade_core.run.tiling import estimate_bytes
 
 from . import distributed as D
 from .config import TrainConfig, stage_config, training_record
@@ -73,6 +76,26 @@ def build_stage(cfg: TrainConfig, source: ImageSource, init_from: str | None, *,
     stage.config = replace(stage.config, training={**training_record(cfg),
                                                    "parent": init_cfg.training})
     return stage
+
+
+def _config_of(cfg: TrainConfig, source: ImageSource, init_from: str) -> StageConfig:
+    """The StageConfig the run will build (from ``--init-from``'s file, or the flags)."""
+    if init_from:
+        return read_config(init_from)[0]
+    return stage_config(cfg, source.num_classes, source.class_names)
+
+
+def check_memory(cfg: TrainConfig, scfg: StageConfig, rt):
+    """Refuse, before anything is allocated or written, a run whose training step would not fit:
+    weights, gradients, the two AdamW moments and the EMA copy, plus the activations a
+    micro-batch keeps for the backward pass (twice the forward estimate)."""
+    params = parameter_count(scfg)
+    micro = max(1, cfg.batch_size // cfg.grad_accum // rt.world)
+    size = cfg.crop or scfg.resolution
+    need = params * 4 * 5 + 2 * estimate_bytes(scfg, (micro, size, size))
+    check_fits(f"a training step of {params / 1e6:,.1f}M parameters on a micro-batch of "
+               f"{micro} images of {size} px (--batch-size {cfg.batch_size}, --grad-accum "
+               f"{cfg.grad_accum})", need, device=rt.device)
 
 
 class StageRecipe(Recipe):
@@ -166,16 +189,19 @@ def train(cfg: TrainConfig, resume: str = "", init_from: str = "") -> Path | Non
     holds its folder's lock throughout (``folder_lock``): one writer per folder."""
     rt = D.setup(cfg.device, cfg.precision, timeout=cfg.collective_timeout)
     data = open_source(cfg, cfg.resolution, log=print if rt.is_main else None)
+    state_path = find_resume(Path(cfg.out), resume)
+    recorded = recorded_architecture(state_path.parent) if state_path is not None else None
+    check_memory(cfg, recorded or _config_of(cfg, data[0], init_from), rt)  # nothing written yet
     with run_lock(Path(cfg.out), active=rt.is_main):
-        return _train(cfg, rt, data=data, resume=resume, init_from=init_from)
+        return _train(cfg, rt, data=data, resume_from=(state_path, recorded),
+                      init_from=init_from)
 
 
-def _train(cfg: TrainConfig, rt, *, data, resume: str, init_from: str) -> Path | None:
+def _train(cfg: TrainConfig, rt, *, data, resume_from: tuple, init_from: str) -> Path | None:
     out = Path(cfg.out)
     source, skipped = data
+    state_path, recorded = resume_from
     torch.manual_seed(cfg.seed)
-    state_path = find_resume(out, resume)
-    recorded = recorded_architecture(state_path.parent) if state_path is not None else None
     model = build_stage(cfg, source, init_from, recorded=recorded).to(rt.device).train()
     scfg = model.config
     start = 0

@@ -19,8 +19,10 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from ..base.errors import CascadeError, CheckpointError
+from ..base.memory import check_fits
 from ..base.precision import DTYPES
 from ..base.version import __version__
+from ..models.budget import parameter_count
 from ..models.noisy_classifier import NoisyClassifier
 from ..models.stage import Stage
 from . import stage_format
@@ -121,6 +123,13 @@ def load_stage(path, device="cpu", dtype: str | torch.dtype | None = "fp32",
         stage = stage.to(device, _as_dtype(dtype or "fp32")).eval()
     else:
         cfg, meta = read_config(path)
+        params = parameter_count(cfg)
+        width = _as_dtype(dtype).itemsize if dtype is not None else 4
+        try:
+            check_fits(f"{path.name}: a stage of {params / 1e6:,.0f}M parameters", params * width,
+                       device=device)
+        except CascadeError as e:
+            raise CheckpointError(str(e)) from None
         stage = _load_weights(path, Stage(cfg), meta=meta, dtype=dtype).to(device).eval()
     if role is not None and stage.config.role != role:
         raise CheckpointError(f"{stage.name} ({path.name}) is a {stage.config.describe()} stage",

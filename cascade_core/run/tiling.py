@@ -14,18 +14,17 @@ convolutional stages run fine at any size.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import torch
 
 from ..base.errors import CascadeError
+from ..base.memory import available_bytes
 
 DEFAULT_BUDGET_FRACTION = 0.5   # of the memory available when sampling starts
 # automatic tiles are at most this many times the stage's training resolution: attention costs
 # grow with the fourth power of the tile side, and the network has seen that much context
 MAX_TILE_FACTOR = 4
-FALLBACK_BUDGET = 4 * 2 ** 30   # where availability cannot be read
 
 
 @dataclass(frozen=True)
@@ -34,17 +33,6 @@ class TilePlan:
 
     tile: int
     overlap: int
-
-
-def available_bytes(device) -> int:
-    """Free memory of ``device``: CUDA's free memory, or the host's available RAM."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        return int(torch.cuda.mem_get_info(device)[0])
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return FALLBACK_BUDGET
 
 
 def estimate_bytes(cfg, size: tuple) -> int:
