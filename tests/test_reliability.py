@@ -172,3 +172,29 @@ def test_a_schedule_of_1e12_steps_is_refused():
     with pytest.raises(cc.CascadeError, match=r"timesteps is out of range: expected an integer "
                                               r"in \[2, 100000\]"):
         cc.ScheduleConfig("cosine", 10 ** 12)
+
+
+# ---- images that used to come out wrong ----------------------------------------------------
+
+@pytest.mark.parametrize("mode,suffix", [
+    ("1", "png"), ("L", "png"), ("LA", "png"), ("P", "png"), ("RGB", "png"), ("RGBA", "png"),
+    ("CMYK", "tiff"), ("I;16", "png"), ("I", "tiff"), ("F", "tiff")])
+def test_load_image_reads_every_pillow_mode_at_its_own_scale(tmp_path, mode, suffix):
+    """Mid-grey in every mode loads as mid-grey (a 16-bit grey used to turn white)."""
+    import numpy as np
+    from PIL import Image
+
+    from nodes.headless.context import RunContext
+    from nodes.headless.io_nodes import LoadImage
+    grey = {"I;16": np.full((6, 6), 32768, np.uint16), "I": np.full((6, 6), 32768, np.int32),
+            "F": np.full((6, 6), 0.5, np.float32)}
+    if mode in grey:
+        img = Image.fromarray(grey[mode])
+    else:
+        img = Image.fromarray(np.full((6, 6, 3), 128, np.uint8)).convert(mode)
+    assert img.mode == mode
+    img.save(tmp_path / f"in.{suffix}")
+    rgb, mask = LoadImage(RunContext(tmp_path / "out", [tmp_path])).load_image(f"in.{suffix}")
+    assert rgb.shape == (1, 6, 6, 3)
+    assert abs(float(rgb.mean()) - 0.5) < 0.03, float(rgb.mean())
+    assert float(mask.abs().max()) == 0.0  # opaque everywhere

@@ -27,6 +27,7 @@ from ..base.errors import CascadeError
 from ..process.resize import downsample
 
 PEAK = 2.0  # images live in [-1, 1]
+MAX_PICTURE_SIDE = 2048  # the inspection picture is scaled down to fit this
 
 
 @dataclass(frozen=True)
@@ -96,4 +97,10 @@ def inspection_picture(low: torch.Tensor, high: torch.Tensor, full_scale: float 
     up = upsample(low, high.shape[-2:])
     diff = (high.float() - up).abs().mean(dim=1, keepdim=True) / full_scale
     gap = torch.ones(*high.shape[:3], max(1, high.shape[-1] // 32))
-    return torch.cat([up, gap, high.float().clamp(-1, 1), gap, heat(diff)], dim=-1)
+    picture = torch.cat([up, gap, high.float().clamp(-1, 1), gap, heat(diff)], dim=-1)
+    side = max(picture.shape[-2:])
+    if side > MAX_PICTURE_SIDE:  # bounded: a chain of inspectors would triple it each time
+        scale = MAX_PICTURE_SIDE / side
+        size = [max(1, int(v * scale)) for v in picture.shape[-2:]]
+        picture = F.interpolate(picture, size=size, mode="area")
+    return picture

@@ -39,3 +39,11 @@ def check_fits(what: str, need: float, *, device="cpu", stage: str | None = None
     if need > have:
         raise CascadeError(f"{what} would need about {gib(need)} of memory", f"at most the "
                            f"{gib(have)} this machine has available", gib(need), stage=stage)
+
+
+def image_bytes(shape) -> int:
+    """Bytes of one float32 tensor of ``shape``."""
+    n = 4
+    for d in shape:
+        n *= int(d)
+    return n

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from ..base.errors import CascadeError, check_finite, check_range
+from ..base.memory import check_fits, image_bytes
 from ..process.augment import aug_alpha_bar, condition_augment
 from ..process.noise import NoiseSource
 from ..process.resize import downsample
@@ -41,6 +42,9 @@ def make_condition(image: torch.Tensor, s: float, seed, schedule: str = "cosine"
     ``seed`` is an int (image i uses ``seed + i``) or a NoiseSource.
     """
     s = check_range("augmentation level s", s, 0.0, hi=1.0)
+    B, C, H, W = image.shape
+    # the float copy, the blurred copy, the noise and the result
+    check_fits(f"augmenting {B} image(s) of {H}x{W}", image_bytes(image.shape) * 4)
     check_finite("the image to augment", image)
     check_finite("blur sigma", blur_sigma)
     noise = NoiseSource.from_seed(seed, image.shape[0]) if isinstance(seed, int) else seed

@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 
 from ..base.errors import CascadeError, check_finite
+from ..base.memory import check_fits, image_bytes
 from ..models.stage import Stage
 from .conditioning import Conditioning
 from .handover import LowResCond
@@ -48,6 +49,7 @@ def super_resolve(stage: Stage, plan: SamplingPlan, cond: Conditioning, *,
         raise CascadeError("conditioning channel count does not match", cfg.channels, C,
                            stage=stage.name)
     check_size(stage, h * cfg.factor, w * cfg.factor, what=f"output of {h}x{w} input")
+    check_run_memory(stage, (B, C, h * cfg.factor, w * cfg.factor))
     check_finite("the low-res conditioning", low.image, stage.name)
     if not cfg.aug_input and bool((low.level > 0).any()):
         raise CascadeError("this stage was trained on clean low-res images and has no "
@@ -72,6 +74,7 @@ def refine(stage: Stage, plan: SamplingPlan, cond: Conditioning, *, seed: int) -
     if C != cfg.channels:
         raise CascadeError("image channel count does not match", cfg.channels, C, stage=stage.name)
     check_size(stage, H, W, what="input image")
+    check_run_memory(stage, image.shape)
     s = cfg.augmentation.default_s if cond.image_s is None else cond.image_s
     if not cfg.aug_input and s > 0:
         raise CascadeError("this refiner was trained on clean inputs and has no "
@@ -79,6 +82,23 @@ def refine(stage: Stage, plan: SamplingPlan, cond: Conditioning, *, seed: int) -
     if plan.start.level == 0:
         return image.clamp(-1, 1)
     return strategy_for(stage).refine(stage, plan, cond, seed=seed)
+
+
+# full-size tensors a sampling run keeps besides the network's activations (the start, x, the
+# noise stream's draw, the estimate, the previous estimate, the upsampled condition, guidance's
+# doubled batch)
+RUN_COPIES = 8
+
+
+def check_run_memory(stage: Stage, shape):
+    """Refuse an output whose sampling would not fit in memory, before anything is allocated
+    (the network's own activations are tiled: ``run.tiling``)."""
+    B, C, H, W = shape
+    try:
+        check_fits(f"sampling {B} image(s) of {H}x{W}", image_bytes(shape) * RUN_COPIES,
+                   device=stage.device)
+    except CascadeError as e:
+        raise CascadeError(str(e), stage=stage.name) from None
 
 
 def guide_check(stage: Stage, classifier):

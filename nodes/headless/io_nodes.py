@@ -10,13 +10,12 @@ from __future__ import annotations
 import json
 import os
 
-import numpy as np
 import torch
 from PIL import Image, ImageOps
 from PIL.PngImagePlugin import PngInfo
 
 from .._core import core
-from ..images import comfy_from_uint8, comfy_to_uint8
+from ..images import comfy_to_uint8, pil_to_comfy
 from ..paths import escapes, inside
 from .context import RunContext
 from .png_writer import prefix_problem, save_png, target
@@ -50,11 +49,10 @@ class LoadImage(ContextNode):
             raise core.CascadeError(f"LoadImage: {image!r} not found",
                                     f"a file in {[str(d) for d in self.context.input_dirs]}", image)
         with Image.open(path) as img:
-            img = ImageOps.exif_transpose(img)
-            rgb = comfy_from_uint8(np.asarray(img.convert("RGB")))
-            alpha = None
-            if "A" in img.getbands():
-                alpha = comfy_from_uint8(np.asarray(img.getchannel("A")))
+            w, h = img.size  # read from the header: nothing is decoded yet
+            core.base.memory.check_fits(f"LoadImage: {image!r} ({w}x{h} pixels)",
+                                        w * h * 4 * 3 * 4)
+            rgb, alpha = pil_to_comfy(ImageOps.exif_transpose(img))
         mask = 1.0 - alpha if alpha is not None else torch.zeros(rgb.shape[:2])
         return rgb[None], mask[None]
 
