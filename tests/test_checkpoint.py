@@ -1,3 +1,4 @@
+import errno
 import json
 
 import pytest
@@ -88,9 +89,9 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path):
 
     def boom(tmp):
         open(tmp, "wb").write(b"half")
-        raise OSError("disk full")
+        raise OSError(errno.ENOSPC, "No space left on device")
 
-    with pytest.raises(OSError):
+    with pytest.raises(cc.CascadeError, match="the disk is full"):
         atomic_write(target, boom)
     assert list(tmp_path.iterdir()) == []
 

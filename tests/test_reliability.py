@@ -198,3 +198,45 @@ def test_load_image_reads_every_pillow_mode_at_its_own_scale(tmp_path, mode, suf
     assert rgb.shape == (1, 6, 6, 3)
     assert abs(float(rgb.mean()) - 0.5) < 0.03, float(rgb.mean())
     assert float(mask.abs().max()) == 0.0  # opaque everywhere
+
+
+def _convert(argv, capsys):
+    from cascade_core.formats.convert import main
+    code = main([str(a) for a in argv])
+    return code, capsys.readouterr().err
+
+
+def test_convert_refuses_its_input_an_existing_output_and_a_folder(tmp_path, capsys):
+    src = tmp_path / "model.pt"
+    src.write_bytes(b"not a checkpoint")
+    code, err = _convert([src, src], capsys)
+    assert code == 2 and "is the input file" in err
+    dst = tmp_path / "out.safetensors"
+    dst.write_bytes(b"keep me")
+    code, err = _convert([src, dst], capsys)
+    assert code == 2 and "already exists" in err and "--overwrite" in err
+    assert dst.read_bytes() == b"keep me"
+    code, err = _convert([src, dst, "--overwrite"], capsys)  # past the target check, on to src
+    assert code == 2 and "already exists" not in err and dst.read_bytes() == b"keep me"
+    code, err = _convert([src, tmp_path], capsys)
+    assert code == 2 and "is a folder" in err
+    code, err = _convert([src, dst / "inside.safetensors"], capsys)
+    assert code == 2 and "is a file" in err
+
+
+@pytest.mark.parametrize("code,reason", [(errno.ENOSPC, "the disk is full"),
+                                         (errno.EROFS, "not writable")])
+def test_an_atomic_write_that_fails_is_one_sentence_and_leaves_nothing(tmp_path, monkeypatch,
+                                                                       code, reason):
+    import os
+
+    import cascade_core as cc
+    from cascade_core.formats import atomic
+
+    def refuse(a, b):
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(atomic.os, "replace", refuse)
+    with pytest.raises(cc.CascadeError, match=reason):
+        atomic.atomic_write(tmp_path / "x.safetensors", lambda t: open(t, "wb").write(b"12"))
+    assert list(tmp_path.iterdir()) == []

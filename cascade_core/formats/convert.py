@@ -21,6 +21,7 @@ from pathlib import Path
 from ..base.errors import CascadeError
 from ..base.precision import DTYPES
 from .adm_table import TableEntry
+from .atomic import check_target
 from .deepfloyd import is_deepfloyd, load_deepfloyd
 from .stage_file import load_released, save_stage
 
@@ -46,9 +47,11 @@ def parse_override(text: str) -> tuple[str, object]:
     return key, value
 
 
-def convert(src, dst, dtype: str = "fp16", overrides: dict | None = None) -> Path:
+def convert(src, dst, dtype: str = "fp16", overrides: dict | None = None,
+            overwrite: bool = False) -> Path:
     """Write ``src`` (a released .pt, or an IF download) as a stage or classifier file at
-    ``dst``."""
+    ``dst``; an existing ``dst`` is refused unless ``overwrite``, and never the input itself."""
+    check_target(dst, overwrite=overwrite, sources=[src])
     if is_deepfloyd(src):
         if overrides:
             raise CascadeError("--set applies to ADM files; an IF stage's own config says "
@@ -69,10 +72,12 @@ def main(argv=None) -> int:
     p.add_argument("--dtype", default="fp16", choices=("fp16", "fp32", "bf16"))
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a table value (repeatable)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     args = p.parse_args(argv)
     try:
         overrides = dict(parse_override(s) for s in args.set)
-        out = convert(args.src, args.dst, dtype=args.dtype, overrides=overrides)
+        out = convert(args.src, args.dst, dtype=args.dtype, overrides=overrides,
+                      overwrite=args.overwrite)
     except CascadeError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
