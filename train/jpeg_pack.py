@@ -14,13 +14,19 @@ folders, file names and bytes). Nothing is decoded or re-encoded.
 from __future__ import annotations
 
 import argparse
+import errno
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from cascade_core import CascadeError
+from cascade_core.formats.atomic import atomic_write, check_target
+
+from .jpeg_pack_read import read_pack
 
 SOS = b"\xff\xda"  # start of scan: everything before its segment's end is header
 JPEG_EXTS = {".jpg", ".jpeg"}
@@ -50,7 +56,8 @@ def list_files(folder: Path) -> list[Path]:
 
 
 def pack(folder, out) -> dict:
-    """Write ``out`` (.npz) holding every JPEG under ``folder``; returns a summary."""
+    """Write ``out`` (.npz) holding every JPEG under ``folder``, atomically; returns a
+    summary."""
     folder, out = Path(folder), Path(out)
     files = list_files(folder)
     headers: dict[bytes, int] = {}
@@ -70,34 +77,49 @@ def pack(folder, out) -> dict:
     head_bytes = list(headers)  # in index order: dicts keep insertion order
     arrays["headers"] = np.frombuffer(b"".join(head_bytes), np.uint8)
     arrays["header_offsets"] = np.concatenate([[0], np.cumsum([len(h) for h in head_bytes])])
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, out)
+    check_target(out, overwrite=True)
+
+    def write(tmp):
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+
+    atomic_write(out, write)
     return {"files": len(files), "headers": len(headers), "bytes": out.stat().st_size,
             "source_bytes": int(lengths.sum() + sum(len(head_bytes[i]) for i in which))}
 
 
 def unpack(pack_file, dest) -> int:
-    """Rebuild the folder under ``dest``; returns the number of files written."""
-    try:
-        z = np.load(pack_file, allow_pickle=False)
-        names, which = z["names"], z["header_index"]
-        heads, hoff = z["headers"].tobytes(), z["header_offsets"]
-        bodies, boff = z["bodies"].tobytes(), z["body_offsets"]
-    except (OSError, ValueError, KeyError) as e:
-        raise CascadeError(f"not a JPEG pack: {pack_file}", "a file written by "
-                           "`python -m train.jpeg_pack pack`", str(e)) from None
+    """Rebuild the folder ``dest`` (new, or empty); returns the number of files written.
+
+    The pack is checked whole first (jpeg_pack_read), then written into a temporary folder
+    beside ``dest`` and renamed into place: a full disk or an interrupt leaves no half folder."""
+    pack_data = read_pack(pack_file)
     dest = Path(dest)
-    for i, name in enumerate(names):
-        target = dest / str(name)
-        if ".." in Path(str(name)).parts or Path(str(name)).is_absolute():
-            raise CascadeError("a packed file name leaves the destination", "a relative path",
-                               str(name))
-        target.parent.mkdir(parents=True, exist_ok=True)
-        h = int(which[i])
-        target.write_bytes(heads[hoff[h]:hoff[h + 1]] + bodies[boff[i]:boff[i + 1]])
-    return len(names)
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        raise CascadeError(f"cannot unpack into {dest}", "a new or empty folder",
+                           "a file" if not dest.is_dir() else "a folder that holds files")
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    except OSError as e:
+        raise CascadeError(f"cannot unpack into {dest}", "a writable folder",
+                           e.strerror or type(e).__name__) from None
+    try:
+        for i, name in enumerate(pack_data.names):
+            target = tmp / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(pack_data.file_bytes(i))
+        if dest.exists():
+            dest.rmdir()
+        os.replace(tmp, dest)
+    except OSError as e:
+        raise CascadeError(f"cannot unpack into {dest}", "room and permission to write",
+                           "the disk is full" if e.errno == errno.ENOSPC
+                           else e.strerror or type(e).__name__) from None
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return len(pack_data.names)
 
 
 def main(argv=None) -> int:
