@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from ._core import core
-from .headless.executor import run, write_grid
+from .headless.executor import check_grid, run, write_grid
 
 
 def main(argv=None) -> int:
@@ -38,10 +38,15 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     # the nodes report through logging as in ComfyUI (compile times, warnings): show them
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    if args.threads:
-        torch.set_num_threads(args.threads)
     t0 = time.time()
     try:
+        if not 0 <= args.threads <= 1024:
+            raise core.CascadeError("--threads is out of range", "0 (torch's choice) to 1024",
+                                    args.threads)
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        if args.grid:
+            check_grid(args.grid, args.grid_cols)
         saved = run(args.workflow, args.out, args.set, stage_dirs=args.stages,
                     input_dirs=args.input, verbose=True)
         if args.grid and saved:

@@ -14,6 +14,7 @@ from nodes.headless.executor import run
 from nodes.headless.graph import WorkflowError
 
 TINY = ["steps=2", "SuperResStage.steps=2"]
+WORKFLOWS = Path(__file__).resolve().parents[1] / "workflows"
 
 
 def digest(path: Path) -> str:
@@ -240,3 +241,78 @@ def test_an_atomic_write_that_fails_is_one_sentence_and_leaves_nothing(tmp_path,
     with pytest.raises(cc.CascadeError, match=reason):
         atomic.atomic_write(tmp_path / "x.safetensors", lambda t: open(t, "wb").write(b"12"))
     assert list(tmp_path.iterdir()) == []
+
+
+def _runner(argv, capsys):
+    from nodes.run_workflow import main
+    code = main([str(a) for a in argv])
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("edit,message", [
+    (lambda wf: wf["nodes"][0].update(widgets_values="cifar10-base16.safetensors"),
+     "widgets_values must be a list"),
+    (lambda wf: next(i for n in wf["nodes"] for i in n.get("inputs") or []
+                     if i.get("link") is not None).update(link=[5]),
+     "an input's link must be a link id"),
+    (lambda wf: wf["links"][0].__setitem__(0, [1]), "link #0 is malformed"),
+    (lambda wf: wf["nodes"][0].update(id=[1]), "an id must be a number or a string"),
+])
+def test_malformed_workflow_fields_are_sentences(tiny_cascade, tmp_path, edit, message, capsys):
+    wf = write(tmp_path, "01", edit=edit)
+    code, err = _runner([wf, "--out", tmp_path / "out", "--stages", tiny_cascade], capsys)
+    assert code == 2 and message in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_binary_or_huge_workflow_is_refused(tmp_path, capsys, monkeypatch):
+    (tmp_path / "b.json").write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe\x00")
+    code, err = _runner([tmp_path / "b.json", "--out", tmp_path / "o"], capsys)
+    assert code == 2 and "is not text" in err
+    from nodes.headless import executor
+    monkeypatch.setattr(executor, "MAX_WORKFLOW_BYTES", 4)
+    (tmp_path / "big.json").write_text('{"nodes": []}')
+    code, err = _runner([tmp_path / "big.json", "--out", tmp_path / "o"], capsys)
+    assert code == 2 and "too large" in err
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--threads", "-1"], "--threads is out of range"),
+    (["--grid", "g.png", "--grid-cols", "0"], "--grid-cols is out of range"),
+    (["--grid", "grid"], "--grid must name a PNG file"),
+    (["--grid", "folder.png"], "is a folder"),
+])
+def test_runner_flags_are_checked_before_sampling(tiny_cascade, tmp_path, capsys, extra, message,
+                                                  monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "folder.png").mkdir()
+    code, err = _runner([WORKFLOWS / "01_base_then_sr.json", "--out", tmp_path / "out",
+                         "--stages", tiny_cascade, *extra], capsys)
+    assert code == 2 and message in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_grid_goes_into_a_new_folder_atomically(tiny_cascade, tmp_path, capsys):
+    grid = tmp_path / "new" / "grid.png"
+    code, err = _runner([WORKFLOWS / "01_base_then_sr.json", "--out", tmp_path / "out",
+                         "--stages", tiny_cascade, "--set", "batch_size=3", "--set", "steps=2",
+                         "--set", "CDMSuperResStage.steps=2", "--grid", grid, "--grid-cols", "2"],
+                        capsys)
+    assert code == 0, err
+    from PIL import Image
+    assert Image.open(grid).size == (2 * (32 + 2), 2 * (32 + 2))  # 2x2 cells, 1px border each
+    assert [p.name for p in grid.parent.iterdir()] == ["grid.png"]
+
+
+def test_a_ten_thousand_node_chain_orders_without_recursion_and_cycles_are_named():
+    from nodes.headless.graph import execution_order
+    n = 10_000
+    prompt = {str(i): {"inputs": {"x": [str(i + 1), 0]} if i < n - 1 else {}} for i in range(n)}
+    order = execution_order(prompt)
+    assert order == [str(i) for i in reversed(range(n))]
+    prompt["9999"]["inputs"] = {"x": ["0", 0]}
+    with pytest.raises(WorkflowError, match=r"has a cycle.*0 -> 1 -> 2 -> 3 -> \.\.\."):
+        execution_order(prompt)
+    small = {"a": {"inputs": {"x": ["b", 0]}}, "b": {"inputs": {"x": ["a", 0]}}}
+    with pytest.raises(WorkflowError, match="a -> b -> a"):
+        execution_order(small)

@@ -65,15 +65,34 @@ def execute(prompt: dict, context: RunContext, verbose: bool = False) -> dict:
     return results
 
 
+MAX_WORKFLOW_BYTES = 64 * 2 ** 20  # ComfyUI's own workflows are kilobytes; a big one is not one
+
+
+def read_workflow(path) -> dict:
+    """The JSON of a workflow file, or one sentence saying why it is not one."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if size > MAX_WORKFLOW_BYTES:
+            raise WorkflowError(f"workflow {path} is too large", "a JSON file under 64 MiB",
+                                f"{size / 2 ** 20:.0f} MiB")
+        return json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError:
+        raise WorkflowError(f"workflow {path} is not text", "a UTF-8 JSON file",
+                            "binary data") from None
+    except RecursionError:
+        raise WorkflowError(f"workflow {path} nests too deeply", "a UI-format workflow",
+                            "JSON nested thousands of levels") from None
+    except (OSError, ValueError) as e:
+        raise WorkflowError(f"cannot read workflow {path} ({e})") from None
+
+
 def run(workflow_path, out_dir, overrides=(), stage_dirs=(), input_dirs=(),
         verbose=False) -> list[Path]:
     """Run a UI-format workflow file; ``overrides`` are ``[NODE.]widget=value`` strings. Returns the
     paths of the images it saved."""
+    workflow = read_workflow(workflow_path)
     workflow_path = Path(workflow_path)
-    try:
-        workflow = json.loads(workflow_path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise WorkflowError(f"cannot read workflow {workflow_path} ({e})") from None
     for d in stage_dirs:
         bridge.add_stage_dir(d)
     workflow = copy.deepcopy(workflow)
@@ -94,8 +113,28 @@ def run(workflow_path, out_dir, overrides=(), stage_dirs=(), input_dirs=(),
     return list(context.saved)
 
 
+def check_grid(grid_path, cols: int) -> Path:
+    """Refuse a grid that cannot be written before any image is sampled."""
+    grid_path = Path(grid_path)
+    if not 1 <= cols <= 1024:
+        raise WorkflowError("--grid-cols is out of range", "1 to 1024 images per row", cols)
+    if grid_path.suffix.lower() != ".png":
+        raise WorkflowError("--grid must name a PNG file", "a path ending in .png",
+                            str(grid_path))
+    try:
+        core.formats.atomic.check_target(grid_path, overwrite=True)
+    except core.CascadeError as e:
+        raise WorkflowError(f"--grid: {e}") from None
+    return grid_path
+
+
 def write_grid(paths: list[Path], grid_path: Path, cols: int):
-    """Assemble the PNGs at ``paths`` into one grid image, ``cols`` per row."""
+    """Assemble the PNGs at ``paths`` into one grid image, ``cols`` per row, atomically. Images
+    of different sizes are brought to the largest with nearest-neighbour resizing."""
     images = [core.from_uint8(np.array(Image.open(p).convert("RGB"))) for p in paths]
+    side = max(max(im.shape[-2:]) for im in images)
+    images = [im if im.shape[-2:] == (side, side) else torch.nn.functional.interpolate(
+        im[None], size=(side, side), mode="nearest")[0] for im in images]
     rows = [torch.stack(images[i:i + cols]) for i in range(0, len(images), cols)]
-    Image.fromarray(core.to_uint8(core.image_grid(rows))).save(grid_path)
+    grid = Image.fromarray(core.to_uint8(core.image_grid(rows)))
+    core.formats.atomic.atomic_write(grid_path, lambda tmp: grid.save(tmp, format="PNG"))

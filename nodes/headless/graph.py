@@ -65,6 +65,8 @@ def _links(workflow: dict, problems: list[str]) -> dict:
         try:
             link_id, src, src_slot = (link[0], link[1], link[2]) if isinstance(link, list) else \
                 (link["id"], link["origin_id"], link["origin_slot"])
+            if not is_id(link_id) or not is_id(src) or isinstance(src_slot, bool):
+                raise TypeError
             links[link_id] = (str(src), int(src_slot))
         except (KeyError, IndexError, TypeError, ValueError):
             problems.append(f"link #{k} is malformed: expected [id, origin, slot, target, "
@@ -72,8 +74,14 @@ def _links(workflow: dict, problems: list[str]) -> dict:
     return links
 
 
+def is_id(value) -> bool:
+    """Node and link ids are integers or strings (never lists, floats or booleans)."""
+    return isinstance(value, (int, str)) and not isinstance(value, bool)
+
+
 def check_shape(workflow):
-    """Refuse anything but a JSON object whose 'nodes' is a list of node objects."""
+    """Refuse anything but a JSON object whose 'nodes' is a list of node objects, each with an
+    id, its widget values as a list or an object, and its inputs as a list of link slots."""
     if not isinstance(workflow, dict) or "nodes" not in workflow:
         raise WorkflowError("not a UI-format workflow", "a JSON object with 'nodes' and 'links'",
                             type(workflow).__name__)
@@ -82,6 +90,23 @@ def check_shape(workflow):
         raise WorkflowError("not a UI-format workflow: 'nodes' must be a list of node objects",
                             "a list of objects with 'id' and 'type'",
                             type(workflow["nodes"]).__name__)
+    problems = []
+    for node in workflow["nodes"]:
+        label = f"node {node['id']!r}"
+        if not is_id(node["id"]):
+            problems.append(f"{label}: an id must be a number or a string")
+        if not isinstance(node.get("widgets_values", []), (list, dict)):
+            problems.append(f"{label}: widgets_values must be a list (or an object), found "
+                            f"{type(node['widgets_values']).__name__}")
+        inputs = node.get("inputs") or []
+        if not isinstance(inputs, list) or not all(isinstance(i, dict) for i in inputs):
+            problems.append(f"{label}: inputs must be a list of objects")
+        elif any(i.get("link") is not None and not is_id(i["link"]) for i in inputs):
+            problems.append(f"{label}: an input's link must be a link id (a number), found "
+                            + repr(next(i["link"] for i in inputs if i.get("link") is not None
+                                        and not is_id(i["link"])))[:80])
+    if problems:
+        raise problems_error(problems)
 
 
 def to_prompt(workflow: dict, classes: dict) -> dict:
@@ -118,7 +143,8 @@ def widget_positions(node: dict, cls) -> dict[str, int]:
             continue
         positions[name] = i
         i += 1
-        if has_control(name, opts) and i < len(values) and values[i] in CONTROL_VALUES:
+        if has_control(name, opts) and i < len(values) and isinstance(values[i], str) \
+                and values[i] in CONTROL_VALUES:
             i += 1
     return positions
 
@@ -207,25 +233,39 @@ def _parse(value: str, typ, node, name):
 
 
 def execution_order(prompt: dict) -> list[str]:
-    """Node ids so that every node runs after the nodes it takes inputs from."""
+    """Node ids so that every node runs after the nodes it takes inputs from. Iterative (a
+    depth-first walk with its own stack), so a chain of any length runs."""
     order, state = [], {}
-
-    def visit(nid, path):
-        if state.get(nid) == "done":
-            return
-        if state.get(nid) == "visiting":
-            raise WorkflowError("the workflow has a cycle", "an acyclic graph",
-                                " -> ".join(path + [nid]))
-        state[nid] = "visiting"
-        for value in prompt[nid]["inputs"].values():
-            if isinstance(value, list) and len(value) == 2 and isinstance(value[0], str):
-                if value[0] not in prompt:
-                    raise WorkflowError(f"node {nid} takes an input from node {value[0]}, which "
-                                        "does not run", "an active source node", value[0])
-                visit(value[0], path + [nid])
-        state[nid] = "done"
-        order.append(nid)
-
-    for nid in prompt:
-        visit(nid, [])
+    for root in prompt:
+        stack = [(root, iter(_sources(prompt, root)))]
+        if state.get(root) == "done":
+            continue
+        state[root] = "visiting"
+        while stack:
+            nid, sources = stack[-1]
+            src = next(sources, None)
+            if src is None:
+                stack.pop()
+                state[nid] = "done"
+                order.append(nid)
+            elif state.get(src) == "visiting":
+                path = [n for n, _ in stack] + [src]
+                path = path[path.index(src):]
+                shown = path if len(path) <= 8 else path[:4] + ["..."] + path[-3:]
+                raise WorkflowError("the workflow has a cycle", "an acyclic graph",
+                                    " -> ".join(shown))
+            elif state.get(src) != "done":
+                state[src] = "visiting"
+                stack.append((src, iter(_sources(prompt, src))))
     return order
+
+
+def _sources(prompt: dict, nid: str) -> list[str]:
+    out = []
+    for value in prompt[nid]["inputs"].values():
+        if isinstance(value, list) and len(value) == 2 and isinstance(value[0], str):
+            if value[0] not in prompt:
+                raise WorkflowError(f"node {nid} takes an input from node {value[0]}, which "
+                                    "does not run", "an active source node", value[0])
+            out.append(value[0])
+    return out
