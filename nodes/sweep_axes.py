@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from . import widgets
 from ._core import core
 
 sweep = core.sweep
@@ -37,25 +38,32 @@ def parse_axis(name: str, text: str) -> Axis:
     parse = sweep.SWEEPABLE[name]
     try:
         values = tuple(parse(float(t)) if parse is int else parse(t) for t in items)
-    except ValueError:
-        raise core.CascadeError(f"the {name} axis has a value that is not a number",
+    except (ValueError, OverflowError):
+        raise core.CascadeError(f"the {name} axis has a value that is not a finite number",
                                 "numbers separated by commas", repr(text)) from None
     _check_values(name, values)
     return Axis(name, values)
 
 
+def _ranges() -> dict[str, tuple[float, float]]:
+    """Each numeric axis's range: the bounds of the widget that setting has on the nodes."""
+    def bounds(decl):
+        return decl[1]["min"], decl[1]["max"]
+    return {"s": (0.0, 1.0), "strength": (0.0, 1.0), "steps": bounds(widgets.steps()),
+            "guidance": bounds(widgets.guidance()), "seed": bounds(widgets.seed())}
+
+
 def _check_values(name: str, values: tuple):
     allowed = {"sampler": core.SAMPLERS, "spacing": core.SPACINGS}.get(name)
-    bad = [v for v in values if allowed is not None and v not in allowed]
-    if name in ("s", "strength"):
-        bad = [v for v in values if not 0 <= v <= 1]
-    elif name == "steps":
-        bad = [v for v in values if not 1 <= v <= 1000]
-    elif name in ("guidance", "seed"):
-        bad = [v for v in values if v < 0 or v != v]
+    if allowed is not None:
+        bad = [v for v in values if v not in allowed]
+        expected = f"one of {sorted(allowed)}"
+    else:
+        lo, hi = _ranges()[name]
+        bad = [v for v in values if not lo <= v <= hi]  # NaN fails both comparisons
+        expected = f"values in [{lo:g}, {hi:g}], as on the node's widget"
     if bad:
-        expected = f"one of {sorted(allowed)}" if allowed is not None else "values in range"
-        raise core.CascadeError(f"the {name} axis has values out of range", expected, bad)
+        raise core.CascadeError(f"the {name} axis has values out of range", expected, bad[:5])
 
 
 def cells_of(x: Axis, y: Axis | None) -> list[dict]:

@@ -316,3 +316,25 @@ def test_a_ten_thousand_node_chain_orders_without_recursion_and_cycles_are_named
     small = {"a": {"inputs": {"x": ["b", 0]}}, "b": {"inputs": {"x": ["a", 0]}}}
     with pytest.raises(WorkflowError, match="a -> b -> a"):
         execution_order(small)
+
+
+def test_an_adm_like_pt_of_unknown_layout_names_the_file_and_the_key(tmp_path):
+    import torch
+
+    import cascade_core as cc
+    torch.save({"time_embed.0.weight": torch.zeros(4, 2),
+                "input_blocks.0.0.weight": torch.zeros(2, 3, 3, 3)}, tmp_path / "odd.pt")
+    with pytest.raises(cc.CheckpointError, match=r"odd.pt has an ADM-like layout this pack does "
+                                                 r"not know.*input_blocks.1.0"):
+        cc.load_stage(tmp_path / "odd.pt")
+
+
+def test_a_zip_bomb_pt_is_refused_before_inflating(tmp_path):
+    import zipfile
+
+    import cascade_core as cc
+    with zipfile.ZipFile(tmp_path / "bomb.pt", "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("archive/data.pkl", b"\0" * (16 * 2 ** 20))
+    assert (tmp_path / "bomb.pt").stat().st_size < 2 ** 20
+    with pytest.raises(cc.CheckpointError, match="declares 0.02 GiB of contents"):
+        cc.load_stage(tmp_path / "bomb.pt")

@@ -50,8 +50,12 @@ def test_refiner_sweep_over_strength():
 
 @pytest.mark.parametrize("name,text,match", [
     ("s", "", "has no values"), ("s", " , ", "has no values"),
-    ("steps", "10, ten", "not a number"), ("s", "0.1, 1.5", "out of range"),
-    ("sampler", "euler, warp", "out of range"), ("tempo", "1", "unknown sweep axis")])
+    ("steps", "10, ten", "not a finite number"), ("s", "0.1, 1.5", "out of range"),
+    ("sampler", "euler, warp", "out of range"), ("tempo", "1", "unknown sweep axis"),
+    ("guidance", "1, 25", r"values in \[0, 20\], as on the node's widget"),
+    ("guidance", "nan", "out of range"), ("steps", "1001", r"\[1, 1000\]"),
+    ("seed", str(2 ** 64), "out of range"), ("seed", "inf", "not a finite number"),
+    ("seed", "-1", "out of range")])
 def test_bad_axes_are_refused(name, text, match):
     with pytest.raises(cc.CascadeError, match=match):
         parse_axis(name, text)

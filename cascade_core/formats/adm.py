@@ -66,12 +66,23 @@ def _has(shapes: dict, prefix: str) -> bool:
     return any(k.startswith(prefix) for k in shapes)
 
 
-def infer_shapes(shapes: dict) -> Inferred:
-    """Read an ADM-layout key -> shape mapping (see the module docstring)."""
+def infer_shapes(shapes: dict, name: str = "the file") -> Inferred:
+    """Read an ADM-layout key -> shape mapping (see the module docstring); a layout that is
+    ADM-like but not one this reader knows is a CheckpointError naming ``name`` and the key."""
     need = ("time_embed.0.weight", "input_blocks.0.0.weight")
     if not all(k in shapes for k in need):
-        raise CheckpointError("not an ADM / improved-diffusion state dict",
+        raise CheckpointError(f"{name} is not an ADM / improved-diffusion state dict",
                               f"keys {list(need)}", sorted(shapes)[:4])
+    try:
+        return _infer(shapes)
+    except (KeyError, IndexError, ValueError, ZeroDivisionError) as e:
+        raise CheckpointError(f"{name} has an ADM-like layout this pack does not know",
+                              "the blocks of an ADM / improved-diffusion U-Net or classifier",
+                              f"no {e} ({type(e).__name__})" if isinstance(e, KeyError)
+                              else f"{type(e).__name__}: {e}") from None
+
+
+def _infer(shapes: dict) -> Inferred:
     ch = int(shapes["time_embed.0.weight"][1])
     in_ch = int(shapes["input_blocks.0.0.weight"][1])
     classifier = "out.2.positional_embedding" in shapes
@@ -126,9 +137,10 @@ def table_entry(shapes: dict, name: str, overrides: dict | None = None) -> Table
         needed = ("resolution", "schedule", "timesteps") + (() if classifier else ("role",))
         missing = sorted(f for f in needed if f not in overrides)
         if missing:
+            described = infer_shapes(shapes, name).describe()
             raise CheckpointError(
                 f"{name} matches none of the released ADM / improved-diffusion files this pack "
-                f"knows (fingerprint {key}); its shapes say: {infer_shapes(shapes).describe()}",
+                f"knows (fingerprint {key}); its shapes say: {described}",
                 "a released file, or overrides for at least role (or family=classifier), "
                 "resolution, schedule and timesteps (and heads, QKV order, timestep input if not "
                 "the defaults)",
@@ -141,7 +153,7 @@ def table_entry(shapes: dict, name: str, overrides: dict | None = None) -> Table
 def adm_config(shapes: dict, name: str, overrides: dict | None = None):
     """The StageConfig (or ClassifierConfig) of an ADM-layout state dict."""
     entry = table_entry(shapes, name, overrides)
-    inferred = infer_shapes(shapes)
+    inferred = infer_shapes(shapes, name)
     if entry.family != inferred.family:
         raise CheckpointError(f"{name}: its table entry says {entry.family!r} but its shapes say "
                               f"{inferred.family!r}")
