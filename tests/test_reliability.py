@@ -338,3 +338,48 @@ def test_a_zip_bomb_pt_is_refused_before_inflating(tmp_path):
     assert (tmp_path / "bomb.pt").stat().st_size < 2 ** 20
     with pytest.raises(cc.CheckpointError, match="declares 0.02 GiB of contents"):
         cc.load_stage(tmp_path / "bomb.pt")
+
+
+def _png_claiming(path: Path, width: int, height: int):
+    """A few-hundred-byte PNG whose header says ``width`` x ``height`` (its data is 1x1)."""
+    import struct
+    import zlib
+
+    from PIL import Image
+    Image.new("RGB", (1, 1)).save(path)
+    data = bytearray(path.read_bytes())
+    ihdr = 8 + 8  # signature, then length and type of the IHDR chunk
+    data[ihdr:ihdr + 8] = struct.pack(">II", width, height)
+    data[ihdr + 13:ihdr + 17] = struct.pack(">I", zlib.crc32(bytes(data[ihdr - 4:ihdr + 13])))
+    path.write_bytes(bytes(data))
+
+
+def test_a_10000_pixel_png_is_refused_from_its_header(tiny_cascade, tmp_path):
+    wf = write(tmp_path, "03")
+    _png_claiming(tmp_path / "cdm_example_16px.png", 10_000, 10_000)
+    with pytest.raises(WorkflowError, match=r"LoadImage.*is too large: expected sides of at "
+                                            r"most 8192 pixels, found 10000x10000"):
+        run(wf, tmp_path / "out", stage_dirs=[tiny_cascade])
+    assert not (tmp_path / "out" / "cdm").exists()
+
+
+def test_augmenting_refuses_sizes_beyond_the_bound_before_allocating():
+    import torch
+
+    import cascade_core as cc
+    huge = torch.zeros(1, 3, 1, 1).expand(1, 3, 9000, 16)  # a view: no memory behind it
+    with pytest.raises(cc.CascadeError, match="the image to augment is too large"):
+        cc.make_condition(huge, 0.1, seed=0)
+
+
+def test_a_chain_of_inspectors_stays_bounded():
+    import torch
+
+    from cascade_core.analysis.inspection import MAX_PICTURE_SIDE, inspection_picture
+    high = torch.rand(1, 3, 64, 64) * 2 - 1
+    for _ in range(13):  # each picture is three images wide: unbounded, 64 * 3^13 columns
+        high = inspection_picture(high, high)  # as a chain of nodes wired output to input
+        assert max(high.shape[-2:]) <= MAX_PICTURE_SIDE
+    assert high.shape[-1] == MAX_PICTURE_SIDE
+    big = inspection_picture(torch.zeros(1, 3, 1024, 1024), torch.zeros(1, 3, 2048, 2048))
+    assert big.shape[-1] == MAX_PICTURE_SIDE and big.shape[-2] < 2048

@@ -101,6 +101,6 @@ def inspection_picture(low: torch.Tensor, high: torch.Tensor, full_scale: float 
     side = max(picture.shape[-2:])
     if side > MAX_PICTURE_SIDE:  # bounded: a chain of inspectors would triple it each time
         scale = MAX_PICTURE_SIDE / side
-        size = [max(1, int(v * scale)) for v in picture.shape[-2:]]
+        size = [min(MAX_PICTURE_SIDE, max(1, round(v * scale))) for v in picture.shape[-2:]]
         picture = F.interpolate(picture, size=size, mode="area")
     return picture

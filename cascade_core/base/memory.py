@@ -14,6 +14,21 @@ import torch
 from .errors import CascadeError
 
 FALLBACK_AVAILABLE = 4 * 2 ** 30   # where availability cannot be read
+# the longest image side any node takes or makes: 4x the largest released pixel cascade's
+# output (IF's 1024) and 8x what a 1024-px base makes; Pillow itself calls 89 Mpx a bomb
+MAX_IMAGE_SIDE = 8192
+
+
+def _meminfo_available() -> int | None:
+    """Linux's MemAvailable (free plus reclaimable page cache), in bytes."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def available_bytes(device="cpu") -> int:
@@ -21,6 +36,9 @@ def available_bytes(device="cpu") -> int:
     device = torch.device(device)
     if device.type == "cuda":
         return int(torch.cuda.mem_get_info(device)[0])
+    linux = _meminfo_available()
+    if linux is not None:
+        return linux
     try:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
@@ -47,3 +65,10 @@ def image_bytes(shape) -> int:
     for d in shape:
         n *= int(d)
     return n
+
+
+def check_image_side(what: str, height: int, width: int, stage: str | None = None):
+    """Refuse an image with a side over MAX_IMAGE_SIDE, naming its size."""
+    if max(height, width) > MAX_IMAGE_SIDE:
+        raise CascadeError(f"{what} is too large", f"sides of at most {MAX_IMAGE_SIDE} pixels",
+                           f"{width}x{height}", stage=stage)

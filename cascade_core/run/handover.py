@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from ..base.errors import CascadeError, check_finite, check_range
-from ..base.memory import check_fits, image_bytes
+from ..base.memory import check_fits, check_image_side, image_bytes
 from ..process.augment import aug_alpha_bar, condition_augment
 from ..process.noise import NoiseSource
 from ..process.resize import downsample
@@ -43,6 +43,7 @@ def make_condition(image: torch.Tensor, s: float, seed, schedule: str = "cosine"
     """
     s = check_range("augmentation level s", s, 0.0, hi=1.0)
     B, C, H, W = image.shape
+    check_image_side("the image to augment", H, W)
     # the float copy, the blurred copy, the noise and the result
     check_fits(f"augmenting {B} image(s) of {H}x{W}", image_bytes(image.shape) * 4)
     check_finite("the image to augment", image)

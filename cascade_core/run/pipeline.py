@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 
 from ..base.errors import CascadeError, check_finite
-from ..base.memory import check_fits, image_bytes
+from ..base.memory import check_fits, check_image_side, image_bytes
 from ..models.stage import Stage
 from .conditioning import Conditioning
 from .handover import LowResCond
@@ -95,6 +95,7 @@ def check_run_memory(stage: Stage, shape):
     (the network's own activations are tiled: ``run.tiling``)."""
     B, C, H, W = shape
     try:
+        check_image_side("the output", H, W)
         check_fits(f"sampling {B} image(s) of {H}x{W}", image_bytes(shape) * RUN_COPIES,
                    device=stage.device)
     except CascadeError as e:

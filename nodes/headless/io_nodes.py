@@ -50,6 +50,7 @@ class LoadImage(ContextNode):
                                     f"a file in {[str(d) for d in self.context.input_dirs]}", image)
         with Image.open(path) as img:
             w, h = img.size  # read from the header: nothing is decoded yet
+            core.base.memory.check_image_side(f"LoadImage: {image!r}", h, w)
             core.base.memory.check_fits(f"LoadImage: {image!r} ({w}x{h} pixels)",
                                         w * h * 4 * 3 * 4)
             rgb, alpha = pil_to_comfy(ImageOps.exif_transpose(img))
