@@ -149,7 +149,7 @@ def test_soak_quick(tiny_cascade, capsys):
     from bench import soak
     assert soak.main(["--quick", "--stages", str(tiny_cascade)]) == 0
     out = capsys.readouterr().out
-    assert "soak passed: 56 runs" in out and "0 failure(s)" in out
+    assert "soak passed: 26 warm-up + 40 runs (26 bad)" in out and "0 failure(s)" in out
 
 
 def test_soak_notices_a_leak_and_a_runner_that_stops_refusing(tiny_cascade, monkeypatch, capsys):

@@ -125,6 +125,7 @@ def to_prompt(workflow: dict, classes: dict) -> dict:
             problems.append(f"{node_label(node)} cannot run here: unknown node type "
                             f"{node.get('type')!r}")
             continue
+        problems.extend(control_problems(node, cls))
         inputs = _inputs(node, cls, links=links, problems=problems)
         prompt[str(node["id"])] = {"class_type": node["type"], "inputs": inputs,
                                    "_meta": {"title": node.get("title") or node["type"]}}
@@ -135,7 +136,8 @@ def to_prompt(workflow: dict, classes: dict) -> dict:
 
 def widget_positions(node: dict, cls) -> dict[str, int]:
     """Index in ``widgets_values`` of each widget of ``node``, skipping control-after-generate
-    values."""
+    values (and, so that the widgets after it keep their places, a malformed one: a list or an
+    object, which ``control_problems`` reports)."""
     values = node.get("widgets_values", [])
     positions, i = {}, 0
     for name, typ, opts, _ in declared_inputs(cls):
@@ -143,10 +145,26 @@ def widget_positions(node: dict, cls) -> dict[str, int]:
             continue
         positions[name] = i
         i += 1
-        if has_control(name, opts) and i < len(values) and isinstance(values[i], str) \
-                and values[i] in CONTROL_VALUES:
+        if has_control(name, opts) and i < len(values) and (
+                values[i] in CONTROL_VALUES if isinstance(values[i], str)
+                else isinstance(values[i], (list, dict))):
             i += 1
     return positions
+
+
+def control_problems(node: dict, cls) -> list[str]:
+    """A control-after-generate value that is a list or an object, named."""
+    values = node.get("widgets_values", [])
+    if not isinstance(values, list):
+        return []
+    out, positions = [], widget_positions(node, cls)
+    for name, _, opts, _ in declared_inputs(cls):
+        i = positions.get(name)
+        if i is not None and has_control(name, opts) and i + 1 < len(values) \
+                and isinstance(values[i + 1], (list, dict)):
+            out.append(f"{node_label(node)}: the control after {name!r} must be one of "
+                       f"{sorted(CONTROL_VALUES)}, found {values[i + 1]!r}"[:200])
+    return out
 
 
 def _linked(node: dict, links: dict, problems: list[str]) -> dict:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 
 import torch
 from PIL import Image, ImageOps
@@ -48,7 +49,15 @@ class LoadImage(ContextNode):
         if path is None:
             raise core.CascadeError(f"LoadImage: {image!r} not found",
                                     f"a file in {[str(d) for d in self.context.input_dirs]}", image)
-        with Image.open(path) as img:
+        with warnings.catch_warnings():  # the side check below is ours, and stricter
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            try:
+                img = Image.open(path)
+            except Image.DecompressionBombError as e:
+                raise core.CascadeError(f"LoadImage: {image!r} is too large", "sides of at most "
+                                        f"{core.base.memory.MAX_IMAGE_SIDE} pixels",
+                                        str(e)[:80]) from None
+        with img:
             w, h = img.size  # read from the header: nothing is decoded yet
             core.base.memory.check_image_side(f"LoadImage: {image!r}", h, w)
             core.base.memory.check_fits(f"LoadImage: {image!r} ({w}x{h} pixels)",
