@@ -35,17 +35,22 @@ class Pack:
                 + self.bodies[self.body_offsets[i]:self.body_offsets[i + 1]])
 
 
-def _bad(pack_file, what, expected, found):
-    return CascadeError(f"not a usable JPEG pack: {pack_file}: {what}", expected, found)
+@dataclass
+class _Fault:
+    """Errors about one pack file."""
 
+    pack_file: object
 
-def _offsets(pack_file, name, off, data_len, count):
-    if off.ndim != 1 or off.dtype.kind not in "iu" or len(off) != count + 1:
-        raise _bad(pack_file, f"{name} has the wrong shape", f"{count + 1} integers",
-                   f"{off.dtype} {tuple(off.shape)}")
-    if off[0] != 0 or off[-1] != data_len or np.any(np.diff(off) < 0):
-        raise _bad(pack_file, f"{name} do not rise from 0 to the end of their bytes",
-                   f"0 ... {data_len}, never falling", f"{off[0]} ... {off[-1]}")
+    def __call__(self, what, expected, found) -> CascadeError:
+        return CascadeError(f"not a usable JPEG pack: {self.pack_file}: {what}", expected, found)
+
+    def offsets(self, name, off, *, data_len: int, count: int):
+        if off.ndim != 1 or off.dtype.kind not in "iu" or len(off) != count + 1:
+            raise self(f"{name} has the wrong shape", f"{count + 1} integers",
+                       f"{off.dtype} {tuple(off.shape)}")
+        if off[0] != 0 or off[-1] != data_len or np.any(np.diff(off) < 0):
+            raise self(f"{name} do not rise from 0 to the end of their bytes",
+                       f"0 ... {data_len}, never falling", f"{off[0]} ... {off[-1]}")
 
 
 def check_name(pack_file, name: str) -> PurePosixPath:
@@ -58,15 +63,15 @@ def check_name(pack_file, name: str) -> PurePosixPath:
     return p
 
 
-def _check_names(pack_file, names: list[str]) -> None:
-    paths = [check_name(pack_file, n) for n in names]
+def _check_names(bad: _Fault, names: list[str]) -> None:
+    paths = [check_name(bad.pack_file, n) for n in names]
     if len(set(names)) != len(names):
         dup = next(n for n in names if names.count(n) > 1)
-        raise _bad(pack_file, "a file name appears twice", "unique names", repr(dup))
+        raise bad("a file name appears twice", "unique names", repr(dup))
     folders = {str(parent) for p in paths for parent in p.parents if str(parent) != "."}
     clash = sorted(folders & set(names))
     if clash:
-        raise _bad(pack_file, "a name is both a file and a folder", "files only in folders",
+        raise bad("a name is both a file and a folder", "files only in folders",
                    repr(clash[0]))
 
 
@@ -81,25 +86,26 @@ def read_pack(pack_file) -> Pack:
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
         raise CascadeError(f"not a JPEG pack: {pack_file}", f"a file written by {WRITER}",
                            f"{type(e).__name__}: {str(e)[:160]}") from None
+    bad = _Fault(pack_file)
     if names.ndim != 1 or names.dtype.kind != "U":
-        raise _bad(pack_file, "names are not a list of strings", "a 1-D array of str",
+        raise bad("names are not a list of strings", "a 1-D array of str",
                    f"{names.dtype} {tuple(names.shape)}")
     count = len(names)
     if not 0 < count <= MAX_FILES:
-        raise _bad(pack_file, "the file count is out of range", f"1 to {MAX_FILES:,}", count)
+        raise bad("the file count is out of range", f"1 to {MAX_FILES:,}", count)
     for name, arr in (("headers", heads), ("bodies", bodies)):
         if arr.ndim != 1 or arr.dtype != np.uint8:
-            raise _bad(pack_file, f"{name} are not bytes", "a 1-D uint8 array",
+            raise bad(f"{name} are not bytes", "a 1-D uint8 array",
                        f"{arr.dtype} {tuple(arr.shape)}")
     if which.ndim != 1 or which.dtype.kind not in "iu" or len(which) != count:
-        raise _bad(pack_file, "header_index has the wrong shape", f"{count} integers",
+        raise bad("header_index has the wrong shape", f"{count} integers",
                    f"{which.dtype} {tuple(which.shape)}")
     num_headers = len(hoff) - 1
-    _offsets(pack_file, "header_offsets", hoff, len(heads), max(num_headers, 0))
-    _offsets(pack_file, "body_offsets", boff, len(bodies), count)
+    bad.offsets("header_offsets", hoff, data_len=len(heads), count=max(num_headers, 0))
+    bad.offsets("body_offsets", boff, data_len=len(bodies), count=count)
     if which.min() < 0 or which.max() >= num_headers:
-        raise _bad(pack_file, "a header index is out of range", f"0 to {num_headers - 1}",
+        raise bad("a header index is out of range", f"0 to {num_headers - 1}",
                    int(which.max() if which.max() >= num_headers else which.min()))
     names = [str(n) for n in names]
-    _check_names(pack_file, names)
+    _check_names(bad, names)
     return Pack(names, which, heads.tobytes(), hoff, bodies.tobytes(), boff)
