@@ -18,15 +18,17 @@ NODE_CLASS_MAPPINGS = {
     "CDMSweep": CDMSweep,
     "CDMCascadeSigmas": CDMCascadeSigmas,
 }
+# one style: "CDM" (Cascaded Diffusion Models, the paper; also the node ids' prefix) and the
+# node's job in plain words. The ids stay: saved workflows use them.
 NODE_DISPLAY_NAME_MAPPINGS = {
-    "CDMStageLoader": "Cascade Stage Loader",
-    "CDMBaseSampler": "BaseSampler",
-    "CDMCondAugment": "CondAugment",
-    "CDMSuperResStage": "SuperResStage",
-    "CDMRefiner": "Refiner",
-    "CDMStageInfo": "Stage Info",
-    "CDMClassifierLoader": "Cascade Classifier Loader",
-    "CDMStageInspector": "Stage Inspector",
-    "CDMSweep": "Sweep (XY plot)",
-    "CDMCascadeSigmas": "Cascade Sigmas",
+    "CDMStageLoader": "CDM Stage Loader",
+    "CDMBaseSampler": "CDM Base Sampler",
+    "CDMCondAugment": "CDM Cond Augment",
+    "CDMSuperResStage": "CDM Super-Resolution Stage",
+    "CDMRefiner": "CDM Refiner",
+    "CDMStageInfo": "CDM Stage Info",
+    "CDMClassifierLoader": "CDM Classifier Loader",
+    "CDMStageInspector": "CDM Stage Inspector",
+    "CDMSweep": "CDM Sweep (XY Plot)",
+    "CDMCascadeSigmas": "CDM Cascade Sigmas",
 }

@@ -27,7 +27,6 @@ import torch
 
 from . import widgets as W
 from ._core import core
-from .stage_nodes import STAGE_TYPE
 
 log = logging.getLogger(__name__)
 # below this fraction of the stage's top sigma (capped at the Karras start), a grid starts on a
@@ -122,14 +121,19 @@ class CDMCascadeSigmas:
     """SIGMAS for a stage, steps and spacing: what ComfyUI's BasicScheduler gives for a MODEL,
     for our stages (which are not ComfyUI MODELs)."""
 
-    CATEGORY = "cascade"
+    CATEGORY = W.CATEGORY
     RETURN_TYPES = ("SIGMAS",)
     RETURN_NAMES = ("sigmas",)
+    OUTPUT_TOOLTIPS = ("the noise levels, highest first and ending at 0, for a sampling node's "
+                       "sigmas input or ComfyUI's SamplerCustom-style nodes",)
     FUNCTION = "sigmas"
+    DESCRIPTION = ("The noise levels (SIGMAS) a stage samples with for a number of steps and a "
+                   "spacing: ComfyUI's BasicScheduler for our stages, which are not ComfyUI "
+                   "MODELs. Edit or split them with ComfyUI's sigma nodes and feed them back.")
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {"stage": (STAGE_TYPE,), "steps": W.steps(30),
+        return {"required": {"stage": W.stage("the stage the sigmas are for"), "steps": W.steps(30),
                              "spacing": W.spacing()}}
 
     def sigmas(self, stage, steps, spacing):

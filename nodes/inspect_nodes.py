@@ -1,6 +1,7 @@
 """Stage Inspector: what one stage changed, as a picture and as numbers."""
 from __future__ import annotations
 
+from . import widgets as W
 from ._core import core
 from .images import from_comfy, to_comfy
 
@@ -11,10 +12,16 @@ class CDMStageInspector:
     back to the input's size with the cascade's downsampler), the detail added per Laplacian band
     and the colour-mean shift. Chain one after every stage to see where an error entered."""
 
-    CATEGORY = "cascade"
+    CATEGORY = W.CATEGORY
     RETURN_TYPES = ("IMAGE", "STRING")
     RETURN_NAMES = ("picture", "report")
+    OUTPUT_TOOLTIPS = ("upsampled input | output | difference heat-map, side by side (at most "
+                       "2048 px wide)", "the numbers per image, as text")
     FUNCTION = "inspect"
+    DESCRIPTION = ("Compares what a stage was given with what it made: a side-by-side picture "
+                   "with a difference heat-map, and per image the consistency PSNR, the detail "
+                   "added per frequency band and the colour shift. Chain one after every stage "
+                   "to see where an error entered.")
     OUTPUT_NODE = True
 
     @classmethod

@@ -6,7 +6,7 @@ from . import widgets as W
 from ._core import core
 from .images import from_comfy, to_comfy
 from .plan_from_widgets import sampling_plan
-from .stage_nodes import CLASSIFIER_TYPE, STAGE_TYPE
+from .stage_nodes import CLASSIFIER_TYPE
 
 FROM_INPUT = "from input"
 # optional inputs of every sampling node: ComfyUI's own sampler and sigma grid
@@ -28,9 +28,12 @@ def _labels(stage, spec: str, batch: int, seed: int, inherited=None):
 class CDMBaseSampler:
     """Sample the base stage of a cascade at its own (low) resolution."""
 
-    CATEGORY = "cascade"
+    CATEGORY = W.CATEGORY
     RETURN_TYPES = ("IMAGE", W.LOWRES_TYPE)
     RETURN_NAMES = ("image", "lowres")
+    OUTPUT_TOOLTIPS = ("the base images (small: the base stage's resolution)",
+                       "the conditioning for the next stage: clean images, or with truncate_s > "
+                       "0 the partly denoised z_s and its level")
     FUNCTION = "sample"
     DESCRIPTION = ("Samples a base stage. truncate_s > 0 stops the sampler at that "
                    "conditioning-augmentation "
@@ -39,10 +42,10 @@ class CDMBaseSampler:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "stage": (STAGE_TYPE,), "seed": W.seed(), "steps": W.steps(30),
+            "stage": W.stage("a base stage"), "seed": W.seed(), "steps": W.steps(30),
             "sampler_name": W.sampler(),
             "spacing": W.spacing(), "class_name": W.classes("random"), "guidance": W.guidance(),
-            "batch_size": ("INT", {"default": 4, "min": 1, "max": 256}),
+            "batch_size": W.batch_size(),
             "truncate_s": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.01,
                                      "tooltip": "0 = full sampling (non-truncated); s > 0 = "
                                                 "truncated at s"}),
@@ -68,18 +71,30 @@ class CDMBaseSampler:
 class CDMSuperResStage:
     """Upsample low-res conditioning (from CondAugment or BaseSampler) with an SR stage."""
 
-    CATEGORY = "cascade"
+    CATEGORY = W.CATEGORY
     RETURN_TYPES = ("IMAGE",)
     RETURN_NAMES = ("image",)
+    OUTPUT_TOOLTIPS = ("the upsampled images, at the stage's factor times the input's size",)
     FUNCTION = "upscale"
+    DESCRIPTION = ("Upsamples its conditioning with a super-resolution stage: a CDM_LOWRES from "
+                   "Cond Augment (any IMAGE, augmented to level s) or from a Base Sampler "
+                   "(truncated or not). The stage sees the upsampled input and adds detail; "
+                   "tile_size splits large outputs into blended tiles.")
 
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "stage": (STAGE_TYPE,), "lowres": (W.LOWRES_TYPE,), "seed": W.seed(),
+            "stage": W.stage("a super-resolution stage"),
+            "lowres": (W.LOWRES_TYPE, {"tooltip": "the low-res conditioning: from Cond Augment "
+                                                  "or a Base Sampler's lowres output"}),
+            "seed": W.seed(),
             "steps": W.steps(30), "sampler_name": W.sampler(), "spacing": W.spacing(),
             "class_name": W.classes(FROM_INPUT), "guidance": W.guidance(),
-            "size_mismatch": (["error", "resize to fit"], {"default": "error"}), "dtype": W.dtype(),
+            "size_mismatch": (["error", "resize to fit"], {
+                "default": "error",
+                "tooltip": "when the input is not the stage's low-res size: error, or resize it "
+                           "(area/bicubic) to the stage's input size first"}),
+            "dtype": W.dtype(),
         }, "optional": {"tile_size": W.tile_size(), **COMFY_INPUTS}, "hidden": W.HIDDEN}
 
     def upscale(self, stage, lowres, seed, steps, sampler_name, spacing, class_name, guidance,
@@ -99,23 +114,29 @@ class CDMSuperResStage:
 class CDMRefiner:
     """Refine an image at its own resolution: noise it to ``strength``, denoise in a few steps."""
 
-    CATEGORY = "cascade"
+    CATEGORY = W.CATEGORY
     RETURN_TYPES = ("IMAGE",)
     RETURN_NAMES = ("image",)
+    OUTPUT_TOOLTIPS = ("the refined images, at the input's size",)
     FUNCTION = "refine"
+    DESCRIPTION = ("Refines images at their own resolution: noises them to `strength` of the "
+                   "refiner's range and denoises in a few steps (SDEdit-style). Low strength "
+                   "keeps the image and cleans artifacts; high strength redraws more.")
 
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "stage": (STAGE_TYPE,), "image": ("IMAGE",),
+            "stage": W.stage("a refiner stage"),
+            "image": W.image("the images to refine, at the refiner's resolution"),
             "strength": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 1.0, "step": 0.01,
                                    "tooltip": "how far into the refiner's trained noise range it "
                                               "starts"}),
             "steps": W.steps(10), "seed": W.seed(), "sampler_name": W.sampler(),
             "spacing": W.spacing(),
             "class_name": W.classes("unconditional"), "guidance": W.guidance(),
-            "s": ("FLOAT", {"default": 0.05, "min": 0.0, "max": 1.0, "step": 0.01,
-                            "tooltip": "conditioning augmentation of the refiner's input"}),
+            "s": W.augmentation_level(0.05, "conditioning augmentation of the refiner's input "
+                                            "image in [0, 1] (0 = clean); ignored by refiners "
+                                            "trained without it"),
             "dtype": W.dtype(),
         }, "optional": {"tile_size": W.tile_size(), **COMFY_INPUTS}, "hidden": W.HIDDEN}
 

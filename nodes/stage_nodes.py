@@ -7,10 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import comfy_bridge as bridge
+from . import widgets as W
 from ._core import core
 from .known_files import missing_file_hint
 
-STAGE_TYPE = "CDM_STAGE"
+STAGE_TYPE = W.STAGE_TYPE
 CLASSIFIER_TYPE = "CDM_CLASSIFIER"
 _cache: dict = {}
 KEEP_EACH = 3  # stages (and, separately, classifiers) kept loaded, least recently used out
@@ -76,17 +77,23 @@ class CDMStageLoader:
     """Load one stage of a cascade (base, super-resolution or refiner): a .safetensors of this
     pack, or a released OpenAI ADM / improved-diffusion .pt as it is downloaded."""
 
-    CATEGORY = "cascade"
+    CATEGORY = W.CATEGORY
     RETURN_TYPES = (STAGE_TYPE,)
     RETURN_NAMES = ("stage",)
+    OUTPUT_TOOLTIPS = ("the stage: connect it to a Base Sampler, Super-Resolution Stage, Refiner, "
+                       "Sweep or Stage Info",)
     FUNCTION = "load"
-    DESCRIPTION = ("Loads a cascade stage from models/cascade or the pack's weights folder: the "
-                   "pack's .safetensors or OpenAI's released ADM / improved-diffusion .pt files.")
+    DESCRIPTION = ("Loads one stage of a pixel-space cascade (a base, super-resolution or "
+                   "refiner stage) from models/cascade or the pack's weights folder: the pack's "
+                   ".safetensors, OpenAI's released ADM / improved-diffusion .pt files, or a "
+                   "DeepFloyd IF stage folder as downloaded. Only stage files are listed.")
 
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {"stage_name": (bridge.stage_files(),
-                                            {"tooltip": "a stage checkpoint"})},
+                                            {"tooltip": "a stage file in models/cascade (or the "
+                                                        "pack's weights/); noisy classifiers "
+                                                        "are listed by the Classifier Loader"})},
                 "optional": {"compile": ("BOOLEAN", {
                     "default": False,
                     "tooltip": "torch.compile the network: faster fp32 sampling after a "
@@ -101,9 +108,10 @@ class CDMClassifierLoader:
     """Load a noisy classifier for classifier guidance (ADM-G): a released ``*_classifier.pt``
     or its converted .safetensors."""
 
-    CATEGORY = "cascade"
+    CATEGORY = W.CATEGORY
     RETURN_TYPES = (CLASSIFIER_TYPE,)
     RETURN_NAMES = ("classifier",)
+    OUTPUT_TOOLTIPS = ("the noisy classifier: connect it to a Base Sampler's classifier input",)
     FUNCTION = "load"
     DESCRIPTION = ("Loads a noisy classifier (OpenAI's 64/128/256/512 px ImageNet classifiers) "
                    "to guide a base stage of the same size and classes.")
@@ -111,7 +119,9 @@ class CDMClassifierLoader:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {"classifier_name": (bridge.stage_files(),
-                                                 {"tooltip": "a noisy classifier checkpoint"})}}
+                                                 {"tooltip": "a noisy classifier file in models/"
+                                                            "cascade (only classifiers are "
+                                                            "listed)"})}}
 
     def load(self, classifier_name):
         return (load(classifier_name, what="classifier"),)
@@ -156,15 +166,19 @@ def describe(loaded: LoadedStage) -> str:
 class CDMStageInfo:
     """Show a stage's metadata: role, resolutions, classes, schedule, training data and steps."""
 
-    CATEGORY = "cascade"
+    CATEGORY = W.CATEGORY
     RETURN_TYPES = ("STRING",)
     RETURN_NAMES = ("info",)
+    OUTPUT_TOOLTIPS = ("the same summary as text",)
     FUNCTION = "info"
     OUTPUT_NODE = True
+    DESCRIPTION = ("Shows what a stage is: its role and sizes, classes, noise schedule, network, "
+                   "the conditioning augmentation it was trained with (and so which s it "
+                   "expects), and how it was trained; the raw training record comes last.")
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {"stage": (STAGE_TYPE,)}}
+        return {"required": {"stage": W.stage("any stage")}}
 
     def info(self, stage):
         text = describe(stage)

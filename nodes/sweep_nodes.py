@@ -11,11 +11,13 @@ from . import widgets as W
 from ._core import core
 from .images import from_comfy, to_comfy
 from .plan_from_widgets import sampling_plan
-from .stage_nodes import STAGE_TYPE
 from .sweep_axes import cells_of, parse_axis
 
 sweep = core.sweep
 NONE = "none"
+AXIS_VALUES_TIP = ("the values, separated by commas: numbers for s and strength (0-1), steps "
+                   "(1-1000), guidance (0-20) and seed, or names for sampler and spacing; at most "
+                   "64 cells in all")
 MIN_CELL = 96  # cells are shown at least this large (nearest-neighbour), so labels fit
 
 
@@ -48,9 +50,11 @@ class CDMSweep:
     """Render a clean image through an SR stage or a refiner over one or two axes (s, steps,
     sampler, spacing, guidance, seed, strength); every cell uses the same noise seeds."""
 
-    CATEGORY = "cascade"
+    CATEGORY = W.CATEGORY
     RETURN_TYPES = ("IMAGE", "IMAGE", "STRING")
     RETURN_NAMES = ("grid", "cells", "axes")
+    OUTPUT_TOOLTIPS = ("the labelled grid", "every cell as a batch of images, row by row",
+                       "the axes and their values, as text")
     FUNCTION = "sweep"
     DESCRIPTION = ("XY plot: the paper's post-training search for the augmentation level s, and "
                    "any other setting, as one labelled grid. Give it a clean IMAGE (a base "
@@ -60,12 +64,14 @@ class CDMSweep:
     def INPUT_TYPES(cls):
         axes = sorted(sweep.SWEEPABLE)
         return {"required": {
-            "stage": (STAGE_TYPE,), "image": ("IMAGE", {"tooltip": "a clean image; the first of "
-                                                                  "a batch is swept"}),
-            "x_axis": (axes, {"default": "s"}),
-            "x_values": ("STRING", {"default": "0, 0.1, 0.2, 0.4"}),
-            "y_axis": ([NONE, *axes], {"default": "steps"}),
-            "y_values": ("STRING", {"default": "10, 20, 40"}),
+            "stage": W.stage("a super-resolution stage or a refiner"),
+            "image": ("IMAGE", {"tooltip": "a clean image; the first of a batch is swept"}),
+            "x_axis": (axes, {"default": "s", "tooltip": "the setting that changes along a row"}),
+            "x_values": ("STRING", {"default": "0, 0.1, 0.2, 0.4", "tooltip": AXIS_VALUES_TIP}),
+            "y_axis": ([NONE, *axes], {"default": "steps",
+                                       "tooltip": "the setting that changes down a column (none: "
+                                                  "one row); not the same as x_axis"}),
+            "y_values": ("STRING", {"default": "10, 20, 40", "tooltip": AXIS_VALUES_TIP}),
             "seed": W.seed(), "steps": W.steps(20), "sampler_name": W.sampler(),
             "spacing": W.spacing(), "class_name": W.classes("unconditional"),
             "guidance": W.guidance(),

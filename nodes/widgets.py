@@ -7,6 +7,8 @@ from . import comfy_bridge as bridge
 from ._core import core
 
 LOWRES_TYPE = "CDM_LOWRES"
+STAGE_TYPE = "CDM_STAGE"
+CATEGORY = "pixel-space cascade"  # not "cascade": ComfyUI's library shows Stable Cascade there
 # widgets renamed in 0.2.0: old name -> new name. UI workflows store values by position and keep
 # loading; the headless runner maps old names in dict-valued widgets and --set.
 RENAMED = {"sampler": "sampler_name", "schedule": "spacing"}
@@ -19,11 +21,38 @@ def seed():
 
 
 def steps(default=30):
-    return ("INT", {"default": default, "min": 1, "max": 1000})
+    tip = (f"denoising steps (1-1000; this node's default {default}). Time grows linearly with "
+           "steps; dpmpp_2m is close to converged at 20-30, euler needs more")
+    return ("INT", {"default": default, "min": 1, "max": 1000, "tooltip": tip})
 
 
 def sampler(default="dpmpp_2m"):
-    return (sorted(core.SAMPLERS), {"default": default})
+    tip = ("the sampler: dpmpp_2m (default, good at 20-30 steps), euler (simple, needs more "
+           "steps), heun (two evaluations per step), ddim, ancestral samplers add fresh noise "
+           "each step (more varied, never converge to one image)")
+    return (sorted(core.SAMPLERS), {"default": default, "tooltip": tip})
+
+
+def stage(what="a stage"):
+    """A CDM_STAGE input, with what kind of stage the node needs."""
+    return (STAGE_TYPE, {"tooltip": f"{what}, from a CDM Stage Loader"})
+
+
+def image(tip: str):
+    return ("IMAGE", {"tooltip": tip})
+
+
+def batch_size():
+    return ("INT", {"default": 4, "min": 1, "max": 256,
+                    "tooltip": "images made at once (1-256); image i uses seed + i, so image 3 "
+                               "of a batch equals a batch of 1 with seed + 3"})
+
+
+def augmentation_level(default=0.1, tip=None):
+    return ("FLOAT", {"default": default, "min": 0.0, "max": 1.0, "step": 0.01, "tooltip": tip or (
+        "conditioning-augmentation level s in [0, 1] on the augmentation schedule: 0 = clean, 1 = "
+        "pure noise. The next stage is told s and treats the input as that noisy: around 0.1 "
+        "hides a base stage's artifacts; higher gives more invented detail, less fidelity")})
 
 
 def spacing(default="karras"):

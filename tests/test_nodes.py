@@ -32,7 +32,29 @@ def test_node_declarations_are_well_formed(node_id, tiny_cascade):
             assert opts["default"] in typ, name
     assert isinstance(cls.RETURN_TYPES, tuple) and all(isinstance(t, str) for t in cls.RETURN_TYPES)
     assert len(getattr(cls, "RETURN_NAMES", cls.RETURN_TYPES)) == len(cls.RETURN_TYPES)
-    assert callable(getattr(cls, cls.FUNCTION)) and cls.CATEGORY == "cascade"
+    assert callable(getattr(cls, cls.FUNCTION)) and cls.CATEGORY == "pixel-space cascade"
+
+
+@pytest.mark.parametrize("name", sorted(NODE_CLASS_MAPPINGS))
+def test_every_input_has_a_tooltip_and_every_node_a_description(name):
+    cls = NODE_CLASS_MAPPINGS[name]
+    spec = cls.INPUT_TYPES()
+    for section in ("required", "optional"):
+        for inp, decl in spec.get(section, {}).items():
+            tip = decl[1].get("tooltip", "") if len(decl) > 1 else ""
+            assert len(tip) >= 15, f"{name}.{inp} has no tooltip"
+    assert len(getattr(cls, "DESCRIPTION", "")) >= 60, f"{name} has no description"
+    assert len(getattr(cls, "OUTPUT_TOOLTIPS", ())) == len(cls.RETURN_TYPES), name
+    assert all(len(t) >= 10 for t in cls.OUTPUT_TOOLTIPS), name
+
+
+def test_display_names_share_one_style_and_ids_stay():
+    from nodes import NODE_DISPLAY_NAME_MAPPINGS
+    assert set(NODE_DISPLAY_NAME_MAPPINGS) == set(NODE_CLASS_MAPPINGS)
+    for node_id, shown in NODE_DISPLAY_NAME_MAPPINGS.items():
+        assert node_id.startswith("CDM") and shown.startswith("CDM "), shown
+        words = shown.removeprefix("CDM ").replace("(", "").split()
+        assert all(w[0].isupper() for w in words), f"{shown}: every word capitalised"
 
 
 def _stage(name):

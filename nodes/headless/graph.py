@@ -208,17 +208,24 @@ def _old_name(name: str) -> str | None:
     return next((old for old, new in RENAMED.items() if new == name), None)
 
 
+def node_names(node: dict) -> tuple:
+    """What ``--set NODE.widget`` may call a node: its id, type (with or without the CDM
+    prefix), title or display name."""
+    typ = str(node.get("type"))
+    return (str(node.get("id")), typ, typ.removeprefix("CDM"), node.get("title"),
+            NODE_DISPLAY_NAME_MAPPINGS.get(typ))
+
+
 def set_widget(workflow: dict, classes: dict, target: str, value: str) -> int:
-    """Set widget ``name`` (``target`` is ``name`` or ``NODE.name``, NODE an id, type, title or
-    display name) to ``value`` parsed by the widget's type; returns how many nodes changed.
+    """Set widget ``name`` (``target`` is ``name`` or ``NODE.name``, NODE one of ``node_names``)
+    to ``value`` parsed by the widget's type; returns how many nodes changed.
     Widget names from before a rename (``widgets.RENAMED``) still work."""
     node_key, _, name = target.rpartition(".")
     name = RENAMED.get(name, name)
     changed = 0
     for node in workflow["nodes"]:
         cls = classes.get(node.get("type"))
-        names = (str(node.get("id")), node.get("type"), node.get("title"),
-                 NODE_DISPLAY_NAME_MAPPINGS.get(node.get("type")))
+        names = node_names(node)
         if cls is None or (node_key and node_key not in names):
             continue
         spec = {n: (t, o) for n, t, o, _ in declared_inputs(cls)}
