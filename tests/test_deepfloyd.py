@@ -230,3 +230,17 @@ def test_the_stage_loader_lists_an_if_download_once_and_loads_it(tmp_path):
     finally:
         for folder in ("a", "b"):
             bridge.remove_stage_dir(tmp_path / folder)
+
+
+
+def test_fp32_text_embeddings_drive_a_bf16_stage(tmp_path):
+    """An encoder's fp32 output into a stage loaded in bf16 (as IF-I-XL is run): cast, not a
+    dtype error, and close to the fp32 stage's answer."""
+    _, _, io = fixture("stage1_diffusers")
+    root = write_download(tmp_path, "stage1_diffusers")
+    ref = run(cc.load_stage(root), io)
+    half = cc.load_stage(root, dtype="bf16")
+    bf16_io = {**io, "x": io["x"].bfloat16()}  # text stays fp32
+    out = run(half, bf16_io)
+    assert out.dtype == torch.float32 and torch.isfinite(out).all()
+    assert 0 < (out - ref).abs().max() < 0.2

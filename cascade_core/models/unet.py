@@ -357,6 +357,8 @@ class UNet(Encoder):
         ``text``: (B, L, text width) token embeddings, for a stage that takes text."""
         tokens = pooled = None
         if self.text is not None:
+            if isinstance(text, torch.Tensor) and text.is_floating_point():
+                text = text.to(x.dtype)  # an fp32 encoder's output into a bf16 or fp16 stage
             tokens, pooled = self.text(text, self.cfg.text.width, batch=x.shape[0])
         emb = self.embed(x, c_noise, aug_level=aug_level, labels=labels, pooled=pooled)
         if self.cfg.conditioned:
