@@ -159,8 +159,38 @@ def describe(loaded: LoadedStage) -> str:
                      f"{a.blur_prob:.0%} "
                      f"with sigma {list(a.blur_sigma)}, default s {a.default_s}")
     if t:
-        lines.append("training: " + json.dumps({k: v for k, v in t.items() if v not in ("", None)}))
+        lines += training_summary(t)
+        lines += ["", "raw training record:", json.dumps(t, indent=1)]
     return "\n".join(lines)
+
+
+def training_summary(record: dict) -> list[str]:
+    """The training record as lines a person reads: one per run, newest first (a continued
+    run's record nests the run it continued from under ``parent``)."""
+    lines, run, depth = [], record, 0
+    while isinstance(run, dict) and depth < 20:
+        parts = []
+        if run.get("steps"):
+            parts.append(f"{run['steps']:,} steps")
+        if run.get("batch_size"):
+            parts.append(f"batch {run['batch_size']}")
+        if run.get("lr"):
+            parts.append(f"lr {run['lr']:g}")
+        if run.get("device"):
+            parts.append(f"on {run['device']}")
+        if run.get("seconds"):
+            parts.append(f"{run['seconds'] / 60:.0f} min")
+        head = "trained" if depth == 0 else "  continued from"
+        if run.get("source"):  # a released file: where it comes from
+            parts.insert(0, str(run["source"]))
+        lines.append(f"{head}: " + (", ".join(parts) or "(no details recorded)"))
+        run, depth = run.get("parent"), depth + 1
+    data = record.get("data")
+    total = record.get("images_seen_total") or record.get("images_seen")
+    if data or total:
+        lines.append("data: " + ", ".join(filter(None, [
+            str(data) if data else "", f"{total:,} images seen in all" if total else ""])))
+    return lines
 
 
 class CDMStageInfo:

@@ -187,6 +187,23 @@ def test_stage_info_describes(tiny_cascade):
     assert out["ui"]["text"] == [text]
 
 
+def test_stage_info_reads_as_a_summary_with_the_raw_record_last():
+    from nodes.stage_nodes import training_summary
+    record = {"steps": 1300, "batch_size": 1024, "lr": 0.00024, "device": "one H100",
+              "data": "cifar10/train", "images_seen_total": 6339264,
+              "parent": {"steps": 7439, "batch_size": 64, "lr": 0.0004}}
+    assert training_summary(record) == [
+        "trained: 1,300 steps, batch 1024, lr 0.00024, on one H100",
+        "  continued from: 7,439 steps, batch 64, lr 0.0004",
+        "data: cifar10/train, 6,339,264 images seen in all"]
+    from nodes.stage_nodes import LoadedStage, describe
+    shipped = ROOT / "weights" / "cifar10-base16.safetensors"  # its record nests three parents
+    text = describe(LoadedStage(cc.load_stage(shipped), str(shipped)))
+    summary, raw = text.split("raw training record:")
+    assert "trained: " in summary and "{" not in summary
+    assert raw.strip().startswith("{") and '"parent"' in raw
+
+
 def test_image_conversion_round_trip():
     img = torch.rand(2, 5, 7, 3)
     x = from_comfy(img)
