@@ -101,12 +101,19 @@ def offered(name: str) -> bool:
     return not set(path.parts[:-1]) & PIPELINE_PARTS
 
 
-def stage_files() -> list[str]:
+def stage_files(kind: str | None = None) -> list[str]:
+    """The files the Stage Loader offers; with ``kind`` ("stage" or "classifier") only those
+    that hold that kind (``file_kinds``)."""
     if folder_paths is not None:
-        return [n for n in folder_paths.get_filename_list(FOLDER) if offered(n)]
-    names = {f.relative_to(d).as_posix() for d in stage_dirs() if d.is_dir()
-             for f in d.rglob("*") if f.is_file() and offered(f.relative_to(d).as_posix())}
-    return sorted(names)
+        names = [n for n in folder_paths.get_filename_list(FOLDER) if offered(n)]
+    else:
+        names = sorted({f.relative_to(d).as_posix() for d in stage_dirs() if d.is_dir()
+                        for f in d.rglob("*") if f.is_file()
+                        and offered(f.relative_to(d).as_posix())})
+    if kind is None:
+        return names
+    from .file_kinds import lists  # reads files: only when a loader asks
+    return [n for n in names if (p := stage_path(n)) is not None and lists(kind, p)]
 
 
 def stage_path(name: str) -> Path | None:

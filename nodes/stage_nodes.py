@@ -41,21 +41,28 @@ def say(message: str):
     (LOG.warning if message.startswith("warning") else LOG.info)(message)
 
 
-def find(name: str) -> Path:
+NO_CLASSIFIER = ("there is no noisy classifier in the 'cascade' model folder: OpenAI's "
+                 "released ones (64x64_classifier.pt, 128x128_, 256x256_, 512x512_) are at "
+                 f"{core.formats.adm_table.GUIDED_URL}; put one into ComfyUI/models/cascade/")
+
+
+def find(name: str, what: str = "stage") -> Path:
     """The path of a file in the stage folders; a clear error (with a download hint for files
-    the pack knows) when it is not there."""
+    the pack knows, and where to get a classifier when there is none) when it is not there."""
     path = bridge.stage_path(name)
     if path is None:
-        raise core.CheckpointError(f"stage file {name!r} not found{missing_file_hint(name)}",
-                                   f"one of {bridge.stage_files()} in the 'cascade' model folder",
-                                   name)
+        listed = bridge.stage_files(what)
+        if what == "classifier" and not listed:
+            raise core.CheckpointError(NO_CLASSIFIER)
+        raise core.CheckpointError(f"{what} file {name!r} not found{missing_file_hint(name)}",
+                                   f"one of {listed} in the 'cascade' model folder", name)
     return path
 
 
 def load(name: str, what: str = "stage", compile: bool = False) -> LoadedStage:
     """A stage (or, with ``what="classifier"``, a noisy classifier), cached by path and mtime;
     ``compile``: evaluate it through torch.compile (a separate cache entry)."""
-    path = find(name)
+    path = find(name, what)
     key = (what, str(path), path.stat().st_mtime_ns, bool(compile))
     if key in _cache:
         _cache[key] = _cache.pop(key)  # most recently used last
@@ -90,7 +97,7 @@ class CDMStageLoader:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {"stage_name": (bridge.stage_files(),
+        return {"required": {"stage_name": (bridge.stage_files("stage"),
                                             {"tooltip": "a stage file in models/cascade (or the "
                                                         "pack's weights/); noisy classifiers "
                                                         "are listed by the Classifier Loader"})},
@@ -118,7 +125,7 @@ class CDMClassifierLoader:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {"classifier_name": (bridge.stage_files(),
+        return {"required": {"classifier_name": (bridge.stage_files("classifier"),
                                                  {"tooltip": "a noisy classifier file in models/"
                                                             "cascade (only classifiers are "
                                                             "listed)"})}}

@@ -159,3 +159,33 @@ def test_guidance_works_with_a_classifier_loaded_in_inference_mode(tiny_adm):
                                classifier_scale=2.0)
         guided, _ = cc.generate(base, plan, cc.Conditioning.for_base(1, torch.tensor([1])), seed=0)
     assert torch.isfinite(guided).all()
+
+
+def test_each_loader_lists_only_files_of_its_kind(tiny_adm, monkeypatch, tmp_path):
+    from nodes import comfy_bridge, file_kinds
+
+    folder = tmp_path / "stages"
+    folder.mkdir()
+    for name in ("tiny_base.safetensors", "tiny_clf.safetensors", "tiny_up.safetensors"):
+        (folder / name).write_bytes((tiny_adm / name).read_bytes())
+    with safe_open(str(FIXTURES / "adm_classifier.safetensors"), framework="pt") as f:
+        meta = f.metadata()
+    # a classifier .pt under a name OpenAI's table does not know: told by its keys
+    torch.save(random_state(json.loads(meta["shapes"]), int(meta["seed"])),
+               folder / "my_guide.pt")
+    (folder / "notes.safetensors").write_bytes(b"not a safetensors file")
+    monkeypatch.setattr(comfy_bridge, "_extra_dirs", [folder])
+    monkeypatch.setattr(comfy_bridge, "PACK_WEIGHTS", tmp_path / "none")
+    stages = NODE_CLASS_MAPPINGS["CDMStageLoader"].INPUT_TYPES()["required"]["stage_name"][0]
+    guides = NODE_CLASS_MAPPINGS["CDMClassifierLoader"].INPUT_TYPES()["required"][
+        "classifier_name"][0]
+    assert guides == ["my_guide.pt", "tiny_clf.safetensors"]
+    assert stages == ["notes.safetensors", "tiny_base.safetensors", "tiny_up.safetensors"]
+    reads = []
+    monkeypatch.setattr(file_kinds, "_read_kind", lambda p: reads.append(p) or "stage")
+    comfy_bridge.stage_files("classifier")
+    assert reads == []  # cached by path, size and time
+    (folder / "tiny_clf.safetensors").unlink()
+    (folder / "my_guide.pt").unlink()
+    with pytest.raises(cc.CheckpointError, match="no noisy classifier.*64x64_classifier.pt"):
+        NODE_CLASS_MAPPINGS["CDMClassifierLoader"]().load("tiny_clf.safetensors")

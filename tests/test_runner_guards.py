@@ -90,7 +90,7 @@ def test_broken_graphs_are_named_not_tracebacks(tiny_cascade, tmp_path, nothing_
 
 def test_a_missing_shipped_stage_file_gets_its_hint(tmp_path, nothing_runs, monkeypatch):
     from nodes import comfy_bridge
-    monkeypatch.setattr(comfy_bridge, "stage_files", lambda: ["other.safetensors"])
+    monkeypatch.setattr(comfy_bridge, "stage_files", lambda kind=None: ["other.safetensors"])
     with pytest.raises(WorkflowError, match="cifar10-base16.safetensors ships with the pack"):
         run(WF["01"], tmp_path / "out")
 
