@@ -236,3 +236,15 @@ def test_if_speed_quick_times_the_shrunk_shape(capsys):
     assert if_speed.main(["--quick"]) == 0
     out = capsys.readouterr().out
     assert "quick fp32: ours" in out and "of the conv peak" in out
+
+
+def test_released_stand_ins_are_written_under_their_names(tmp_path, monkeypatch, capsys):
+    from bench.release import released
+    assert released.main(["stand-ins"]) == 2 and "needs a folder" in capsys.readouterr().err
+    assert released.main(["stand-ins", str(tmp_path), "nope.pt"]) == 2
+    assert "no manifest for ['nope.pt']" in capsys.readouterr().err
+    monkeypatch.setattr(released, "manifests", lambda: {"tiny.pt": {"a.weight": [4, 3]}})
+    assert released.main(["stand-ins", str(tmp_path / "o")]) == 0
+    import torch
+    state = torch.load(tmp_path / "o" / "tiny.pt", weights_only=True)
+    assert list(state) == ["a.weight"] and state["a.weight"].shape == (4, 3)

@@ -3,6 +3,7 @@ be downloaded here).
 
     python -m bench.release.released workflows   # 05 and 06 end to end in the headless runner
     python -m bench.release.released speed       # seconds per model evaluation of every table entry
+    python -m bench.release.released stand-ins DIR [FILE ...]   # write the random-weight files
 
 ``workflows``: random weights with each file's exact keys and shapes (from the manifests the
 fixture script built with the reference code) are saved as a released-style ``.pt``, converted
@@ -13,6 +14,10 @@ converted files at 2 steps per stage; wall time and peak resident memory are rec
 each distinct architecture in the table (classifiers: one gradient, as guidance uses them).
 Results go to ``bench/results/released_*.json``; the README quotes them. Image quality is not
 measured: with random weights there is none.
+
+``stand-ins``: the random-weight ``.pt`` files themselves, under their released names, for a
+tester who wants to load workflows 05 and 06 in a real ComfyUI (default: every file of the
+table whose manifest is known).
 """
 from __future__ import annotations
 
@@ -53,6 +58,25 @@ def random_released(name: str, folder: Path) -> Path:
     path = folder / name
     torch.save(random_state(manifests()[name], seed=7), path)
     return path
+
+
+def write_stand_ins(folder, files) -> int:
+    """Write random-weight stand-ins of released files into ``folder``; exit code."""
+    known = manifests()
+    if not folder:
+        print("error: stand-ins needs a folder: python -m bench.release.released stand-ins DIR",
+              file=sys.stderr)
+        return 2
+    unknown = sorted(set(files) - set(known))
+    if unknown:
+        print(f"error: no manifest for {unknown}: expected some of {sorted(known)}",
+              file=sys.stderr)
+        return 2
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    for name in files or sorted(known):
+        path = random_released(name, Path(folder))
+        print(f"wrote {path} ({path.stat().st_size / 2 ** 20:.0f} MiB)")
+    return 0
 
 
 def run_in_child(args: list[str]) -> float:
@@ -154,10 +178,15 @@ def speed() -> dict:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("what", choices=("workflows", "speed"))
+    p = argparse.ArgumentParser(prog="python -m bench.release.released", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("what", choices=("workflows", "speed", "stand-ins"))
+    p.add_argument("folder", nargs="?", help="stand-ins: where to write the files")
+    p.add_argument("files", nargs="*", help="stand-ins: which released names (default: all)")
     p.add_argument("--steps", type=int, default=2)
     args = p.parse_args(argv)
+    if args.what == "stand-ins":
+        return write_stand_ins(args.folder, args.files)
     if args.what == "workflows":
         out = save("released_workflows", {"results": run_workflows(args.steps)})
     else:
