@@ -61,7 +61,10 @@ def main(argv=None) -> int:
     except core.CascadeError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"wrote {len(saved)} image(s) to {args.out} in {time.time() - t0:.1f}s"
+    images = [s for s in saved if s.parent.name != "previews"]
+    previews = len(saved) - len(images)
+    print(f"wrote {len(images)} image(s) to {args.out} in {time.time() - t0:.1f}s"
+          + (f" (and {previews} preview(s) in previews/)" if previews else "")
           + (f" and the grid {args.grid}" if args.grid else ""))
     return 0
 

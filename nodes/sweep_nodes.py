@@ -86,6 +86,9 @@ class CDMSweep:
               spacing, class_name, guidance, s, strength, dtype, unique_id=None,
               extra_pnginfo=None):
         st = stage.stage
+        if y_axis == x_axis:  # said before either list is read against its range
+            raise core.CascadeError("the two sweep axes are the same setting",
+                                    "two different axes (or y_axis none)", x_axis)
         x = parse_axis(x_axis, x_values)
         y = None if y_axis == NONE else parse_axis(y_axis, y_values)
         cells = cells_of(x, y)

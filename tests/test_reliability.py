@@ -383,3 +383,16 @@ def test_a_chain_of_inspectors_stays_bounded():
     assert high.shape[-1] == MAX_PICTURE_SIDE
     big = inspection_picture(torch.zeros(1, 3, 1024, 1024), torch.zeros(1, 3, 2048, 2048))
     assert big.shape[-1] == MAX_PICTURE_SIDE and big.shape[-2] < 2048
+
+
+def test_the_runner_counts_images_apart_from_previews(tiny_cascade, tmp_path, capsys):
+    from nodes.run_workflow import main
+    code = main([str(WORKFLOWS / "02_full_cascade.json"), "--out", str(tmp_path / "out"),
+                 "--stages", str(tiny_cascade), "--set", "steps=2", "--set", "batch_size=2"])
+    out = capsys.readouterr().out
+    assert code == 0
+    saved = list((tmp_path / "out").rglob("*.png"))
+    previews = [p for p in saved if p.parent.name == "previews"]
+    assert previews, "workflow 02 previews its base images"
+    assert f"wrote {len(saved) - len(previews)} image(s)" in out
+    assert f"(and {len(previews)} preview(s) in previews/)" in out

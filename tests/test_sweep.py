@@ -103,6 +103,9 @@ def test_sweep_node_grid_cells_and_interrupt(sr):
         comfy_bridge.request_interrupt(False)
     with pytest.raises(cc.CascadeError, match="has no values"):
         node.sweep(**{**args, "x_values": ""})
+    # both axes s, the y values out of s's range: the same-setting sentence comes first
+    with pytest.raises(cc.CascadeError, match="the two sweep axes are the same setting"):
+        node.sweep(**{**args, "y_axis": "s", "y_values": "10, 20, 40"})
 
 
 def test_sweep_takes_a_clean_image_never_an_augmented_condition():

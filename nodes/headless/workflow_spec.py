@@ -17,6 +17,15 @@ from .io_nodes import BUILTIN
 CLASSES = {**BUILTIN, **NODE_CLASS_MAPPINGS}
 
 
+def control_after_generate(node_type: str) -> str:
+    """What ComfyUI does to a seed after each Run, per node of a shipped workflow: a base
+    sampler's seed is randomized (Run again gives new images, as ComfyUI's own default does,
+    while the first Run uses the seed stored in the workflow, so it reproduces the pictures in
+    the README); every later stage and the Sweep keep theirs (a stage's noise stays fixed, so
+    what changes between Runs is the base images, and a sweep compares like with like)."""
+    return "randomize" if node_type == "CDMBaseSampler" else "fixed"
+
+
 def _widgets(node_type: str, values: dict) -> list:
     if node_type in ("Note", "MarkdownNote"):
         return [values["text"]]
@@ -29,7 +38,7 @@ def _widgets(node_type: str, values: dict) -> list:
         default = opts.get("default", typ[0] if isinstance(typ, (list, tuple)) and typ else None)
         out.append(values.get(name, default))
         if has_control(name, opts):
-            out.append("fixed")
+            out.append(control_after_generate(node_type))
     return out
 
 
