@@ -49,6 +49,7 @@ from .process.schedules import (
     sampling_sigmas,
     space_timesteps,
 )
+from .run import cost  # noqa: F401  (cc.cost.run_cost: what a run will take, said before it)
 from .run.class_labels import parse_classes
 from .run.compiling import compile_stage, uncompile_stage
 from .run.conditioning import Conditioning

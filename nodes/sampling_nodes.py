@@ -4,6 +4,7 @@ from __future__ import annotations
 from . import comfy_bridge as bridge
 from . import widgets as W
 from ._core import core
+from .cost_notice import announce
 from .images import from_comfy, to_comfy
 from .plan_from_widgets import sampling_plan
 from .stage_nodes import CLASSIFIER_TYPE
@@ -64,6 +65,9 @@ class CDMBaseSampler:
         labels = _labels(st, class_name, batch_size, seed=seed)
         cond = core.Conditioning.for_base(batch_size, labels)
         with bridge.on_compute_device(st), bridge.on_compute_device(plan.classifier):
+            side = st.config.resolution
+            announce("CDM Base Sampler", st, plan,
+                     shape=(batch_size, st.config.channels, side, side))
             image, lowres = core.generate(st, plan, cond, seed=seed)
         return to_comfy(image, bridge.intermediate_device()), lowres
 
@@ -106,6 +110,9 @@ class CDMSuperResStage:
             lowres = core.fit_condition(st, lowres)
         labels = _labels(st, class_name, lowres.image.shape[0], seed=seed, inherited=lowres.labels)
         with bridge.on_compute_device(st):
+            B, C, h, w = lowres.image.shape
+            f = st.config.factor
+            announce("CDM Super-Resolution Stage", st, plan, shape=(B, C, h * f, w * f))
             image = core.super_resolve(st, plan, core.Conditioning.for_upsampling(lowres, labels),
                                        seed=seed)
         return (to_comfy(image, bridge.intermediate_device()),)
@@ -150,5 +157,6 @@ class CDMRefiner:
         x = from_comfy(image)
         cond = core.Conditioning.for_refining(x, s, _labels(st, class_name, x.shape[0], seed=seed))
         with bridge.on_compute_device(st):
+            announce("CDM Refiner", st, plan, shape=x.shape)
             out = core.refine(st, plan, cond, seed=seed)
         return (to_comfy(out, bridge.intermediate_device()),)

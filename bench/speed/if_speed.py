@@ -110,7 +110,7 @@ def _diffusers_call(model, inp):
                  class_labels=inp.get("level")).sample
 
 
-def evaluate(model, call, inp, dtype: torch.dtype):
+def evaluate(model, call, inp, *, dtype: torch.dtype):
     """One evaluation as it is timed, in inference mode: weights and inputs all in ``dtype``
     (autocast cannot run weights stored in bf16: its float32 layer norms refuse them, in
     diffusers' model as in ours), the timestep as given."""
@@ -122,7 +122,7 @@ def evaluate(model, call, inp, dtype: torch.dtype):
 def seconds(model, call, inp, *, dtype: torch.dtype, repeats: int) -> list[float]:
     """Times of ``repeats`` evaluations (``evaluate``) after one warm-up."""
     def once():
-        evaluate(model, call, inp, dtype)
+        evaluate(model, call, inp, dtype=dtype)
     once()
     times = []
     for _ in range(repeats):
@@ -142,7 +142,7 @@ def row(name: str, config: dict, *, dtype_name: str, repeats: int) -> dict:
     for k, contender in enumerate(order):
         model, call = build(contender, config, dtype)
         if flops is None:
-            flops = forward_flops(lambda m=model, c=call: evaluate(m, c, inp, dtype))
+            flops = forward_flops(lambda m=model, c=call: evaluate(m, c, inp, dtype=dtype))
         times.setdefault(contender, []).extend(seconds(model, call, inp, dtype=dtype,
                                                        repeats=repeats))
         print(f"  {name} {dtype_name} {contender} run {k + 1}: "
