@@ -55,3 +55,22 @@ def test_wheel_has_no_top_level_nodes_or_train_and_its_training_runs_installed(t
     res = subprocess.run([sys.executable, "-m", entry, "--help"], capture_output=True, text=True,
                          cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(target)})
     assert res.returncode == 0 and "super-resolution stage" in res.stdout, res.stderr[-2000:]
+
+
+def test_registry_metadata_is_complete_and_sources_avoid_exec():
+    """What `comfy node validate` checks (it passed on comfy-cli 1.23): an icon, the OS and
+    accelerator classifiers, the oldest ComfyUI, and no exec/eval in any source file."""
+    import re
+    root = ROOT
+    meta = tomllib.loads((root / "pyproject.toml").read_text())
+    comfy = meta["tool"]["comfy"]
+    assert comfy["Icon"].endswith("/main/docs/icon.png") and (root / "docs" / "icon.png").is_file()
+    assert comfy["requires-comfyui"].startswith(">=")
+    classifiers = meta["project"]["classifiers"]
+    assert any(c.startswith("Operating System :: ") for c in classifiers)
+    assert "Environment :: GPU :: NVIDIA CUDA" in classifiers
+    sources = [p for p in root.rglob("*.py") if ".venv" not in p.parts and "ci-check" not in
+               p.parts]
+    used = [str(p.relative_to(root)) for p in sources
+            if re.search(r"(?<![\w.])(exec|eval)\(", p.read_text())]
+    assert used == []
