@@ -101,6 +101,13 @@ def offered(name: str) -> bool:
     return not set(path.parts[:-1]) & PIPELINE_PARTS
 
 
+def caches_stages() -> bool:
+    """Whether the pack keeps its own cache of loaded stages: headless only. Inside ComfyUI its
+    execution cache holds what a loader returned, and ComfyUI's /free empties it; a module
+    cache of ours would keep those stages in memory past it."""
+    return folder_paths is None
+
+
 def stage_files(kind: str | None = None) -> list[str]:
     """The files the Stage Loader offers; with ``kind`` ("stage" or "classifier") only those
     that hold that kind (``file_kinds``)."""

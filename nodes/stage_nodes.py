@@ -60,9 +60,17 @@ def find(name: str, what: str = "stage") -> Path:
 
 
 def load(name: str, what: str = "stage", compile: bool = False) -> LoadedStage:
-    """A stage (or, with ``what="classifier"``, a noisy classifier), cached by path and mtime;
-    ``compile``: evaluate it through torch.compile (a separate cache entry)."""
+    """A stage (or, with ``what="classifier"``, a noisy classifier); headless, cached by path and
+    mtime (inside ComfyUI, never: see ``comfy_bridge.caches_stages``); ``compile``: evaluate
+    it through torch.compile (a separate cache entry)."""
     path = find(name, what)
+    if not bridge.caches_stages():
+        # inside ComfyUI its own caches hold the loader's output, and its /free (unload
+        # models, free memory) drops them: a cache of ours would keep the stage alive
+        loaded = _read(path, what)
+        if compile:
+            core.compile_stage(loaded.stage, log=say)
+        return loaded
     key = (what, str(path), path.stat().st_mtime_ns, bool(compile))
     if key in _cache:
         _cache[key] = _cache.pop(key)  # most recently used last
@@ -72,12 +80,15 @@ def load(name: str, what: str = "stage", compile: bool = False) -> LoadedStage:
     # switching among many large files does not pile them up in memory
     for old in [k for k in _cache if k[0] == what][:-(KEEP_EACH - 1) or None]:
         del _cache[old]
-    loader = core.load_stage if what == "stage" else core.load_classifier
-    _cache[key] = LoadedStage(loader(path, device=bridge.offload_device(), dtype="fp32"),
-                              str(path))
+    _cache[key] = _read(path, what)
     if compile:
         core.compile_stage(_cache[key].stage, log=say)
     return _cache[key]
+
+
+def _read(path: Path, what: str) -> LoadedStage:
+    loader = core.load_stage if what == "stage" else core.load_classifier
+    return LoadedStage(loader(path, device=bridge.offload_device(), dtype="fp32"), str(path))
 
 
 class CDMStageLoader:

@@ -267,3 +267,19 @@ def test_stage_cache_keeps_a_cascade_loaded_and_drops_the_least_recently_used(ti
     assert len(kept) == stage_nodes.KEEP_EACH
     assert load(names[0]) is first[0] and load(names[2]) is first[2]
     assert load(names[1]) is not first[1]  # it was the least recently used: reloaded
+
+
+def test_inside_comfyui_the_pack_keeps_no_stage_of_its_own(tiny_cascade, monkeypatch):
+    """ComfyUI's /free drops its caches' references; ours would keep the stage alive."""
+    import gc
+    import weakref
+
+    from nodes import stage_nodes
+    monkeypatch.setattr(bridge, "caches_stages", lambda: False)
+    monkeypatch.setattr(stage_nodes, "_cache", {})
+    loaded = load("cifar10-base16.safetensors")
+    assert load("cifar10-base16.safetensors") is not loaded and stage_nodes._cache == {}
+    alive = weakref.ref(loaded.stage)
+    del loaded
+    gc.collect()
+    assert alive() is None  # dropping ComfyUI's reference frees the stage
