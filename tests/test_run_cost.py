@@ -46,3 +46,9 @@ def test_a_small_run_is_not_timed_and_a_long_one_warns(monkeypatch, caplog):
                         shape=(4, 3, 64, 64))
     assert "about" in text and measured
     assert any(r.levelno == logging.WARNING and "a long run" in r.message for r in caplog.records)
+
+
+def test_shallow_networks_cost_one_untimed_pass():
+    stage = cc.Stage(cc.StageConfig(role="sr", resolution=16, low_res=8, network="pixelshuffle"))
+    c = cost.run_cost(stage, cc.SamplingPlan(steps=30), (2, 3, 16, 16))
+    assert (c.evaluations, c.tiles, c.seconds) == (1, 1, None)
