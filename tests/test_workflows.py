@@ -69,7 +69,11 @@ def test_png_embeds_prompt_and_workflow(tiny_cascade, tmp_path):
     prompt, workflow = json.loads(info["prompt"]), json.loads(info["workflow"])
     assert prompt["3"]["class_type"] == "CDMBaseSampler" and prompt["3"]["inputs"]["seed"] == 11
     assert prompt["4"]["inputs"]["lowres"] == ["3", 1]
-    assert next(n for n in workflow["nodes"] if n["id"] == 3)["widgets_values"][:2] == [11, "fixed"]
+    # the base sampler's seed randomizes after a Run in ComfyUI; the SR stage's stays
+    assert next(n for n in workflow["nodes"] if n["id"] == 3)["widgets_values"][:2] == [
+        11, "randomize"]
+    sr_values = next(n for n in workflow["nodes"] if n["id"] == 4)["widgets_values"]
+    assert "fixed" in sr_values and "randomize" not in sr_values
 
 
 def test_seed_override_reproduces(tiny_cascade, tmp_path):
