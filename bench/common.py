@@ -50,16 +50,19 @@ def peak_matmul_flops(n: int = 1024, repeats: int = 5, dtype=torch.float32) -> f
 
 
 def peak_conv_flops(channels: int = 256, size: int = 32, repeats: int = 5,
-                    dtype=torch.float32) -> float:
+                    dtype=torch.float32, *, stored: bool = False) -> float:
     """This CPU's measured 3x3-convolution throughput in FLOP/s (batch 8, best of ``repeats``),
-    in ``dtype`` through autocast as the models run."""
+    in ``dtype`` through autocast as the models run, or (``stored``) with weights and input
+    stored in ``dtype``, as a model loaded in that precision runs."""
     conv = torch.nn.Conv2d(channels, channels, 3, padding=1)
     x = torch.randn(8, channels, size, size)
+    if stored:
+        conv, x = conv.to(dtype), x.to(dtype)
     flops = 2 * 8 * size * size * channels * channels * 9
 
     def run():
         with torch.inference_mode(), torch.autocast("cpu", dtype=dtype,
-                                                    enabled=dtype != torch.float32):
+                                                    enabled=dtype != torch.float32 and not stored):
             conv(x)
     run()
     return flops / min(_time(run) for _ in range(repeats))

@@ -168,7 +168,7 @@ def main(argv=None) -> int:
     plan = [("quick", "fp32")] if args.quick else [("IF-I-XL", "bf16"), ("IF-II-L", "fp32"),
                                                     ("IF-II-L", "bf16")]
     plan = [(n, d) for n, d in plan if d in native]
-    peaks = {d: peak_conv_flops(64 if args.quick else 256, dtype=DTYPES[d])
+    peaks = {d: peak_conv_flops(64 if args.quick else 256, dtype=DTYPES[d], stored=True)
              for d in {d for _, d in plan}}
     rows = []
     for name, dtype_name in plan:
