@@ -14,7 +14,6 @@ folders, file names and bytes). Nothing is decoded or re-encoded.
 from __future__ import annotations
 
 import argparse
-import errno
 import os
 import shutil
 import sys
@@ -24,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from cascade_core import CascadeError
-from cascade_core.formats.atomic import atomic_write, check_target
+from cascade_core.formats.atomic import atomic_write, check_target, os_error_reason
 
 from .jpeg_pack_read import read_pack
 
@@ -103,7 +102,7 @@ def unpack(pack_file, dest) -> int:
         tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
     except OSError as e:
         raise CascadeError(f"cannot unpack into {dest}", "a writable folder",
-                           e.strerror or type(e).__name__) from None
+                           os_error_reason(e)) from None
     try:
         for i, name in enumerate(pack_data.names):
             target = tmp / name
@@ -114,8 +113,7 @@ def unpack(pack_file, dest) -> int:
         os.replace(tmp, dest)
     except OSError as e:
         raise CascadeError(f"cannot unpack into {dest}", "room and permission to write",
-                           "the disk is full" if e.errno == errno.ENOSPC
-                           else e.strerror or type(e).__name__) from None
+                           os_error_reason(e)) from None
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)

@@ -16,7 +16,8 @@ def _umask() -> int:
     return mask
 
 
-def _reason(e: OSError) -> str:
+def os_error_reason(e: OSError) -> str:
+    """An OSError as the few words a person acts on: a full disk, a read-only folder, ..."""
     if e.errno == errno.ENOSPC:
         return "the disk is full"
     if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
@@ -62,7 +63,8 @@ def atomic_write(path, write: Callable[[str], None]) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as e:
-        raise CascadeError(f"cannot write {path}", "a writable folder", _reason(e)) from None
+        raise CascadeError(f"cannot write {path}", "a writable folder",
+                           os_error_reason(e)) from None
     os.close(fd)
     try:
         write(tmp)
@@ -74,7 +76,7 @@ def atomic_write(path, write: Callable[[str], None]) -> Path:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise CascadeError(f"cannot write {path}", "room and permission to write",
-                           _reason(e)) from None
+                           os_error_reason(e)) from None
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
