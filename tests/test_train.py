@@ -17,7 +17,7 @@ from train import loop
 from train.cli import main, parse
 from train.data import BatchOrder, KeyedBatchSampler
 from train.loop import TrainingStopped
-from train.stage_recipe import lr_factor
+from train.stage_recipe import example_maker, lr_factor, stage_config
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--preset", "tiny", "--base-channels", "8", "--batch-size", "4", "--no-progress",
@@ -134,13 +134,34 @@ def test_sigterm_also_stops_an_in_process_caller(data, tmp_path, monkeypatch):
         getattr(signal.getsignal(signal.SIGTERM), "__self__", None), loop.StopSignal)
 
 
+def test_crop_fraction_picks_whole_steps_of_crops_or_whole_images(tmp_path):
+    """Half the steps crop: every example of one step (all its micro-batches and processes) has
+    the same shape, and about half of the steps are crops."""
+    cfg, _, _ = parse("sr", "t", ["--data", "x", "--out", str(tmp_path), *FAST, "--resolution",
+                                  "16", "--low-res", "8", "--crop", "8", "--crop-fraction", "0.5",
+                                  "--batch-size", "4"])
+    maker = example_maker(cfg, stage_config(cfg, 3, ("a", "b", "c")))
+    image = np.zeros((16, 16, 3), np.uint8)
+    order = BatchOrder(batch=4, accum=2, seed=3, start_step=0, steps=40)
+    sides = {}
+    for rank in (0, 1):
+        for micro in KeyedBatchSampler(10, order, rank=rank, world=2):
+            for _, key in micro:
+                step = (key % 2 ** 40) // 4
+                sides.setdefault(step, set()).add(maker(image, 0, key)["x0"].shape[-1])
+    assert all(len(s) == 1 for s in sides.values())
+    cropped = sum(s == {8} for s in sides.values())
+    assert len(sides) == 40 and 17 <= cropped <= 23
+    assert sides[1] == {16} and sides[0] == {8}
+
+
 def test_two_gloo_processes_match_one_process_accumulating_two_micro_batches(data, tmp_path):
     """What is guaranteed: N DDP processes give bit-identical weights to one process with
     --grad-accum N (same micro-batches, same per-example randomness); against one process
     without accumulation they agree only to float rounding (the batch is summed in another
     order), which is asserted loosely."""
-    common = ["--resolution", "16", "--low-res", "8", "--crop", "8", "--steps", "4",
-              "--batch-size", "8",
+    common = ["--resolution", "16", "--low-res", "8", "--crop", "8", "--crop-fraction", "0.5",
+              "--steps", "4", "--batch-size", "8",
               "--label-dropout", "0.5", "--workers", "1", "--checkpoint-every", "100",
               "--blur-prob", "0.5"]
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]

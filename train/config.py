@@ -29,6 +29,8 @@ class TrainConfig(RunConfig):
     low_res: int = option(0, "low-resolution input size (sr stages)", min=0, max=65536)
     crop: int = option(0, "train sr/refiner stages on random crops of this size (0 = whole image)",
                        min=0, max=65536)
+    crop_fraction: float = option(1.0, "with --crop: the fraction of optimizer steps trained on "
+                                  "crops; the other steps see whole images", min=0, max=1)
     # run length and batch
     steps: int = option(1000, "optimizer steps", min=1, max=10 ** 9)
     grad_accum: int = option(1, "micro-batches per optimizer step", min=1, max=65536)

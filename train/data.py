@@ -24,6 +24,7 @@ from cascade_core.process.augment import draw_training_augmentation
 # n its global index in the run; the data order of epoch e is a permutation seeded
 # seed * EPOCH_SEED_MIX + e
 EXAMPLE_KEY_STRIDE = 2 ** 40
+GOLDEN_RATIO_FRACTION = 0.6180339887498949
 EPOCH_SEED_MIX = 7919
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
 
@@ -172,6 +173,8 @@ class ExampleMaker:
     resolution: int
     low_res: int
     crop: int
+    crop_fraction: float
+    batch: int
     flip: bool
     label_dropout: float
     timesteps: int
@@ -193,7 +196,7 @@ class ExampleMaker:
         elif self.role == "refiner":  # a softened copy of the target: what an SR stage hands over
             soft = downsample(x[None], max(self.resolution // 2, 1))
             low = F.interpolate(soft, size=x.shape[-2:], mode="bilinear", align_corners=False)[0]
-        if self.crop and low is not None:
+        if self.crop and low is not None and self.crops_step(key):
             x, low = self._crop(x, low, g)
         example = {"x0": x, "label": torch.tensor(-1 if u[1] < self.label_dropout else int(label))}
         t_max = self.timesteps
@@ -208,6 +211,15 @@ class ExampleMaker:
                                                 schedule=self.aug_schedule, blur_sigma=sigma)[0]
             example["s"] = s[0]
         return example
+
+    def crops_step(self, key: int) -> bool:
+        """Whether the optimizer step this example belongs to trains on crops. The choice is per
+        step, so a batch (and every micro-batch and process of it) shares one shape; steps
+        follow the golden-ratio sequence, which spreads ``crop_fraction`` of them evenly."""
+        if self.crop_fraction >= 1:
+            return True
+        step = (int(key) % EXAMPLE_KEY_STRIDE) // self.batch
+        return (step * GOLDEN_RATIO_FRACTION) % 1.0 < self.crop_fraction
 
     def _crop(self, x, low, g):
         f = x.shape[-1] // low.shape[-1]

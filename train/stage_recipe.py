@@ -91,7 +91,7 @@ def check_memory(cfg: TrainConfig, scfg: StageConfig, rt):
     micro-batch keeps for the backward pass (twice the forward estimate)."""
     params = parameter_count(scfg)
     micro = max(1, cfg.batch_size // cfg.grad_accum // rt.world)
-    size = cfg.crop or scfg.resolution
+    size = cfg.crop if cfg.crop and cfg.crop_fraction == 1 else scfg.resolution
     need = params * 4 * 5 + 2 * estimate_bytes(scfg, (micro, size, size))
     check_fits(f"a training step of {params / 1e6:,.1f}M parameters on a micro-batch of "
                f"{micro} images of {size} px (--batch-size {cfg.batch_size}, --grad-accum "
@@ -177,7 +177,8 @@ def example_maker(cfg: TrainConfig, scfg: StageConfig) -> ExampleMaker:
     timestep, noise, and for SR/refiner stages the augmented condition)."""
     aug = scfg.augmentation
     return ExampleMaker(role=scfg.role, resolution=scfg.resolution, low_res=scfg.low_res,
-                        crop=cfg.crop, flip=cfg.flip, label_dropout=cfg.label_dropout,
+                        crop=cfg.crop, crop_fraction=cfg.crop_fraction,
+                        batch=cfg.batch_size, flip=cfg.flip, label_dropout=cfg.label_dropout,
                         timesteps=scfg.schedule.timesteps,
                         refiner_max_t=scfg.refiner_max_t, s_max=aug.s_max,
                         aug_schedule=aug.schedule,
