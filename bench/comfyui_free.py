@@ -4,65 +4,38 @@
     python -m bench.comfyui_free --comfy COMFY --python COMFY_VENV/bin/python
 
 Starts ``main.py --cpu`` on 127.0.0.1 (the pack must be in ``COMFY/custom_nodes/``), reads what
-the Stage and Classifier Loaders list, queues Stage Loader -> Stage Info for ``--stage``, then
-posts ``/free`` with ``unload_models`` and ``free_memory``, and prints the server's resident
-memory at each point. Passes when /free gives back at least 80 % of the stage file's size.
+the Stage and Classifier Loaders list, queues Stage Loader -> Stage Info for ``--stage`` and one
+step of the Super-Resolution Stage with it (which hands the stage to ComfyUI's model management,
+as every sampling node does; the log lines that name it are printed), then posts ``/free`` with
+``unload_models`` and ``free_memory``, and prints the server's resident memory at each point.
+Passes when /free gives back at least 80 % of the stage file's size.
 """
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
-
-def rss_mb(pid: int) -> float:
-    return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * os.sysconf(
-        "SC_PAGE_SIZE") / 2 ** 20
-
-
-class Server:
-    """A ComfyUI server on the loopback, stopped on exit."""
-
-    def __init__(self, comfy: Path, python: str, port: int):
-        self.url = f"http://127.0.0.1:{port}"
-        log = open(Path("/tmp") / f"comfyui_free_{port}.log", "w")
-        self.proc = subprocess.Popen([python, "main.py", "--cpu", "--listen", "127.0.0.1",
-                                      "--port", str(port)], cwd=comfy, stdout=log,
-                                     stderr=subprocess.STDOUT)
-
-    def get(self, path: str):
-        return json.loads(urllib.request.urlopen(self.url + path, timeout=60).read())
-
-    def post(self, path: str, body: dict):
-        req = urllib.request.Request(self.url + path, data=json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json"})
-        return urllib.request.urlopen(req, timeout=60).read()
-
-    def wait_ready(self, seconds: int = 180):
-        for _ in range(seconds):
-            try:
-                return self.get("/system_stats")
-            except OSError:
-                time.sleep(1)
-        raise RuntimeError("the ComfyUI server did not start (see /tmp/comfyui_free_*.log)")
-
-    def run(self, prompt: dict, seconds: int = 600) -> str:
-        prompt_id = json.loads(self.post("/prompt", {"prompt": prompt}))["prompt_id"]
-        for _ in range(seconds):
-            history = self.get(f"/history/{prompt_id}")
-            if history:
-                return history[prompt_id]["status"]["status_str"]
-            time.sleep(1)
-        raise RuntimeError("the prompt did not finish")
+from .comfy_server import Server, rss_mb
 
 
 def listed(server: Server, node: str, widget: str) -> list:
     return server.get(f"/object_info/{node}")[node]["input"]["required"][widget][0]
+
+
+# the stage sampled once (an SR stage, one step, from the shipped 32 px example resized to fit),
+# so that it goes through ComfyUI's model management as every sampling node's stage does
+ONE_SR_STEP = {
+    "3": {"class_type": "LoadImage", "inputs": {"image": "cdm_example_32px.png"}},
+    "4": {"class_type": "CDMCondAugment", "inputs": {"image": ["3", 0], "s": 0.0,
+                                                     "blur_sigma": 0.0, "seed": 0}},
+    "5": {"class_type": "CDMSuperResStage", "inputs": {
+        "stage": ["1", 0], "lowres": ["4", 0], "seed": 0, "steps": 1, "sampler_name": "ddim",
+        "spacing": "ddim", "class_name": "0", "guidance": 1.0,
+        "size_mismatch": "resize to fit", "dtype": "fp32"}},
+    "6": {"class_type": "PreviewImage", "inputs": {"images": ["5", 0]}},
+}
 
 
 def main(argv=None) -> int:
@@ -72,9 +45,11 @@ def main(argv=None) -> int:
     p.add_argument("--python", default=sys.executable, help="ComfyUI's Python")
     p.add_argument("--stage", default="64_256_upsampler.pt")
     p.add_argument("--port", type=int, default=8199)
+    p.add_argument("--no-sampling", action="store_true",
+                   help="only load the stage (Stage Info), without the one SR step")
     args = p.parse_args(argv)
     size = (args.comfy / "models" / "cascade" / args.stage).stat().st_size / 2 ** 20
-    server = Server(args.comfy, args.python, args.port)
+    server = Server(args.comfy, args.python, port=args.port)
     try:
         server.wait_ready()
         print("Stage Loader lists:", listed(server, "CDMStageLoader", "stage_name"))
@@ -83,15 +58,18 @@ def main(argv=None) -> int:
         idle = rss_mb(server.proc.pid)
         status = server.run({
             "1": {"class_type": "CDMStageLoader", "inputs": {"stage_name": args.stage}},
-            "2": {"class_type": "CDMStageInfo", "inputs": {"stage": ["1", 0]}}})
+            "2": {"class_type": "CDMStageInfo", "inputs": {"stage": ["1", 0]}},
+            **({} if args.no_sampling else ONE_SR_STEP)})
         time.sleep(2)
         loaded = rss_mb(server.proc.pid)
         server.post("/free", {"unload_models": True, "free_memory": True})
         time.sleep(5)
         freed = rss_mb(server.proc.pid)
     finally:
-        server.proc.terminate()
-        server.proc.wait(timeout=60)
+        server.stop()
+    managed = [line.strip() for line in server.log.read_text().splitlines()
+               if "ComfyStage" in line]
+    print("ComfyUI's model management on the stage:", managed or "nothing logged")
     given_back = loaded - freed
     ok = status == "success" and given_back >= 0.8 * size
     print(f"{args.stage} ({size:.0f} MiB): prompt {status}; server RSS idle {idle:.0f} MB, with "

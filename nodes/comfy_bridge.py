@@ -18,10 +18,11 @@ import torch
 
 try:  # these modules exist only inside a running ComfyUI
     import comfy.model_management as mm
+    import comfy.model_patcher as model_patcher
     import comfy.utils as comfy_utils
     import folder_paths
 except ImportError:
-    mm = comfy_utils = folder_paths = None
+    mm = model_patcher = comfy_utils = folder_paths = None
 
 from .paths import escapes, inside  # noqa: E402  (after the optional ComfyUI imports)
 
@@ -161,27 +162,60 @@ def intermediate_device() -> torch.device:
     return fn() if fn is not None else torch.device("cpu")
 
 
+class ComfyStage(torch.nn.Module):
+    """What ComfyUI's model management holds for a stage: the stage as a submodule, plus the
+    plain attributes ``ModelPatcher`` writes (``device``, ``model_lowvram``, ...), which a
+    ``Stage`` cannot take (its ``device`` is a read-only property)."""
+
+    def __init__(self, stage: torch.nn.Module):
+        super().__init__()
+        self.stage = stage
+        self.device = next(stage.parameters()).device
+
+
+def comfy_patcher(stage: torch.nn.Module):
+    """The ``ModelPatcher`` that makes ``stage`` one of ComfyUI's loaded models, made once per
+    stage and kept on it: it lives as long as the loader's output does in ComfyUI's cache, and
+    model management holds it only weakly, so /free and the cache's eviction still drop it."""
+    patcher = stage.__dict__.get("_comfy_patcher")
+    if patcher is None:
+        patcher = model_patcher.ModelPatcher(ComfyStage(stage), load_device=compute_device(),
+                                             offload_device=offload_device())
+        stage.__dict__["_comfy_patcher"] = patcher
+    return patcher
+
+
 @contextlib.contextmanager
 def on_compute_device(stage: torch.nn.Module):
-    """Move a stage to the compute device for one run and back to the offload device after,
-    so a cascade of several stages runs where one fits (sequential offloading). ``None`` (an
-    optional model that is not connected) moves nothing."""
+    """Put a stage on the compute device for one run. Inside ComfyUI the stage is one of its
+    loaded models (``comfy_patcher``): ComfyUI loads it, frees room for it by offloading other
+    models, keeps it loaded after the run and evicts it under memory pressure or on /free, as
+    it does its own. Headless, the stage moves to the compute device for the run and back to
+    the offload device after, so a cascade runs where one stage fits. ``None`` (an optional
+    model that is not connected) moves nothing."""
     device = compute_device()
     if stage is None:
         yield device
         return
-    if _comfy("free_memory") is not None:
-        size = sum(p.numel() * p.element_size() for p in stage.parameters())
-        with contextlib.suppress(Exception):  # older/newer ComfyUI may differ in signature
-            mm.free_memory(size * 3, device)
+    if model_patcher is not None and _comfy("load_models_gpu") is not None:
+        load_with_comfy(comfy_patcher(stage))
+        yield device
+        return
     stage.to(device)
     try:
         yield device
     finally:
         stage.to(offload_device())
-        if _comfy("soft_empty_cache") is not None:
-            with contextlib.suppress(Exception):
-                mm.soft_empty_cache()
+
+
+def load_with_comfy(patcher):
+    """``load_models_gpu`` with the whole stage on the device: our layers are plain torch ones,
+    which ComfyUI's low-VRAM mode cannot stream; a release without ``force_full_load`` gets the
+    plain call."""
+    try:
+        mm.load_models_gpu([patcher], force_full_load=True)
+    except TypeError:
+        mm.load_models_gpu([patcher])
 
 
 def request_interrupt(flag: bool = True):

@@ -248,3 +248,12 @@ def test_released_stand_ins_are_written_under_their_names(tmp_path, monkeypatch,
     import torch
     state = torch.load(tmp_path / "o" / "tiny.pt", weights_only=True)
     assert list(state) == ["a.weight"] and state["a.weight"].shape == (4, 3)
+
+
+def test_frontend_check_finds_overlapping_nodes_and_tells_backend_gaps_from_page_errors():
+    from bench.comfyui_frontend import is_backend_gap, overlaps
+    nodes = {"1": {"id": 1, "box": [0, 0, 100, 100]}, "2": {"id": 2, "box": [98, 0, 50, 50]},
+             "3": {"id": 3, "box": [90, 90, 50, 50]}}
+    assert overlaps(nodes) == [(1, 3)]  # 1 and 2 touch by 2 px: not an overlap
+    assert is_backend_gap("[Jobs API] Error fetching jobs: JobsApiError: Failed to fetch jobs: 404")
+    assert not is_backend_gap("TypeError: cannot read properties of undefined (reading 'widgets')")

@@ -34,7 +34,7 @@ def base_then_sr():
         {"id": 5, "type": "PreviewImage", "pos": [380, 700], "size": [320, 240]},
         {"id": 6, "type": "SaveImage", "pos": [1140, 0], "size": [300, 300],
          "values": {"filename_prefix": "cdm/base_sr"}},
-        note(7, [0, 130],
+        note(7, [0, 190],
              "Base then one SR stage (CDM Algorithm 2, truncated conditioning augmentation).\n\n"
                           "BaseSampler stops at the level truncate_s and hands z_s to the SR "
                           "stage, whose "
@@ -65,7 +65,7 @@ def full_cascade():
          "values": {"filename_prefix": "cdm/cascade64"}},
         {"id": 9, "type": "PreviewImage", "pos": [1040, 680], "size": [320, 260]},
         loader(11, [1400, 200], SR, title="SR stage (the same file)"),
-        note(10, [0, 130],
+        note(10, [0, 190],
              "The full cascade: base 16px -> CondAugment -> SR to 32px -> CondAugment -> the same "
              "SR "
                            "stage again to 64px (a recursive cascade: stages are convolutional, so "
@@ -117,7 +117,7 @@ def augmentation_sweep(levels=(0.0, 0.15, 0.4)):
          "values": {"seed": 0, "steps": 30, "class_name": "random", "batch_size": 4}},
         {"id": 4, "type": "PreviewImage", "pos": [360, 700], "size": [320, 260],
          "title": "base output"},
-        note(5, [0, 130],
+        note(5, [0, 190],
              "Conditioning-augmentation sweep: one base output through the same SR stage at "
              "several "
                           "levels s, side by side. This is the paper's post-training search for "
@@ -129,11 +129,11 @@ def augmentation_sweep(levels=(0.0, 0.15, 0.4)):
     links = [(1, 0, 3, "stage"), (3, 0, 4, "images")]
     for k, s in enumerate(levels):
         aug, sr, save, stage = 10 + 4 * k, 11 + 4 * k, 12 + 4 * k, 13 + 4 * k
-        y = k * 385
+        y = k * 470
         nodes += [
             {"id": aug, "type": "CDMCondAugment", "pos": [720, y], "size": [280, 130],
              "title": f"CondAugment s={s}", "values": {"s": s}},
-            {"id": sr, "type": "CDMSuperResStage", "pos": [1040, y], "size": [320, 350],
+            {"id": sr, "type": "CDMSuperResStage", "pos": [1040, y], "size": [320, 420],
              "title": f"SR at s={s}"},
             {"id": save, "type": "SaveImage", "pos": [1400, y], "size": [240, 230],
              "values": {"filename_prefix": f"cdm/sweep_s{s:.2f}"}},
@@ -156,7 +156,7 @@ def sweep_s_and_steps():
          "values": {"filename_prefix": "cdm/sweep_grid"}},
         {"id": 5, "type": "PreviewImage", "pos": [740, 480], "size": [420, 200],
          "title": "cells"},
-        note(6, [0, 520],
+        note(6, [0, 580],
              "Sweep (XY plot): one clean image through the SR stage at four augmentation levels "
              "s (columns) and three step counts (rows). Every cell uses the same noise seeds, so "
              "the cells differ only by their axis values. This is the paper's search for the best "

@@ -34,7 +34,7 @@ def imagenet_64_to_256():
     files = (BASE64, CLASSIFIER64, UPSAMPLER256)
     nodes = [
         loader(1, [0, 0], BASE64, title="ADM-G base (ImageNet 64px)"),
-        {"id": 2, "type": "CDMClassifierLoader", "pos": [0, 120], "size": [320, 60],
+        {"id": 2, "type": "CDMClassifierLoader", "pos": [0, 170], "size": [320, 60],
          "title": "Noisy classifier (64px)", "values": {"classifier_name": CLASSIFIER64}},
         loader(3, [360, 720], UPSAMPLER256, title="ADM-U upsampler (64->256)"),
         {"id": 4, "type": "CDMBaseSampler", "pos": [360, 0], "size": [320, 660],
@@ -48,7 +48,7 @@ def imagenet_64_to_256():
          "title": "64px base sample"},
         {"id": 7, "type": "SaveImage", "pos": [1080, 0], "size": [320, 360],
          "values": {"filename_prefix": "cdm/imagenet256"}},
-        download_note(8, [0, 260], files=files,
+        download_note(8, [0, 330], files=files,
                       text="ImageNet 256px in two stages (Dhariwal & Nichol 2021: ADM-G 64 + ADM-U "
                       "256, FID 3.94 in their paper; quality with the real weights was not "
                       "measured by this pack). The base is guided by the noisy classifier at "
