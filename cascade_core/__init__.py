@@ -52,9 +52,9 @@ from .process.schedules import (
 from .run import cost  # noqa: F401  (cc.cost.run_cost: what a run will take, said before it)
 from .run.class_labels import parse_classes
 from .run.compiling import compile_stage, uncompile_stage
-from .run.conditioning import Conditioning
+from .run.conditioning import Conditioning, TextCond
 from .run.denoiser import Denoiser, NetInputs
-from .run.handover import LowResCond, fit_condition, make_condition
+from .run.handover import LowResCond, fit_condition, make_condition, upsampled_condition
 from .run.pipeline import check_size, generate, guide_check, refine, super_resolve
 from .run.plan import SamplingPlan, Start, check_sigmas, sigma_grid
 from .training.ema import EMA
@@ -66,11 +66,12 @@ __all__ = [
     "Denoiser", "DiscreteSchedule", "EMA", "LowResCond", "NETWORKS_BY_ROLE", "NetInputs",
     "NoiseSource", "NoisyClassifier", "SAMPLERS", "SPACINGS", "SamplingInterrupted",
     "SamplingPlan", "ScheduleConfig", "ShallowConfig", "Stage", "StageConfig", "StageReport",
-    "Start", "UNetConfig", "__version__", "aug_alpha_bar", "aug_sigma", "blur_augment",
+    "Start", "TextCond", "UNetConfig", "__version__", "aug_alpha_bar", "aug_sigma", "blur_augment",
     "check_sigmas", "check_size", "compile_stage", "condition_augment", "dae_loss",
     "downsample", "factor_between", "fit_condition", "from_uint8", "generate", "get_sampler",
     "guide_check", "image_grid", "inspection_picture", "load_classifier", "load_stage",
     "make_condition", "noise_augment", "parse_classes", "read_config", "refine", "respace",
     "sampling_sigmas", "save_stage", "sigma_grid", "space_timesteps", "stage_report",
     "super_resolve", "to_uint8", "training_loss", "training_pass", "uncompile_stage",
+    "upsampled_condition",
 ]

@@ -1,3 +1,4 @@
+import dataclasses
 import errno
 import json
 
@@ -118,14 +119,14 @@ def _rewrite_metadata(path, stage_json: dict):
 
 
 def test_files_of_every_format_version_load_as_the_same_stage(tmp_path):
-    """This release writes format 4; a file in format 2's layout (``kind`` for the network, the
+    """This release writes format 5; a file in format 2's layout (``kind`` for the network, the
     schedule's ``kind``) or with no version at all loads as the same stage with the same
     weights; a newer format is refused by name."""
     from cascade_core.formats.stage_format import FORMAT_VERSION
     stage = tiny_stage("sr", 16, 8, num_classes=2, learn_sigma=True)
     path = cc.save_stage(stage, tmp_path / "s.safetensors")
     written = json.loads(cc.read_config(path)[1]["cdm_stage"])
-    assert FORMAT_VERSION == 4 and written["format_version"] == 4
+    assert FORMAT_VERSION == 5 and written["format_version"] == 5
     assert written["network"] == "unet" and written["schedule"]["beta_schedule"] == "cosine"
     old = {k: v for k, v in written.items() if k != "network"}
     old.update(format_version=2, kind="diffusion",
@@ -136,9 +137,30 @@ def test_files_of_every_format_version_load_as_the_same_stage(tmp_path):
         assert again.config == stage.config
         sd, again_sd = stage.state_dict(), again.state_dict()
         assert all(torch.equal(sd[k], again_sd[k]) for k in sd)
-    _rewrite_metadata(path, {**written, "format_version": 5})
+    _rewrite_metadata(path, {**written, "format_version": 6})
     with pytest.raises(cc.CheckpointError, match="stage format is newer than this pack"):
         cc.load_stage(path)
+
+
+def test_an_if_stage_two_of_format_4_gets_ifs_augmentation_and_ours_keeps_its_own(tmp_path):
+    """Format 5 added the augmentation's ``apply`` and the ``if_steps`` schedule: an IF stage II
+    converted by a format-4 pack (recorded with our low-res augmentation) is read with IF's;
+    our own SR stage of format 4 reads unchanged; the field survives a round trip."""
+    stage = tiny_stage("sr", 16, 8)
+    path = cc.save_stage(stage, tmp_path / "s.safetensors")
+    written = json.loads(cc.read_config(path)[1]["cdm_stage"])
+    v4 = {**written, "format_version": 4,
+          "augmentation": {k: v for k, v in written["augmentation"].items() if k != "apply"}}
+    _rewrite_metadata(path, v4)
+    assert cc.read_config(path)[0].augmentation == stage.config.augmentation
+    _rewrite_metadata(path, {**v4, "training": {"source": "DeepFloyd IF (DeepFloyd IF licence, "
+                                                          "non-commercial)"}})
+    aug = cc.read_config(path)[0].augmentation
+    assert (aug.apply, aug.schedule) == ("upsampled", "if_steps")
+    changed = cc.Stage(dataclasses.replace(stage.config, augmentation=aug))
+    changed.load_state_dict(stage.state_dict())
+    again = cc.load_stage(cc.save_stage(changed, tmp_path / "t.safetensors"))
+    assert again.config.augmentation == aug
 
 
 def test_the_shipped_files_of_formats_1_and_2_still_load():

@@ -19,8 +19,10 @@ from ..process.schedules import ScheduleConfig
 TEXT = TextConfig(width=4096, encoder="t5-v1_1-xxl", max_tokens=77)
 SCHEDULE = ScheduleConfig("cosine", 1000)
 SR_FACTOR = 4  # IF stage II: 64 -> 256 px
-# stage II is told the integer noise level of its input; as our s it is that level / 1000
-NOISE_LEVEL_AUGMENT = AugmentConfig(schedule="cosine", s_max=1.0, default_s=0.25)
+# stage II noises its input after upsampling it, at an integer step of the discrete cosine
+# schedule, and is told that step (noise_level, 250 by default); as our s it is that step / 1000
+NOISE_LEVEL_AUGMENT = AugmentConfig(schedule="if_steps", apply="upsampled", s_max=1.0,
+                                    default_s=0.25)
 DOWN_TYPES = {
     "ResnetDownsampleBlock2D": (True, False),
     "SimpleCrossAttnDownBlock2D": (True, True),

@@ -69,11 +69,12 @@ def read_diffusers(folder: Path, chosen: Path | None = None) -> tuple[dict, dict
         raise CheckpointError(f"{release_name(folder)}: no weights beside unet/config.json",
                               f"one of {list(WEIGHTS)}", sorted(p.name for p in folder.iterdir()))
     if weights.name.endswith(".json"):
-        return config, _read_shards(weights)
-    return config, _read_safetensors(weights)
+        return config, read_shards(weights)
+    return config, read_safetensors(weights)
 
 
-def _read_safetensors(path: Path) -> dict:
+def read_safetensors(path: Path) -> dict:
+    """Every tensor of a safetensors file (a clear error for a corrupt one)."""
     try:
         with safe_open(str(path), framework="pt") as f:
             return {k: f.get_tensor(k) for k in f.keys()}
@@ -81,7 +82,9 @@ def _read_safetensors(path: Path) -> dict:
         raise CheckpointError(f"{path.name} is not a readable safetensors file ({e})") from None
 
 
-def _read_shards(index: Path) -> dict:
+def read_shards(index: Path) -> dict:
+    """Every tensor of a sharded download, through its ``*.index.json`` (missing shards and
+    tensors are named)."""
     try:
         weight_map = json.loads(index.read_text())["weight_map"]
     except (OSError, ValueError, KeyError) as e:
@@ -93,7 +96,7 @@ def _read_shards(index: Path) -> dict:
         if not path.is_file():
             raise CheckpointError(f"{index.parent.name}/{shard}: a shard listed by {index.name} "
                                   "is missing", "every shard of the download", "not found")
-        tensors.update(_read_safetensors(path))
+        tensors.update(read_safetensors(path))
     missing = sorted(set(weight_map) - set(tensors))
     if missing:
         raise CheckpointError(f"{index.name}: tensors listed in the index are not in their shard",

@@ -24,6 +24,12 @@ Versions:
   ``num_res_blocks``. All default to the earlier behaviour, so a version-3
   layout reads as it is; the bump makes an older pack refuse an IF stage by
   name ("newer than this pack") instead of tripping over an unknown key.
+* 5: the augmentation's ``apply`` ("lowres", as before, or "upsampled": noise
+  after upsampling, DeepFloyd IF stage II's conditioning) and the ``if_steps``
+  augmentation schedule (IF's integer noise_level). A version-4 layout reads
+  as it is, except an IF stage II converted by a version-4 pack, which gets
+  IF's augmentation; an older pack refuses a version-5 IF stage II file
+  instead of sampling it with the wrong conditioning.
 
 **How a later field is added** (the rule the text-conditioning and
 distillation work follows):
@@ -49,7 +55,7 @@ from ..base.errors import CascadeError
 from ..models.config import StageConfig
 from ..models.noisy_classifier import ClassifierConfig
 
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5
 # files written before versions were recorded are read as the oldest layout: every upgrade step
 # only renames keys that are present, so this is safe for any of them
 UNVERSIONED = 1
@@ -68,7 +74,17 @@ def _v2_to_v3(d: dict) -> dict:
 
 
 # version v's layout -> version v + 1's (1 and 2 share one layout; 4 only added fields)
-_UPGRADES = {1: lambda d: d, 2: _v2_to_v3, 3: lambda d: d}
+def _v4_to_v5(d: dict) -> dict:
+    """A DeepFloyd IF stage II converted by a version-4 pack was recorded with our low-res
+    augmentation; it is IF's (noise after upsampling, integer noise_level)."""
+    source = str(d.get("training", {}).get("source", ""))
+    if d.get("role") == "sr" and source.startswith("DeepFloyd IF"):
+        d["augmentation"] = {**d.get("augmentation", {}), "schedule": "if_steps",
+                             "apply": "upsampled"}
+    return d
+
+
+_UPGRADES = {1: lambda d: d, 2: _v2_to_v3, 3: lambda d: d, 4: _v4_to_v5}
 
 
 def upgrade(d: dict) -> dict:

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field, fields
 
 from ..base.errors import CascadeError
 from ..base.fields import check_fields, check_int, check_ints
+from ..process.augment import AUG_SCHEDULES
 from ..process.schedules import ScheduleConfig
 
 ROLES = ("base", "sr", "refiner")
@@ -45,6 +46,7 @@ SHALLOW_LIMITS = {"hidden": (int, 1, 8192), "blocks": (int, 1, 256), "patch": (i
                   "depth": (int, 1, 256), "heads": (int, 1, 256),
                   "dae_sigma": ("float>", 0.0, 1000.0), "dae_steps": (int, 1, 1000)}
 TEXT_LIMITS = {"width": (int, 0, 65536), "max_tokens": (int, 1, 4096)}
+AUG_APPLY = ("lowres", "upsampled")
 AUGMENT_LIMITS = {"s_max": (float, 0.0, 1.0), "blur_prob": (float, 0.0, 1.0),
                   "default_s": (float, 0.0, 1.0)}
 
@@ -153,10 +155,20 @@ class AugmentConfig:
     blur_prob: float = 0.0          # fraction of a batch that is blurred (paper: 0.5)
     blur_sigma: tuple = (0.4, 0.6)  # blur sigma drawn uniformly from this range
     default_s: float = 0.1          # the level a sampling node starts from
+    # where the noise goes: "lowres", on the low-res image, which the network upsamples (CDM,
+    # ours, ADM); "upsampled", on the image first upsampled to the output size (bilinear, corners
+    # aligned), as DeepFloyd IF stage II is trained and sampled
+    apply: str = "lowres"
 
     def __post_init__(self):
         check_fields(self, AUGMENT_LIMITS)
         object.__setattr__(self, "blur_sigma", tuple(float(v) for v in self.blur_sigma))
+        if self.schedule not in AUG_SCHEDULES:
+            raise CascadeError("unknown augmentation schedule", f"one of {AUG_SCHEDULES}",
+                               repr(self.schedule))
+        if self.apply not in AUG_APPLY:
+            raise CascadeError("unknown augmentation apply", f"one of {AUG_APPLY}",
+                               repr(self.apply))
         for name in ("s_max", "blur_prob", "default_s"):
             if not 0 <= getattr(self, name) <= 1:
                 raise CascadeError(f"augmentation {name} out of range", "[0, 1]",

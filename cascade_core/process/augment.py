@@ -16,9 +16,13 @@ import torch
 
 from ..base.errors import CascadeError
 from .noise import as_noise_source
-from .schedules import cosine_alpha_bar
+from .schedules import cosine_alpha_bar, make_betas
 
-AUG_SCHEDULES = ("cosine", "linear")
+# "if_steps": DeepFloyd IF stage II's noise_level, an integer step t = round(1000 s) of the
+# discrete cosine schedule (diffusers' squaredcos_cap_v2, betas capped at 0.999), abar = prod
+# (1 - beta) up to and including t, as its pipeline's ``add_noise`` uses it
+AUG_SCHEDULES = ("cosine", "linear", "if_steps")
+IF_STEPS = 1000
 
 
 def aug_alpha_bar(s: torch.Tensor, schedule: str = "cosine") -> torch.Tensor:
@@ -28,6 +32,9 @@ def aug_alpha_bar(s: torch.Tensor, schedule: str = "cosine") -> torch.Tensor:
         return cosine_alpha_bar(s).clamp(0, 1)
     if schedule == "linear":  # the continuous VP schedule with beta from 0.1 to 20
         return torch.exp(-(0.1 * s + 0.5 * (20 - 0.1) * s ** 2))
+    if schedule == "if_steps":
+        t = (s * IF_STEPS).round().long().clamp(0, IF_STEPS - 1)
+        return torch.cumprod(1 - make_betas("cosine", IF_STEPS), 0)[t]
     raise CascadeError("unknown augmentation schedule", f"one of {AUG_SCHEDULES}", repr(schedule))
 
 

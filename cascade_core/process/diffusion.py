@@ -85,3 +85,14 @@ def predict_x0(param: str, out: torch.Tensor, zt: torch.Tensor, a: torch.Tensor,
     if param == "v":
         return a * zt - b * out
     raise ValueError(f"unknown parameterization {param!r}; expected one of {PARAMETERIZATIONS}")
+
+
+def dynamic_threshold(x0: torch.Tensor, percentile: float, max_value: float) -> torch.Tensor:
+    """Imagen's dynamic thresholding of a clean-image estimate, as DeepFloyd IF samples: per
+    image, s = the ``percentile`` quantile of |x0| over all its pixels and channels, kept in
+    [1, ``max_value``]; x0 is clamped to [-s, s] and divided by s. Pixels pushed past [-1, 1]
+    by strong guidance come back without the flat, saturated look of a plain clamp."""
+    flat = x0.float().flatten(1)
+    s = torch.quantile(flat.abs(), percentile, dim=1).clamp(min=1.0, max=max_value)
+    s = s.view(-1, *([1] * (x0.ndim - 1)))
+    return (x0.float().clamp(-s, s) / s).to(x0.dtype)

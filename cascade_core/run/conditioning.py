@@ -3,8 +3,9 @@
 A base stage is conditioned on classes (or nothing); an SR stage also on the
 low-res image handed over by the previous stage at its augmentation level (a
 ``LowResCond``, ``run.handover``); a refiner on the image it refines, which it
-augments itself to a level ``s``. Text conditioning will join here as one
-more field, so every stage keeps taking one object.
+augments itself to a level ``s``. A text stage also takes a prompt's token
+embeddings (``TextCond``), beside or instead of classes: every stage takes one
+object, and the stage's config says which parts it reads.
 """
 from __future__ import annotations
 
@@ -17,17 +18,47 @@ from .handover import LowResCond
 
 
 @dataclass(frozen=True)
+class TextCond:
+    """A prompt's token embeddings for a text stage: ``tokens`` (B, L, width) as the encoder
+    gives them (padding included; the U-Net gets no mask), ``negative`` (B, L, width) what
+    classifier-free guidance starts from (the empty prompt's or a negative prompt's; None: no
+    guidance possible), and the ``encoder``'s name ("" when unknown, e.g. from ComfyUI)."""
+
+    tokens: torch.Tensor
+    negative: torch.Tensor | None = None
+    encoder: str = ""
+
+    def __post_init__(self):
+        for name, t in (("prompt", self.tokens), ("negative prompt", self.negative)):
+            if t is not None and (not isinstance(t, torch.Tensor) or t.ndim != 3):
+                raise CascadeError(f"{name} embeddings must be (batch, tokens, width)",
+                                   "a 3-d tensor", getattr(t, "shape", type(t).__name__))
+        if self.negative is not None and self.negative.shape != self.tokens.shape:
+            raise CascadeError("the negative prompt's embeddings must match the prompt's",
+                               tuple(self.tokens.shape), tuple(self.negative.shape))
+
+    def repeat_to(self, batch: int) -> TextCond:
+        """One prompt for every image of a batch (a batch of one repeated; else as it is)."""
+        if self.tokens.shape[0] == batch or self.tokens.shape[0] != 1:
+            return self
+        negative = None if self.negative is None else self.negative.expand(batch, -1, -1)
+        return TextCond(self.tokens.expand(batch, -1, -1), negative, self.encoder)
+
+
+@dataclass(frozen=True)
 class Conditioning:
     """The batch size, the classes (``labels``: (B,) long, -1 = unconditional; None for a stage
     without classes), and the image the stage is conditioned on: ``lowres`` for an SR stage,
     ``image`` (with its own augmentation level ``image_s``, None = the stage's default) for a
-    refiner. Use ``for_base``, ``for_upsampling`` and ``for_refining``."""
+    refiner; ``text``: a prompt's embeddings for a text stage. Use ``for_base``,
+    ``for_upsampling`` and ``for_refining``."""
 
     batch: int
     labels: torch.Tensor | None = None
     lowres: LowResCond | None = None
     image: torch.Tensor | None = None
     image_s: float | None = None
+    text: TextCond | None = None
 
     def __post_init__(self):
         if not isinstance(self.batch, int) or isinstance(self.batch, bool) or self.batch < 1:
@@ -43,26 +74,38 @@ class Conditioning:
                 raise CascadeError("the image to refine must be a batch", f"({self.batch}, C, H, "
                                    "W)", tuple(self.image.shape))
             check_finite("the image to refine", self.image)
+        if self.text is not None:
+            if not isinstance(self.text, TextCond):
+                raise CascadeError("text conditioning must be a TextCond", "TextCond(tokens, "
+                                   "negative)", type(self.text).__name__)
+            text = self.text.repeat_to(self.batch)
+            if text.tokens.shape[0] != self.batch:
+                raise CascadeError("one prompt, or one per image", f"{self.batch} prompt(s)",
+                                   text.tokens.shape[0])
+            object.__setattr__(self, "text", text)
         if self.image_s is not None:
             object.__setattr__(self, "image_s", check_range("refiner augmentation level s",
                                                             self.image_s, 0.0, hi=1.0))
 
     @classmethod
-    def for_base(cls, batch: int, labels=None) -> Conditioning:
-        """A base stage's run of ``batch`` images of ``labels`` (None: unconditional)."""
-        return cls(batch=int(batch), labels=labels)
+    def for_base(cls, batch: int, labels=None, *, text: TextCond | None = None) -> Conditioning:
+        """A base stage's run of ``batch`` images of ``labels`` (None: unconditional) and, for a
+        text stage, ``text``."""
+        return cls(batch=int(batch), labels=labels, text=text)
 
     @classmethod
-    def for_upsampling(cls, lowres: LowResCond, labels=None) -> Conditioning:
-        """An SR stage's run on ``lowres`` (the batch is its images)."""
+    def for_upsampling(cls, lowres: LowResCond, labels=None, *,
+                       text: TextCond | None = None) -> Conditioning:
+        """An SR stage's run on ``lowres`` (the batch is its images), with ``text`` for a text
+        stage."""
         if not isinstance(lowres, LowResCond):
             raise CascadeError("an SR stage is conditioned on a low-res handover",
                                "a LowResCond (make_condition, or a base stage's output)",
                                type(lowres).__name__)
-        return cls(batch=lowres.image.shape[0], labels=labels, lowres=lowres)
+        return cls(batch=lowres.image.shape[0], labels=labels, lowres=lowres, text=text)
 
     @classmethod
-    def for_refining(cls, image: torch.Tensor, s: float | None = None,
-                     labels=None) -> Conditioning:
+    def for_refining(cls, image: torch.Tensor, s: float | None = None, labels=None, *,
+                     text: TextCond | None = None) -> Conditioning:
         """A refiner's run on ``image``, its own conditioning augmented to level ``s``."""
-        return cls(batch=image.shape[0], labels=labels, image=image, image_s=s)
+        return cls(batch=image.shape[0], labels=labels, image=image, image_s=s, text=text)

@@ -9,10 +9,11 @@ import math
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from ..base.errors import CascadeError, check_finite, check_range
 from ..base.memory import check_fits, check_image_side, image_bytes
-from ..process.augment import aug_alpha_bar, condition_augment
+from ..process.augment import aug_alpha_bar, condition_augment, noise_augment
 from ..process.noise import NoiseSource
 from ..process.resize import downsample
 
@@ -26,6 +27,7 @@ class LowResCond:
     schedule: str = "cosine"          # augmentation schedule that gives ``level`` its meaning
     clean: torch.Tensor | None = None  # the un-noised image, for previews and one-pass stages
     labels: torch.Tensor | None = None  # classes of the stage that made it, for the next stage
+    seed: int | None = None           # Cond Augment's noise seed (image i: seed + i), if it made it
 
     def __post_init__(self):
         if self.image.ndim != 4:
@@ -51,7 +53,25 @@ def make_condition(image: torch.Tensor, s: float, seed, schedule: str = "cosine"
     noise = NoiseSource.from_seed(seed, image.shape[0]) if isinstance(seed, int) else seed
     z = condition_augment(image.float(), s, noise, schedule=schedule, blur_sigma=blur_sigma)
     return LowResCond(image=z, level=torch.full((image.shape[0],), s), schedule=schedule,
-                      clean=image)
+                      clean=image, seed=seed if isinstance(seed, int) and not blur_sigma else None)
+
+
+def upsampled_condition(low: LowResCond, *, size, schedule: str,
+                        noise: NoiseSource | None = None) -> tuple:
+    """DeepFloyd IF stage II's conditioning (augmentation ``apply="upsampled"``): the clean
+    low-res image upsampled to ``size`` (bilinear, corners aligned), then noised there to
+    ``low.level``, read on ``schedule`` (``if_steps``: noise_level = 1000 s), with Cond
+    Augment's seed. Returns (conditioning image, levels). A truncated handover (a latent z_s
+    at low resolution) or a blurred one cannot become this conditioning: refused."""
+    if low.clean is None or (noise is None and low.seed is None and bool((low.level > 0).any())):
+        raise CascadeError("this stage (DeepFloyd IF stage II) noises its input after upsampling "
+                           "it, so it needs the clean image and a seed to noise it with",
+                           "a Cond Augment output (blur 0) or a base stage's finished image "
+                           "(truncate_s 0)", "a truncated or blurred handover")
+    up = F.interpolate(low.clean.float(), size=tuple(size), mode="bilinear", align_corners=True)
+    if noise is None:
+        noise = NoiseSource.from_seed(low.seed or 0, up.shape[0])
+    return noise_augment(up, low.level, noise, schedule=schedule), low.level
 
 
 def convert_level(level: torch.Tensor, source: str, target: str) -> torch.Tensor:
@@ -79,4 +99,4 @@ def fit_condition(stage, cond: LowResCond) -> LowResCond:
                        fit) if fit[0] <= h and fit[1] <= w else torch.nn.functional.interpolate(
         cond.image.float(), size=fit, mode="bicubic", align_corners=False)
     return LowResCond(image=image, level=cond.level, schedule=cond.schedule, clean=cond.clean,
-                      labels=cond.labels)
+                      labels=cond.labels, seed=cond.seed)

@@ -81,7 +81,9 @@ class SamplingPlan:
     scale; ``classifier``/``classifier_scale``: a noisy classifier guiding a base stage (ADM-G).
     ``precision``: "auto", "fp32", "bf16", "fp16" or a torch dtype, resolved for the device when
     the run starts. ``tiling``: "auto", "off" or a tile side in pixels. ``clip_denoised``: clamp
-    every clean-image estimate to [-1, 1] (ADM's ``clip_denoised=True``). ``callback(info)`` runs
+    every clean-image estimate to [-1, 1] (ADM's ``clip_denoised=True``); ``threshold``: instead,
+    dynamic thresholding of every estimate up to this scale (DeepFloyd IF: 1.5 for stage I, 1.0
+    for stage II; 0 = off) at ``threshold_percentile`` (IF: 0.95). ``callback(info)`` runs
     after every model evaluation; raising from it stops the run.
     """
 
@@ -95,6 +97,8 @@ class SamplingPlan:
     options: Mapping = field(default_factory=dict)
     tiling: str | int = "auto"
     clip_denoised: bool = True
+    threshold: float = 0.0
+    threshold_percentile: float = 0.95
     classifier: object | None = None
     classifier_scale: float = 0.0
     callback: Callable | None = None
@@ -114,6 +118,10 @@ class SamplingPlan:
         set_(self, "classifier_scale", check_range("classifier_scale", self.classifier_scale,
                                                    0.0, hi=math.inf))
         check_finite("guidance", self.guidance)
+        if self.threshold:
+            set_(self, "threshold", check_range("threshold", self.threshold, 1.0, hi=100.0))
+        set_(self, "threshold_percentile", check_range("threshold_percentile",
+                                                       self.threshold_percentile, 0.5, hi=1.0))
         check_finite("classifier_scale", self.classifier_scale)
         if not (isinstance(self.precision, torch.dtype) and self.precision in DTYPES.values()
                 or self.precision in PRECISIONS):

@@ -20,7 +20,7 @@ from ..models.stage import Stage
 from ..process.noise import AUGMENT_SEED_OFFSET, NoiseSource
 from .conditioning import Conditioning
 from .denoiser import NetInputs
-from .handover import LowResCond, convert_level, make_condition
+from .handover import LowResCond, convert_level, make_condition, upsampled_condition
 from .plan import SamplingPlan, sigma_grid
 from .sampler_run import autocast, run_sampler
 
@@ -66,7 +66,7 @@ class Diffusion(Strategy):
         stop = float(sigmas[-1])
         x = noise.randn(shape, stage.device) * math.sqrt(1 + float(sigmas[0]) ** 2)
         x, denoised = run_sampler(stage, x, sigmas, plan=plan, noise=noise,
-                                  inputs=NetInputs(labels=cond.labels))
+                                  inputs=NetInputs(labels=cond.labels, text=cond.text))
         z = x / math.sqrt(1 + stop ** 2)  # VE -> VP: exactly q(z_s | z_0)'s scaling
         image = (denoised if s > 0 else x).clamp(-1, 1).cpu()
         return image, LowResCond(z.cpu(), clean=image, **handover)
@@ -75,13 +75,17 @@ class Diffusion(Strategy):
         """Sample at ``factor x`` the low-res image's size, conditioned on it and its level."""
         cfg, low = stage.config, cond.lowres
         B, C, h, w = low.image.shape
-        level = convert_level(low.level, low.schedule, cfg.augmentation.schedule)
+        image, level = low.image, convert_level(low.level, low.schedule, cfg.augmentation.schedule)
+        if cfg.augmentation.apply == "upsampled":  # IF stage II: s is the stage's own level
+            image, level = upsampled_condition(low, size=(h * cfg.factor, w * cfg.factor),
+                                               schedule=cfg.augmentation.schedule)
         noise = NoiseSource.from_seed(seed, B)
         sigmas = sigma_grid(plan, stage).sigmas
         start = noise.randn((C, h * cfg.factor, w * cfg.factor), stage.device)
         x = start * math.sqrt(1 + float(sigmas[0]) ** 2)
         x, _ = run_sampler(stage, x, sigmas, plan=plan, noise=noise,
-                           inputs=NetInputs(labels=cond.labels, cond=low.image, aug_level=level))
+                           inputs=NetInputs(labels=cond.labels, cond=image, aug_level=level,
+                                            text=cond.text))
         return x.clamp(-1, 1).cpu()
 
     def refine(self, stage, plan, cond, *, seed):
@@ -97,7 +101,7 @@ class Diffusion(Strategy):
         x = image.to(stage.device).float() + noise.randn((C, H, W), stage.device) * grid.start
         x, _ = run_sampler(stage, x, grid.sigmas, plan=plan, noise=noise,
                            inputs=NetInputs(labels=cond.labels, cond=own.image,
-                                            aug_level=own.level))
+                                            aug_level=own.level, text=cond.text))
         return x.clamp(-1, 1).cpu()
 
 

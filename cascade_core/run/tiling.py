@@ -45,7 +45,7 @@ def estimate_bytes(cfg, size: tuple) -> int:
     levels = len(u.widths)
     for level, w in enumerate(u.widths):
         hw = (height >> level) * (width >> level)
-        acts += batch * w * hw * 4 * (3 * u.num_res_blocks + 4)
+        acts += batch * w * hw * 4 * (3 * u.level_blocks[level] + 4)
         if (cfg.resolution >> level) in u.attention_resolutions or level == levels - 1:
             attention = max(attention, 2 * batch * u.heads(w) * hw * hw * 4)
     return acts + attention
