@@ -5,6 +5,7 @@ from .inspect_nodes import CDMStageInspector
 from .sampling_nodes import CDMBaseSampler, CDMRefiner, CDMSuperResStage
 from .stage_nodes import CDMClassifierLoader, CDMStageInfo, CDMStageLoader
 from .sweep_nodes import CDMSweep
+from .text_nodes import CDMTextEncode
 
 NODE_CLASS_MAPPINGS = {
     "CDMStageLoader": CDMStageLoader,
@@ -17,6 +18,7 @@ NODE_CLASS_MAPPINGS = {
     "CDMStageInspector": CDMStageInspector,
     "CDMSweep": CDMSweep,
     "CDMCascadeSigmas": CDMCascadeSigmas,
+    "CDMTextEncode": CDMTextEncode,
 }
 # one style: "CDM" (Cascaded Diffusion Models, the paper; also the node ids' prefix) and the
 # node's job in plain words. The ids stay: saved workflows use them.
@@ -31,4 +33,5 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "CDMStageInspector": "CDM Stage Inspector",
     "CDMSweep": "CDM Sweep (XY Plot)",
     "CDMCascadeSigmas": "CDM Cascade Sigmas",
+    "CDMTextEncode": "CDM Text Encode",
 }

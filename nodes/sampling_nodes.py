@@ -53,17 +53,18 @@ class CDMBaseSampler:
             "dtype": W.dtype(),
         }, "optional": {"classifier": (CLASSIFIER_TYPE, {"tooltip": "a noisy classifier: "
                                                                     "classifier guidance (ADM-G)"}),
-                        "classifier_scale": W.classifier_scale(), **COMFY_INPUTS},
+                        "classifier_scale": W.classifier_scale(), **COMFY_INPUTS,
+                        "text": W.text()},
                 "hidden": W.HIDDEN}
 
     def sample(self, stage, seed, steps, sampler_name, spacing, class_name, guidance, batch_size,
                truncate_s, dtype, classifier=None, classifier_scale=1.0, sampler=None,
-               sigmas=None, unique_id=None, extra_pnginfo=None):
+               sigmas=None, text=None, unique_id=None, extra_pnginfo=None):
         st = stage.stage
         plan = sampling_plan(st, locals(), start="truncated",
                              record=(extra_pnginfo, unique_id))
         labels = _labels(st, class_name, batch_size, seed=seed)
-        cond = core.Conditioning.for_base(batch_size, labels)
+        cond = core.Conditioning.for_base(batch_size, labels, text=text)
         with bridge.on_compute_device(st), bridge.on_compute_device(plan.classifier):
             side = st.config.resolution
             announce("CDM Base Sampler", st, plan,
@@ -99,11 +100,12 @@ class CDMSuperResStage:
                 "tooltip": "when the input is not the stage's low-res size: error, or resize it "
                            "(area/bicubic) to the stage's input size first"}),
             "dtype": W.dtype(),
-        }, "optional": {"tile_size": W.tile_size(), **COMFY_INPUTS}, "hidden": W.HIDDEN}
+        }, "optional": {"tile_size": W.tile_size(), **COMFY_INPUTS, "text": W.text()},
+            "hidden": W.HIDDEN}
 
     def upscale(self, stage, lowres, seed, steps, sampler_name, spacing, class_name, guidance,
-                size_mismatch, dtype, tile_size=0, sampler=None, sigmas=None, unique_id=None,
-                extra_pnginfo=None):
+                size_mismatch, dtype, tile_size=0, sampler=None, sigmas=None, text=None,
+                unique_id=None, extra_pnginfo=None):
         st = stage.stage
         plan = sampling_plan(st, locals(), record=(extra_pnginfo, unique_id))
         if size_mismatch == "resize to fit":
@@ -113,8 +115,8 @@ class CDMSuperResStage:
             B, C, h, w = lowres.image.shape
             f = st.config.factor
             announce("CDM Super-Resolution Stage", st, plan, shape=(B, C, h * f, w * f))
-            image = core.super_resolve(st, plan, core.Conditioning.for_upsampling(lowres, labels),
-                                       seed=seed)
+            image = core.super_resolve(st, plan, core.Conditioning.for_upsampling(
+                lowres, labels, text=text), seed=seed)
         return (to_comfy(image, bridge.intermediate_device()),)
 
 
@@ -145,17 +147,19 @@ class CDMRefiner:
                                             "image in [0, 1] (0 = clean); ignored by refiners "
                                             "trained without it"),
             "dtype": W.dtype(),
-        }, "optional": {"tile_size": W.tile_size(), **COMFY_INPUTS}, "hidden": W.HIDDEN}
+        }, "optional": {"tile_size": W.tile_size(), **COMFY_INPUTS, "text": W.text()},
+            "hidden": W.HIDDEN}
 
     # widget order (strength, steps, seed, ...) is frozen: UI workflows store values by position
     def refine(self, stage, image, strength, steps, seed, sampler_name, spacing, class_name,
-               guidance, s, dtype, tile_size=0, sampler=None, sigmas=None, unique_id=None,
-               extra_pnginfo=None):
+               guidance, s, dtype, tile_size=0, sampler=None, sigmas=None, text=None,
+               unique_id=None, extra_pnginfo=None):
         st = stage.stage
         plan = sampling_plan(st, locals(), start="partial",
                              record=(extra_pnginfo, unique_id))
         x = from_comfy(image)
-        cond = core.Conditioning.for_refining(x, s, _labels(st, class_name, x.shape[0], seed=seed))
+        cond = core.Conditioning.for_refining(x, s, _labels(st, class_name, x.shape[0], seed=seed),
+                                              text=text)
         with bridge.on_compute_device(st):
             announce("CDM Refiner", st, plan, shape=x.shape)
             out = core.refine(st, plan, cond, seed=seed)

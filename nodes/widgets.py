@@ -8,6 +8,7 @@ from ._core import core
 
 LOWRES_TYPE = "CDM_LOWRES"
 STAGE_TYPE = "CDM_STAGE"
+TEXT_TYPE = "CDM_TEXT"  # a prompt's embeddings for a text stage (CDM Text Encode)
 CATEGORY = "pixel-space cascade"  # not "cascade": ComfyUI's library shows Stable Cascade there
 # widgets renamed in 0.2.0: old name -> new name. UI workflows store values by position and keep
 # loading; the headless runner maps old names in dict-valued widgets and --set.
@@ -96,6 +97,13 @@ def torch_dtype(name: str, record=None) -> torch.dtype:
 
 PRECISION_KEY = "cascade_precision"  # PNG text chunk: node id -> the precision it sampled in
 HIDDEN = {"unique_id": "UNIQUE_ID", "extra_pnginfo": "EXTRA_PNGINFO"}
+
+
+def text():
+    """The optional prompt input of every sampling node."""
+    return (TEXT_TYPE, {"tooltip": "a prompt, from CDM Text Encode: needed by a stage that is "
+                                   "conditioned on text (DeepFloyd IF), refused by one that is "
+                                   "not"})
 
 
 def tile_size():

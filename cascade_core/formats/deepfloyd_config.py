@@ -23,6 +23,19 @@ SR_FACTOR = 4  # IF stage II: 64 -> 256 px
 # schedule, and is told that step (noise_level, 250 by default); as our s it is that step / 1000
 NOISE_LEVEL_AUGMENT = AugmentConfig(schedule="if_steps", apply="upsampled", s_max=1.0,
                                     default_s=0.25)
+# IF's pipelines threshold every clean-image estimate dynamically (percentile 0.95) up to these
+THRESHOLDS = {"base": 1.5, "sr": 1.0}
+SOURCE = "DeepFloyd IF"
+
+
+def default_threshold(cfg) -> float:
+    """The dynamic-thresholding scale a stage is sampled with by default: IF's for IF's stages
+    (1.5 stage I, 1.0 stage II), 0 (the plain clamp) for every other stage."""
+    if str(cfg.training.get("source", "")).startswith(SOURCE):
+        return THRESHOLDS.get(cfg.role, 0.0)
+    return 0.0
+
+
 DOWN_TYPES = {
     "ResnetDownsampleBlock2D": (True, False),
     "SimpleCrossAttnDownBlock2D": (True, True),
@@ -90,7 +103,7 @@ def _stage(
         aug_input=sr and aug,
         augmentation=NOISE_LEVEL_AUGMENT if sr else AugmentConfig(),
         text=text,
-        training={"name": name, "source": "DeepFloyd IF (DeepFloyd IF licence, non-commercial)"},
+        training={"name": name, "source": f"{SOURCE} (DeepFloyd IF licence, non-commercial)"},
     )
 
 

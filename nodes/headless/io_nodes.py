@@ -18,6 +18,7 @@ from PIL.PngImagePlugin import PngInfo
 from .._core import core
 from ..images import comfy_to_uint8, pil_to_comfy
 from ..paths import escapes, inside
+from .clip_loader import CLIPLoader
 from .context import RunContext
 from .png_writer import prefix_problem, save_png, target
 
@@ -116,4 +117,5 @@ class PreviewImage(SaveImage):
         return super().save_images(images, filename_prefix)
 
 
-BUILTIN = {"LoadImage": LoadImage, "SaveImage": SaveImage, "PreviewImage": PreviewImage}
+BUILTIN = {"LoadImage": LoadImage, "SaveImage": SaveImage, "PreviewImage": PreviewImage,
+           "CLIPLoader": CLIPLoader}
