@@ -44,7 +44,8 @@ READ_GRAPH = """vue => window.app.graph.nodes.map(n => {
             known: !!(n.constructor && n.constructor.nodeData) || !!n.isVirtualNode,
             widgets: (n.widgets || []).filter(w => w.serialize !== false).map(w => w.value),
             drawn: !!el, box: box}})"""
-READ_NOTICE = """() => (document.body.innerText.match(/\\d+ issues? found[^\\n]*/) || [""])[0]"""
+READ_NOTICE = """() => (document.body.innerText.match(
+    /\\d+ issues? found|[^\\n]* is missing/) || [""])[0]"""
 
 
 def settings(server: Server, *, vue: bool):

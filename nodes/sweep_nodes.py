@@ -80,10 +80,10 @@ class CDMSweep:
             "strength": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 1.0, "step": 0.01,
                                    "tooltip": "refiner strength where it is not an axis"}),
             "dtype": W.dtype(),
-        }, "hidden": W.HIDDEN}
+        }, "optional": {"text": W.text()}, "hidden": W.HIDDEN}
 
     def sweep(self, stage, image, x_axis, x_values, y_axis, y_values, seed, steps, sampler_name,
-              spacing, class_name, guidance, s, strength, dtype, unique_id=None,
+              spacing, class_name, guidance, s, strength, dtype, text=None, unique_id=None,
               extra_pnginfo=None):
         st = stage.stage
         if y_axis == x_axis:  # said before either list is read against its range
@@ -97,7 +97,7 @@ class CDMSweep:
                   else core.parse_classes(st.config, class_name, 1, seed=seed, stage=st.name))
         plan = sampling_plan(st, locals(), record=(extra_pnginfo, unique_id), progress=False)
         settings = sweep.SweepSettings(plan=plan, seed=seed, labels=labels, s=s,
-                                       strength=strength)
+                                       strength=strength, text=text)
         bar = bridge.Progress(sum(int(c.get("steps", steps)) for c in cells))
 
         def progress(done, total, info):

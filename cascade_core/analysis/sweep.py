@@ -15,8 +15,8 @@ from dataclasses import dataclass, replace
 import torch
 
 from ..base.errors import CascadeError
-from ..process.noise import AUGMENT_SEED_OFFSET, NoiseSource
-from ..run.conditioning import Conditioning
+from ..process.noise import AUGMENT_SEED_OFFSET
+from ..run.conditioning import Conditioning, TextCond
 from ..run.handover import make_condition
 from ..run.pipeline import refine, super_resolve
 from ..run.plan import SamplingPlan, Start
@@ -38,6 +38,7 @@ class SweepSettings:
     labels: torch.Tensor | None = None
     s: float = 0.1
     strength: float = 0.5
+    text: TextCond | None = None
 
 
 def run_sweep(stage, image: torch.Tensor, cells: list[dict], settings: SweepSettings,
@@ -73,10 +74,13 @@ def _one_cell(stage, image, settings: SweepSettings, *, cell: dict, callback):
     changes = {k: cell[k] for k in PLAN_SETTINGS if k in cell}
     if stage.config.role == "sr":
         plan = replace(settings.plan, callback=callback, **changes)
-        noise = NoiseSource.from_seed(seed + AUGMENT_SEED_OFFSET, image.shape[0])
-        lowres = make_condition(image, s, noise, schedule=stage.config.augmentation.schedule)
-        return super_resolve(stage, plan, Conditioning.for_upsampling(lowres, settings.labels),
-                             seed=seed)
+        # an int seed (not a NoiseSource) is kept with the handover: an IF stage II re-noises
+        # the clean image after upsampling it, with that seed (``upsampled_condition``)
+        lowres = make_condition(image, s, seed + AUGMENT_SEED_OFFSET,
+                                schedule=stage.config.augmentation.schedule)
+        return super_resolve(stage, plan, Conditioning.for_upsampling(
+            lowres, settings.labels, text=settings.text), seed=seed)
     strength = float(cell.get("strength", settings.strength))
     plan = replace(settings.plan, callback=callback, start=Start.partial(strength), **changes)
-    return refine(stage, plan, Conditioning.for_refining(image, s, settings.labels), seed=seed)
+    return refine(stage, plan, Conditioning.for_refining(image, s, settings.labels,
+                                                         text=settings.text), seed=seed)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .if_workflows import IF_WORKFLOWS
 from .released_workflows import RELEASED_WORKFLOWS
 from .workflow_spec import build, loader, note
 
@@ -170,7 +171,7 @@ def sweep_s_and_steps():
 SHIPPED = {"01_base_then_sr.json": base_then_sr, "02_full_cascade.json": full_cascade,
            "03_upscale_your_image.json": upscale_your_image,
            "04_augmentation_sweep.json": augmentation_sweep, **RELEASED_WORKFLOWS,
-           "07_sweep_s_and_steps.json": sweep_s_and_steps}
+           "07_sweep_s_and_steps.json": sweep_s_and_steps, **IF_WORKFLOWS}
 
 
 def main():

@@ -14,6 +14,7 @@ import torch
 
 from .. import comfy_bridge as bridge
 from .._core import core
+from ..known_files import missing_file_hint
 from ..paths import inside
 
 
@@ -23,10 +24,11 @@ def find(name: str) -> Path:
         path = inside(folder, name)
         if path is not None and path.exists():
             return path
+    hint = missing_file_hint(name) or (" (put T5-v1.1-XXL there: a t5xxl .safetensors with "
+                                       "spiece.model beside it, or IF's download with "
+                                       "text_encoder/ and tokenizer/)")
     raise core.CheckpointError(f"Load CLIP: no text encoder {name!r} in the stage folders "
-                               f"({', '.join(str(d) for d in bridge.stage_dirs())}): put T5-v1.1-"
-                               "XXL there (a t5xxl .safetensors with spiece.model beside it, or "
-                               "IF's download with text_encoder/ and tokenizer/)")
+                               f"({', '.join(str(d) for d in bridge.stage_dirs())}){hint}")
 
 
 def tokenizer_of(path: Path) -> Path:
