@@ -27,7 +27,8 @@ def sampling_plan(stage, widgets: dict, *, start: str = "full", record=None,
     ``sampler``, ``sigmas``, ``tile_size``, ``classifier``, ``classifier_scale``, and the widget
     ``START_WIDGETS[start]``) for ``stage``. ``record``: the node's ``(extra_pnginfo,
     unique_id)``, where the precision is noted; ``progress``: give the plan a progress bar."""
-    precision = W.torch_dtype(widgets["dtype"], record)  # before any work: bad = error
+    precision = W.torch_dtype(widgets["dtype"], record,  # before any work: bad = error
+                              weights=stage.dtype)
     seed, steps = widgets["seed"], widgets["steps"]
     sampler = widgets.get("sampler")
     classifier, sigmas = widgets.get("classifier"), widgets.get("sigmas")

@@ -1,10 +1,13 @@
 """CDM Text Encode: a prompt into a text stage's conditioning (DeepFloyd IF's T5 embeddings).
 
 Inside ComfyUI the encoder is ComfyUI's own ``CLIP`` (Load CLIP with a ``t5xxl`` file, which many
-users already have; IF's ``text_encoder/`` is the same T5-v1.1-XXL): the node asks it for token
-embeddings and brings them to IF's 77 tokens. The headless runner's Load CLIP gives the pack's
-own ``PromptEncoder`` instead, which encodes exactly as IF's pipelines do (padding masked inside
-T5).
+users already have; IF's ``text_encoder/`` is the same T5-v1.1-XXL). ComfyUI's own encoding does
+not mask the padding inside T5 (its sd3 path) where IF's pipelines do, so the node tokenizes
+with ComfyUI's tokenizer, then runs ComfyUI's loaded T5 itself with IF's mask over IF's 77
+tokens: IF's encoding, from ComfyUI's model. A CLIP whose T5 cannot be reached that way (another
+encoder type, a future ComfyUI) falls back to ComfyUI's public encoding, brought to 77 tokens,
+with a warning. The headless runner's Load CLIP gives the pack's own ``PromptEncoder``, which
+encodes exactly as IF's pipelines do.
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ from ._core import core
 
 log = logging.getLogger("cascade_core")
 TOKENS = 77  # IF's prompt length
+PAD, EOS = 0, 1  # T5's padding and end tokens
 
 
 class CDMTextEncode:
@@ -57,7 +61,49 @@ def encode_prompt(clip, prompt: str, negative: str) -> core.TextCond:
     if not (hasattr(clip, "tokenize") and hasattr(clip, "encode_from_tokens")):
         raise core.CascadeError("CDM Text Encode needs a text encoder", "a CLIP from Load CLIP "
                                 "(T5-v1.1-XXL)", type(clip).__name__)
-    return core.TextCond(comfy_embed(clip, prompt), comfy_embed(clip, negative), encoder="")
+    t5 = comfy_t5(clip)
+    if t5 is None:
+        log.warning("CDM Text Encode: this CLIP's T5 cannot be run with IF's padding mask; using "
+                    "ComfyUI's own (unmasked) encoding, which differs from IF's")
+        return core.TextCond(comfy_embed(clip, prompt), comfy_embed(clip, negative), encoder="")
+    return core.TextCond(masked_embed(clip, t5, prompt), masked_embed(clip, t5, negative),
+                         encoder="")
+
+
+def comfy_t5(clip):
+    """ComfyUI's loaded T5 encoder inside ``clip`` (its sd3 / t5xxl path), or None."""
+    model = getattr(getattr(clip, "cond_stage_model", None), "t5xxl", None)
+    t5 = getattr(model, "transformer", None)
+    return t5 if callable(t5) and hasattr(clip.tokenize(""), "get") else None
+
+
+def masked_embed(clip, t5, text: str) -> torch.Tensor:
+    """(1, 77, width) IF's encoding of ``text`` with ComfyUI's tokenizer and T5: lower-cased and
+    stripped, cut to 76 tokens and ``</s>``, padded to 77, the padding masked inside T5."""
+    pieces = [t[0] for t in clip.tokenize(core.formats.t5_tokenizer.preprocess(text))["t5xxl"][0]]
+    end = pieces.index(EOS) if EOS in pieces else len(pieces)
+    if end > TOKENS - 1:
+        log.warning("CDM Text Encode: the prompt has %d tokens; IF reads %d, so %r is cut",
+                    end + 1, TOKENS, dropped_words(clip, pieces[TOKENS - 1:end]))
+    kept = pieces[:min(end, TOKENS - 1)] + [EOS]
+    ids = torch.tensor([kept + [PAD] * (TOKENS - len(kept))])
+    mask = (torch.arange(TOKENS) < len(kept)).long()[None]
+    if hasattr(clip, "load_model"):
+        clip.load_model()  # ComfyUI's model management places T5 on its device
+    device = next(t5.parameters()).device
+    with torch.no_grad():
+        out = t5(ids.to(device), mask.to(device), dtype=torch.float32)
+    return (out[0] if isinstance(out, tuple) else out).float().cpu()
+
+
+def dropped_words(clip, ids: list) -> str:
+    """The text of ``ids`` through ComfyUI's T5 tokenizer, where it can decode."""
+    tokenizer = getattr(getattr(getattr(clip, "tokenizer", None), "t5xxl", None), "tokenizer",
+                        None)
+    try:
+        return tokenizer.decode(ids)
+    except Exception:  # a tokenizer of another shape: say how much instead
+        return f"{len(ids)} tokens"
 
 
 def comfy_embed(clip, text: str) -> torch.Tensor:

@@ -82,12 +82,15 @@ def dtype():
     return (list(core.precision.CHOICES), {"default": "auto", "tooltip": tip})
 
 
-def torch_dtype(name: str, record=None) -> torch.dtype:
+def torch_dtype(name: str, record=None, weights: torch.dtype = torch.float32) -> torch.dtype:
     """The widget's precision resolved for the compute device (an error naming the device's
     precisions when it has not this one). ``record``: a node's ``(extra_pnginfo, unique_id)``;
-    the choice is noted there, so that SaveImage writes it into the PNG."""
+    the choice is noted there, so that SaveImage writes it into the PNG. A stage whose
+    ``weights`` are stored in a low precision computes in it whatever was asked."""
     device = bridge.compute_device()
     resolved = core.precision.resolve_name(name, device)
+    if weights != torch.float32:
+        resolved = core.precision.NAMES[weights]
     info, node_id = record if record is not None else (None, None)
     if isinstance(info, dict):
         info.setdefault(PRECISION_KEY, {})[str(node_id)] = {

@@ -78,3 +78,39 @@ def test_the_workflows_name_their_files_for_the_frontends_missing_models_list():
         assert names["IF-II-L-v1.0/unet/diffusion_pytorch_model.fp16.safetensors"] == "cascade"
         note = next(n for n in wf["nodes"] if n["type"] == "Note")["widgets_values"][0]
         assert "non-commercial" in note
+
+
+def test_a_bf16_stage_file_stays_bf16_and_samples_natively(tmp_path):
+    """IF-I-XL converted to bf16 is 8.6 GB, as float32 17: the Stage Loader keeps a stage of ours
+    stored in bf16 in bf16, and sampling runs it without autocast (whose float32 layer norms
+    would refuse bf16 weights); fp16-stored files (the shipped cascade) still load as float32."""
+    from nodes import comfy_bridge as bridge
+    from nodes.sampling_nodes import CDMBaseSampler
+    from nodes.stage_nodes import CDMStageLoader
+    from tests.helpers import tiny_stage
+
+    cc.save_stage(tiny_stage(resolution=8), tmp_path / "b.safetensors", dtype="bf16")
+    cc.save_stage(tiny_stage(resolution=8), tmp_path / "h.safetensors", dtype="fp16")
+    bridge.add_stage_dir(tmp_path)
+    try:
+        (bf16,) = CDMStageLoader().load("b.safetensors")
+        (fp16,) = CDMStageLoader().load("h.safetensors")
+        assert bf16.stage.dtype == torch.bfloat16 and fp16.stage.dtype == torch.float32
+        for dtype in ("auto", "bf16", "fp32"):
+            info = {}
+            image = CDMBaseSampler().sample(bf16, seed=0, steps=2, sampler_name="euler",
+                                            spacing="karras", class_name="random", guidance=1.0,
+                                            batch_size=2, truncate_s=0.0, dtype=dtype,
+                                            unique_id="5", extra_pnginfo=info)[0]
+            assert image.shape == (2, 8, 8, 3) and bool(torch.isfinite(image).all())
+            assert info["cascade_precision"]["5"]["dtype"] == "bf16"  # what it computed in
+    finally:
+        bridge.remove_stage_dir(tmp_path)
+
+
+def test_the_runner_drops_each_output_after_its_last_reader():
+    from nodes.headless.executor import last_uses
+    prompt = {"1": {"inputs": {}}, "2": {"inputs": {"clip": ["1", 0]}},
+              "3": {"inputs": {"text": ["2", 0]}}, "4": {"inputs": {"text": ["2", 0],
+                                                                    "x": ["3", 0]}}}
+    assert last_uses(prompt, ["1", "2", "3", "4"]) == {"1": "2", "2": "4", "3": "4"}

@@ -72,6 +72,7 @@ def test_comfyuis_clip_is_brought_to_77_tokens(caplog):
     with caplog.at_level(logging.WARNING, logger="cascade_core"):
         (long,) = CDMTextEncode().encode(ComfyClip(154), "a fox " * 60, "")
     assert long.tokens.shape == (1, 77, 48) and "154 tokens" in caplog.text
+    assert "cannot be run with IF's padding mask" in caplog.text
 
 
 def test_bad_prompts_are_sentences(download, tiny_cascade):
@@ -92,3 +93,72 @@ def test_bad_prompts_are_sentences(download, tiny_cascade):
         CLIPLoader().load_clip("nope")
     with pytest.raises(cc.CascadeError, match="needs a text encoder"):
         CDMTextEncode().encode(object(), "a fox", "")
+
+
+def test_inside_comfyui_the_node_runs_comfyuis_t5_with_ifs_mask(download):
+    """A CLIP shaped like ComfyUI's (a tokenizer giving padded (id, weight) pairs, and its T5 at
+    ``cond_stage_model.t5xxl.transformer``): the node's embeddings equal the pack's exact IF
+    encoding with the same weights, and differ from running that T5 without the mask."""
+    (ours,) = CLIPLoader().load_clip(f"{download}/text_encoder")
+
+    class ComfyT5(torch.nn.Module):  # ComfyUI's T5.forward(input_ids, attention_mask, ...)
+        def __init__(self, encoder):
+            super().__init__()
+            self.encoder = encoder
+
+        def forward(self, input_ids, attention_mask, dtype=None):
+            return self.encoder(input_ids, attention_mask), None
+
+    class ComfyClip:
+        def __init__(self):
+            self.cond_stage_model = torch.nn.Module()
+            self.cond_stage_model.t5xxl = torch.nn.Module()
+            self.cond_stage_model.t5xxl.transformer = ComfyT5(ours.encoder)
+
+        def tokenize(self, text):  # ComfyUI's sd3 T5 tokenizer: </s>, padded to at least 77
+            ids = ours.tokenizer.sp.EncodeAsIds(text) + [1]
+            return {"t5xxl": [[(i, 1.0) for i in ids + [0] * (77 - len(ids))]]}
+
+        def encode_from_tokens(self, tokens, return_dict=False):
+            ids = torch.tensor([[t[0] for t in tokens["t5xxl"][0]]])
+            return {"cond": ours.encoder(ids, torch.ones_like(ids))}  # no mask, as ComfyUI
+
+    prompt = "A red fox in the snow"
+    (text,) = CDMTextEncode().encode(ComfyClip(), prompt, "")
+    exact = ours.encode(prompt)
+    assert torch.allclose(text.tokens, exact.tokens, atol=1e-6)
+    assert torch.allclose(text.negative, exact.negative, atol=1e-6)
+    unmasked = ComfyClip().encode_from_tokens(ComfyClip().tokenize(prompt.lower()))["cond"]
+    assert float((unmasked.detach() - exact.tokens).abs().max()) > 1e-3
+
+
+def test_inside_comfyui_a_long_prompt_is_cut_naming_the_dropped_words(download, caplog):
+    (ours,) = CLIPLoader().load_clip(f"{download}/text_encoder")
+
+    class Decoder:  # ComfyUI's CLIP keeps its T5 tokenizer at tokenizer.t5xxl.tokenizer
+        def decode(self, ids):
+            return ours.tokenizer.sp.DecodeIds(list(ids))
+
+    class ComfyClip:
+        def __init__(self):
+            self.tokenizer = torch.nn.Module()
+            self.tokenizer.t5xxl = torch.nn.Module()
+            self.tokenizer.t5xxl.tokenizer = Decoder()
+            self.cond_stage_model = torch.nn.Module()
+            self.cond_stage_model.t5xxl = torch.nn.Module()
+            self.cond_stage_model.t5xxl.transformer = lambda ids, mask, dtype=None: (
+                ours.encoder(ids, mask), None)
+
+        def tokenize(self, text):
+            return {"t5xxl": [[(i, 1.0) for i in ours.tokenizer.sp.EncodeAsIds(text) + [1]]]}
+
+        def encode_from_tokens(self, tokens, return_dict=False):
+            raise AssertionError("the masked path does not use ComfyUI's own encoding")
+
+    clip = ComfyClip()
+    clip.cond_stage_model.t5xxl.transformer.parameters = ours.encoder.parameters
+    long = " ".join(["a watercolour of mountains above a quiet lake"] * 12)
+    with caplog.at_level(logging.WARNING, logger="cascade_core"):
+        (text,) = CDMTextEncode().encode(clip, long, "")
+    assert text.tokens.shape == (1, 77, 48)
+    assert "is cut" in caplog.text and "lake" in caplog.text

@@ -25,6 +25,7 @@ from ..base.version import __version__
 from ..models.budget import parameter_count
 from ..models.noisy_classifier import NoisyClassifier
 from ..models.stage import Stage
+from ..process.schedules import DiscreteSchedule
 from . import stage_format
 from .adm import load_adm
 from .atomic import atomic_write
@@ -130,7 +131,10 @@ def load_stage(path, device="cpu", dtype: str | torch.dtype | None = "fp32",
                        device=device)
         except CascadeError as e:
             raise CheckpointError(str(e)) from None
-        stage = _load_weights(path, Stage(cfg), meta=meta, dtype=dtype).to(device).eval()
+        with torch.device("meta"):  # no random init of weights about to be replaced (17 GB for
+            empty = Stage(cfg)      # IF-I-XL in float32, beside its 8.6 GB of bf16 weights)
+        stage = _load_weights(path, empty, meta=meta, dtype=dtype).to(device).eval()
+        stage.schedule = DiscreteSchedule.from_config(cfg.schedule)
     if role is not None and stage.config.role != role:
         raise CheckpointError(f"{stage.name} ({path.name}) is a {stage.config.describe()} stage",
                               f"a {role} stage", stage.config.role)
@@ -163,6 +167,10 @@ def _load_weights(path, stage, *, meta: dict, dtype):
     check_finite_weights(tensors, name)
     target = DTYPES.get(meta.get("cdm_dtype", "fp32"),
                         torch.float32) if dtype is None else _as_dtype(dtype)
+    if next(stage.parameters()).is_meta:  # built empty: take the tensors as they are
+        stage.load_state_dict({k: v.to(target) if v.is_floating_point() else v
+                               for k, v in tensors.items()}, assign=True)
+        return stage
     stage = stage.to(target)
     stage.load_state_dict(tensors)
     return stage

@@ -39,7 +39,10 @@ def run_sampler(stage, x, sigmas, *, plan: SamplingPlan, noise: NoiseSource,
 
     # a guiding classifier needs autograd, which inference mode forbids
     grad_free = torch.no_grad() if model.classifier is not None else torch.inference_mode()
-    with grad_free, autocast(device, plan.precision):
+    # weights stored in a low precision run natively in it: autocast's float32 layer norms
+    # refuse bf16 weights
+    low = stage.dtype != torch.float32
+    with grad_free, (contextlib.nullcontext() if low else autocast(device, plan.precision)):
         x = plan.sampler_fn(model, x.to(device), sigmas, noise=noise, callback=report,
                             **plan.options)
         watch.step(len(sigmas) - 1, x)

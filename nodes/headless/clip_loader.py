@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
 from .. import comfy_bridge as bridge
 from .._core import core
 from ..known_files import missing_file_hint
@@ -54,7 +52,8 @@ class CLIPLoader:
 
     def load_clip(self, clip_name, type="sd3", device="default"):  # noqa: A002 (ComfyUI's name)
         path = find(clip_name)
-        dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
+        # bf16 where the device computes it natively (T5-XXL: 9.5 GB instead of 19), else fp32
+        dtype = core.base.precision.resolve_dtype("auto", bridge.compute_device())
         encoder = core.PromptEncoder.load(path, tokenizer_of(path), dtype=dtype)
         if device != "cpu":
             encoder.encoder.to(bridge.compute_device())

@@ -38,10 +38,29 @@ def hidden_inputs(cls, nid: str, context: RunContext) -> dict:
     return {name: given[source] for name, source in hidden.items() if source in given}
 
 
+def last_uses(prompt: dict, order: list) -> dict:
+    """node id -> the last node (in ``order``) that reads one of its outputs."""
+    position = {nid: i for i, nid in enumerate(order)}
+    last = {}
+    for nid, node in prompt.items():
+        for value in node["inputs"].values():
+            if isinstance(value, list) and len(value) == 2 and isinstance(value[0], str):
+                src = value[0]
+                if src not in last or position[nid] > position[last[src]]:
+                    last[src] = nid
+    return last
+
+
 def execute(prompt: dict, context: RunContext, verbose: bool = False) -> dict:
-    """Run every node of an API-format prompt in dependency order; returns outputs by node id."""
+    """Run every node of an API-format prompt in dependency order; returns the outputs of the
+    nodes nothing reads (each other node's outputs are dropped once its last reader has run, so
+    a text encoder or a stage is not held in memory past its use)."""
     results = {}
-    for nid in execution_order(prompt):
+    order = execution_order(prompt)
+    drop_after = {}
+    for src, reader in last_uses(prompt, order).items():
+        drop_after.setdefault(reader, []).append(src)
+    for nid in order:
         node = prompt[nid]
         cls = CLASSES[node["class_type"]]
         args = {k: _resolve(v, results) for k, v in node["inputs"].items()}
@@ -59,6 +78,8 @@ def execute(prompt: dict, context: RunContext, verbose: bool = False) -> dict:
         if isinstance(out, dict):
             out = out.get("result", ())
         results[nid] = tuple(out) if out is not None else ()
+        for src in drop_after.get(nid, ()):
+            del results[src]
         if verbose:
             print(f"  node {nid:>3} {node['_meta']['title']:<22} {time.time() - t0:6.2f}s",
                   flush=True)
