@@ -28,6 +28,15 @@ def run_sampler(stage, x, sigmas, *, plan: SamplingPlan, noise: NoiseSource,
     returns (x, last denoised estimate)."""
     device = stage.device
     model = Denoiser(stage, plan, inputs.to(device), tiles=plan_tiles(stage, x.shape, plan.tiling))
+    return sample_with(model, x, sigmas, plan=plan, noise=noise)
+
+
+def sample_with(model, x, sigmas, *, plan: SamplingPlan, noise: NoiseSource):
+    """Run the plan's sampler over ``sigmas`` from ``x`` with a built ``model`` (a Denoiser, or
+    anything with its ``predict``, ``stage`` and ``classifier``: the merged denoiser of
+    regions); returns (x, last denoised estimate)."""
+    stage = model.stage
+    device = stage.device
     last = {}
     watch = FiniteWatch(device)
 

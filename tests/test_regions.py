@@ -1,0 +1,87 @@
+"""Parallel cascades: regions of one canvas merged at every evaluation (``run.regions``)."""
+import pytest
+import torch
+
+import cascade_core as cc
+from cascade_core.run.regions import Region, generate_regions
+from tests.helpers import tiny_stage
+
+
+@pytest.fixture(scope="module")
+def stage():
+    return tiny_stage(resolution=8, num_classes=3, learn_sigma=True)
+
+
+def plan(sampler="dpmpp_2m", **kw):
+    return cc.SamplingPlan(sampler=sampler, steps=4, **kw)
+
+
+@pytest.mark.parametrize("sampler", ["dpmpp_2m", "ddpm"])
+def test_one_member_over_the_canvas_is_plain_sampling_bit_for_bit(stage, sampler):
+    labels = torch.tensor([0, 2])
+    merged = generate_regions([Region(stage, labels)], plan(sampler), canvas=(8, 8), batch=2,
+                              seed=3)
+    plain, _ = cc.generate(stage, plan(sampler), cc.Conditioning.for_base(2, labels), seed=3)
+    assert torch.equal(merged, plain)
+
+
+def test_two_identical_members_equal_one_and_weight_zero_changes_nothing(stage):
+    labels = torch.tensor([1])
+    one = generate_regions([Region(stage, labels)], plan(), canvas=(8, 16), batch=1, seed=0)
+    two = generate_regions([Region(stage, labels), Region(stage, labels)], plan(),
+                           canvas=(8, 16), batch=1, seed=0)
+    other = Region(stage, torch.tensor([2]), box=(0, 0, 8, 8), weight=0.0)
+    zero = generate_regions([Region(stage, labels), other], plan(), canvas=(8, 16), batch=1,
+                            seed=0)
+    assert one.shape == (1, 3, 8, 16) and torch.equal(one, two) and torch.equal(one, zero)
+
+
+def test_a_members_class_reaches_only_its_region(stage):
+    """Left and right halves, no overlap: changing the right member's class leaves the left half
+    as it was and changes the right half (the shared x_t couples them only through the sampler,
+    which updates each pixel from its own estimate)."""
+    def run(right):
+        return generate_regions([Region(stage, torch.tensor([0]), box=(0, 0, 8, 8)),
+                                 Region(stage, torch.tensor([right]), box=(0, 8, 8, 8))],
+                                plan(), canvas=(8, 16), batch=1, seed=5)
+    a, b = run(1), run(2)
+    assert torch.equal(a[..., :8], b[..., :8])
+    assert float((a[..., 8:] - b[..., 8:]).abs().max()) > 1e-3
+
+
+def test_overlaps_are_normalised_and_deterministic(stage):
+    regions = [Region(stage, torch.tensor([0]), box=(0, 0, 8, 12)),
+               Region(stage, torch.tensor([1]), box=(0, 4, 8, 12), weight=2.0)]
+    a = generate_regions(regions, plan(), canvas=(8, 16), batch=1, seed=2)
+    b = generate_regions(regions, plan(), canvas=(8, 16), batch=1, seed=2)
+    assert torch.equal(a, b) and float(a.abs().max()) <= 1.0
+
+
+def test_members_of_different_schedules_merge_on_the_vE_noise_level():
+    cosine = tiny_stage(resolution=8, num_classes=3)
+    linear = tiny_stage(resolution=8, num_classes=3, seed=1,
+                        schedule=cc.ScheduleConfig("linear", 100))
+    out = generate_regions([Region(cosine, torch.tensor([0]), box=(0, 0, 8, 12)),
+                            Region(linear, torch.tensor([1]), box=(0, 4, 8, 12))],
+                           plan(), canvas=(8, 16), batch=1, seed=0)
+    assert out.shape == (1, 3, 8, 16) and bool(torch.isfinite(out).all())
+
+
+def test_bad_regions_are_sentences(stage):
+    def run(*regions, canvas=(8, 16)):
+        return generate_regions(list(regions), plan(), canvas=canvas, batch=1, seed=0)
+    with pytest.raises(cc.CascadeError, match="uncovered pixel.*columns 8-15"):
+        run(Region(stage, torch.tensor([0]), box=(0, 0, 8, 8)))
+    with pytest.raises(cc.CascadeError, match="must lie inside the canvas"):
+        run(Region(stage, torch.tensor([0]), box=(0, 12, 8, 8)))
+    with pytest.raises(cc.CascadeError, match="mask must cover the canvas"):
+        run(Region(stage, torch.tensor([0]), mask=torch.ones(8, 8)))
+    with pytest.raises(cc.CascadeError, match="weight must be finite and not negative"):
+        Region(stage, torch.tensor([0]), weight=-1.0)
+    with pytest.raises(cc.CascadeError, match="multiple of the stage's total downsampling"):
+        run(Region(stage, torch.tensor([0]), box=(0, 0, 8, 15)),
+            Region(stage, torch.tensor([0]), box=(0, 8, 8, 8)))
+    with pytest.raises(cc.CascadeError, match="same number of channels"):
+        run(Region(stage, torch.tensor([0])), Region(tiny_stage(resolution=8, channels=1)))
+    with pytest.raises(cc.CascadeError, match="at least one region"):
+        generate_regions([Region(stage)][:0], plan(), canvas=(8, 8), batch=1, seed=0)
