@@ -17,7 +17,8 @@ user opening the file would, and checks what the frontend made of it:
 * the page raised no error of its own (failed requests to endpoints that the backend is too old
   to have are listed apart: they are not the pack's).
 
-Workflow 01 is also run with the Run button, and its result is read from the server's history.
+Workflows 01 and 10 are also run with the Run button, their results read from the server's
+history.
 Writes one screenshot per workflow and renderer to ``--out`` (``workflows/*.png`` are the Nodes
 2.0 ones, 01 after its run) and prints a table; exits non-zero when a check fails. Needs no
 model files: a workflow whose stage files are missing still opens (the frontend's notice of
@@ -34,7 +35,7 @@ from .comfy_server import Server
 
 ROOT = Path(__file__).resolve().parents[1]
 VUE_SETTING = "Comfy.VueNodes.Enabled"
-RUN_FROM_UI = "01_base_then_sr"  # the workflow also queued with the Run button
+RUN_FROM_UI = ("01_base_then_sr", "10_wide_canvas_regions")  # also queued with the Run button
 # what each loaded node looks like to the frontend, read back from the page
 READ_GRAPH = """vue => window.app.graph.nodes.map(n => {
     const el = document.querySelector(`[data-node-id="${n.id}"]`);
@@ -146,7 +147,7 @@ def open_all(server: Server, *, browser: str, out: Path) -> list:
                 row.update(workflow=path.stem, renderer="Nodes 2.0" if vue else "canvas",
                            page_errors=[e for e in new if not is_backend_gap(e)],
                            backend_gaps=sum(map(is_backend_gap, new)))
-                if path.stem == RUN_FROM_UI:
+                if path.stem in RUN_FROM_UI:
                     row["run"] = run_from_ui(page, server)
                     page.wait_for_timeout(1500)
                     page.screenshot(path=str(out / f"{path.stem}_{'vue' if vue else 'canvas'}"

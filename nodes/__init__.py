@@ -2,6 +2,7 @@
 from .augment_nodes import CDMCondAugment
 from .comfy_samplers import CDMCascadeSigmas
 from .inspect_nodes import CDMStageInspector
+from .region_nodes import CDMRegion
 from .sampling_nodes import CDMBaseSampler, CDMRefiner, CDMSuperResStage
 from .stage_nodes import CDMClassifierLoader, CDMStageInfo, CDMStageLoader
 from .sweep_nodes import CDMSweep
@@ -19,6 +20,7 @@ NODE_CLASS_MAPPINGS = {
     "CDMSweep": CDMSweep,
     "CDMCascadeSigmas": CDMCascadeSigmas,
     "CDMTextEncode": CDMTextEncode,
+    "CDMRegion": CDMRegion,
 }
 # one style: "CDM" (Cascaded Diffusion Models, the paper; also the node ids' prefix) and the
 # node's job in plain words. The ids stay: saved workflows use them.
@@ -34,4 +36,5 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "CDMSweep": "CDM Sweep (XY Plot)",
     "CDMCascadeSigmas": "CDM Cascade Sigmas",
     "CDMTextEncode": "CDM Text Encode",
+    "CDMRegion": "CDM Region",
 }

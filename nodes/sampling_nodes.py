@@ -1,12 +1,17 @@
 """The sampling nodes BaseSampler, SuperResStage and Refiner: each converts, calls one core call."""
 from __future__ import annotations
 
+import contextlib
+
+import torch
+
 from . import comfy_bridge as bridge
 from . import widgets as W
 from ._core import core
 from .cost_notice import announce
 from .images import from_comfy, to_comfy
 from .plan_from_widgets import sampling_plan
+from .region_nodes import REGIONS_TYPE
 from .stage_nodes import CLASSIFIER_TYPE
 
 FROM_INPUT = "from input"
@@ -54,15 +59,27 @@ class CDMBaseSampler:
         }, "optional": {"classifier": (CLASSIFIER_TYPE, {"tooltip": "a noisy classifier: "
                                                                     "classifier guidance (ADM-G)"}),
                         "classifier_scale": W.classifier_scale(), **COMFY_INPUTS,
-                        "text": W.text()},
+                        "text": W.text(),
+                        "regions": (REGIONS_TYPE, {"tooltip": "CDM Regions: members merged on "
+                                                              "one canvas at every step (the "
+                                                              "stage above gives the noise "
+                                                              "grid; class_name is not used)"}),
+                        "canvas_width": W.canvas_side("width"),
+                        "canvas_height": W.canvas_side("height")},
                 "hidden": W.HIDDEN}
 
     def sample(self, stage, seed, steps, sampler_name, spacing, class_name, guidance, batch_size,
                truncate_s, dtype, classifier=None, classifier_scale=1.0, sampler=None,
-               sigmas=None, text=None, unique_id=None, extra_pnginfo=None):
+               sigmas=None, text=None, regions=None, canvas_width=0, canvas_height=0,
+               unique_id=None, extra_pnginfo=None):
         st = stage.stage
         plan = sampling_plan(st, locals(), start="truncated",
                              record=(extra_pnginfo, unique_id))
+        if regions:
+            side = st.config.resolution
+            canvas = (canvas_height or side, canvas_width or side)
+            return sample_regions(st, regions, plan, canvas=canvas,
+                                  run=dict(batch=batch_size, seed=seed, truncate_s=truncate_s))
         labels = _labels(st, class_name, batch_size, seed=seed)
         cond = core.Conditioning.for_base(batch_size, labels, text=text)
         with bridge.on_compute_device(st), bridge.on_compute_device(plan.classifier):
@@ -71,6 +88,26 @@ class CDMBaseSampler:
                      shape=(batch_size, st.config.channels, side, side))
             image, lowres = core.generate(st, plan, cond, seed=seed)
         return to_comfy(image, bridge.intermediate_device()), lowres
+
+
+def sample_regions(st, regions, plan, *, canvas: tuple, run: dict):
+    """The Base Sampler with regions: each member resolved on the canvas, all merged at every
+    step; the canvas hands over clean (regions sample fully: no truncation)."""
+    if run["truncate_s"]:
+        raise core.CascadeError("regions sample the whole reverse process", "truncate_s 0",
+                                run["truncate_s"], stage=st.name)
+    members = [spec.resolve(canvas=canvas, batch=run["batch"], seed=run["seed"])
+               for spec in regions]
+    stages = list({id(m.stage): m.stage for m in (core.Region(st), *members)}.values())
+    with contextlib.ExitStack() as placed:
+        for member_stage in stages:
+            placed.enter_context(bridge.on_compute_device(member_stage))
+        announce("CDM Base Sampler", st, plan, shape=(run["batch"] * len(members),
+                                                      st.config.channels, *canvas))
+        image = core.generate_regions([core.Region(st, weight=0.0), *members], plan,
+                                      canvas=canvas, batch=run["batch"], seed=run["seed"])
+    lowres = core.LowResCond(image, level=torch.zeros(run["batch"]), clean=image)
+    return to_comfy(image, bridge.intermediate_device()), lowres
 
 
 class CDMSuperResStage:

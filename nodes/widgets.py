@@ -109,6 +109,14 @@ def text():
                                    "not"})
 
 
+def canvas_side(what: str):
+    """A canvas width or height for regions (0: the stage's own size)."""
+    return ("INT", {"default": 0, "min": 0, "max": 8192, "step": 8,
+                    "tooltip": f"the canvas {what} in pixels when regions are connected (0: the "
+                               "stage's own size); a convolutional stage draws wider canvases "
+                               "than it was trained on"})
+
+
 def tile_size():
     tip = ("0: split each evaluation into blended tiles only when one piece would not fit in "
            "memory; -1: never (too large is an error); N: tiles of N pixels")

@@ -85,3 +85,56 @@ def test_bad_regions_are_sentences(stage):
         run(Region(stage, torch.tensor([0])), Region(tiny_stage(resolution=8, channels=1)))
     with pytest.raises(cc.CascadeError, match="at least one region"):
         generate_regions([Region(stage)][:0], plan(), canvas=(8, 8), batch=1, seed=0)
+
+
+def test_region_nodes_build_a_wide_canvas_through_the_base_sampler(tiny_cascade):
+    """Three classes left to right on a 16 x 48 canvas, overlapping: the chained Region nodes
+    into the Base Sampler's regions input. Changing the right region's class changes the right
+    of the canvas most (through the overlaps the change spreads, step by step, leftwards)."""
+    from nodes import comfy_bridge as bridge
+    from nodes.region_nodes import CDMRegion
+    from nodes.sampling_nodes import CDMBaseSampler
+    from nodes.stage_nodes import CDMStageLoader
+
+    bridge.add_stage_dir(tiny_cascade)
+    try:
+        (base,) = CDMStageLoader().load("cifar10-base16.safetensors")
+
+        def canvas(right):
+            regions = None
+            for left, name in ((0, "airplane"), (14, "ship"), (28, right)):
+                (regions,) = CDMRegion().region(base, name, left, 0, 20, 16, "pixels", 1.0,
+                                                regions=regions)
+            return CDMBaseSampler().sample(base, seed=0, steps=3, sampler_name="euler",
+                                           spacing="karras", class_name="random", guidance=1.0,
+                                           batch_size=1, truncate_s=0.0, dtype="fp32",
+                                           regions=regions, canvas_width=48, canvas_height=16)
+        (a, lowres), (b, _) = canvas("automobile"), canvas("truck")
+        assert a.shape == (1, 16, 48, 3) and lowres.image.shape == (1, 3, 16, 48)
+        left = float((a[:, :, :14] - b[:, :, :14]).abs().mean())
+        right = float((a[:, :, 34:] - b[:, :, 34:]).abs().mean())
+        assert right > 1e-3 and left < right / 2, (left, right)
+        with pytest.raises(cc.CascadeError, match="regions sample the whole reverse process"):
+            CDMBaseSampler().sample(base, seed=0, steps=3, sampler_name="euler",
+                                    spacing="karras", class_name="random", guidance=1.0,
+                                    batch_size=1, truncate_s=0.2, dtype="fp32",
+                                    regions=CDMRegion().region(base, "cat", 0, 0, 1, 1,
+                                                               "fraction", 1.0)[0])
+    finally:
+        bridge.remove_stage_dir(tiny_cascade)
+
+
+def test_workflow_10_runs_headless_on_tiny_stages(tiny_cascade, tmp_path):
+    """The wide canvas: 16 x 48 through the SR stage to 32 x 96, four images."""
+    from PIL import Image
+
+    from nodes.run_workflow import main
+    from tests.test_workflows import ROOT
+
+    path = ROOT / "workflows" / "10_wide_canvas_regions.json"
+    assert main([str(path), "--out", str(tmp_path), "--stages", str(tiny_cascade),
+                 "--set", "steps=2"]) == 0
+    saved = sorted((tmp_path / "cdm").glob("wide_*.png"))
+    assert [Image.open(p).size for p in saved] == [(96, 32)] * 4
+    previews = sorted((tmp_path / "previews").rglob("*.png"))
+    assert {Image.open(p).size for p in previews} == {(48, 16)}

@@ -168,10 +168,50 @@ def sweep_s_and_steps():
     return build("07_sweep_s_and_steps", nodes, links)
 
 
+def wide_canvas_regions():
+    """Workflow 10: three classes left to right on a 16 x 48 canvas, then the SR stage."""
+    def region(node_id, y, *, left, name):
+        return {"id": node_id, "type": "CDMRegion", "pos": [360, y], "size": [320, 330],
+                "title": f"Region: {name}", "values": {"class_name": name, "left": left,
+                                                       "top": 0, "width": 20, "height": 16,
+                                                       "units": "pixels"}}
+    nodes = [
+        loader(1, [0, 0], BASE, title="Base stage (16px)"),
+        region(2, 100, left=0, name="airplane"), region(3, 500, left=14, name="ship"),
+        region(4, 900, left=28, name="automobile"),
+        {"id": 5, "type": "CDMBaseSampler", "pos": [720, 0], "size": [320, 800],
+         "values": {"seed": 0, "steps": 8, "class_name": "random", "batch_size": 4,
+                    "truncate_s": 0.0, "canvas_width": 48, "canvas_height": 16}},
+        {"id": 6, "type": "CDMCondAugment", "pos": [1080, 0], "size": [280, 130],
+         "values": {"s": 0.1}},
+        loader(7, [1080, 200], SR, title="SR stage (16->32)"),
+        {"id": 8, "type": "PreviewImage", "pos": [1080, 420], "size": [320, 200],
+         "title": "16 x 48 canvas"},
+        {"id": 9, "type": "CDMSuperResStage", "pos": [1440, 0], "size": [320, 620],
+         "values": {"steps": 8, "class_name": "from input"}},
+        {"id": 10, "type": "SaveImage", "pos": [1800, 0], "size": [320, 240],
+         "values": {"filename_prefix": "cdm/wide"}},
+        note(11, [0, 600],
+             "Parallel cascade: one 16 x 48 canvas, three regions left to right (airplane, "
+             "ship, automobile; 20 px wide, overlapping by 6 px). At every step each region's "
+             "stage denoises its part of the shared noisy canvas with its own class, and the "
+             "estimates are averaged where regions overlap (MultiDiffusion). The canvas then "
+             "goes through the SR stage to 32 x 96. The base stage was trained on 16 x 16 "
+             "images; it is convolutional, so it draws any canvas, region by region.",
+             size=(330, 360)),
+    ]
+    links = [(1, 0, 2, "stage"), (1, 0, 3, "stage"), (1, 0, 4, "stage"), (1, 0, 5, "stage"),
+             (2, 0, 3, "regions"), (3, 0, 4, "regions"), (4, 0, 5, "regions"),
+             (5, 0, 6, "image"), (5, 0, 8, "images"), (7, 0, 9, "stage"), (6, 0, 9, "lowres"),
+             (9, 0, 10, "images")]
+    return build("10_wide_canvas_regions", nodes, links)
+
+
 SHIPPED = {"01_base_then_sr.json": base_then_sr, "02_full_cascade.json": full_cascade,
            "03_upscale_your_image.json": upscale_your_image,
            "04_augmentation_sweep.json": augmentation_sweep, **RELEASED_WORKFLOWS,
-           "07_sweep_s_and_steps.json": sweep_s_and_steps, **IF_WORKFLOWS}
+           "07_sweep_s_and_steps.json": sweep_s_and_steps, **IF_WORKFLOWS,
+           "10_wide_canvas_regions.json": wide_canvas_regions}
 
 
 def main():
