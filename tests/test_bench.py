@@ -257,3 +257,9 @@ def test_frontend_check_finds_overlapping_nodes_and_tells_backend_gaps_from_page
     assert overlaps(nodes) == [(1, 3)]  # 1 and 2 touch by 2 px: not an overlap
     assert is_backend_gap("[Jobs API] Error fetching jobs: JobsApiError: Failed to fetch jobs: 404")
     assert not is_backend_gap("TypeError: cannot read properties of undefined (reading 'widgets')")
+
+
+def test_regions_speed_quick(capsys):
+    from bench.speed.regions_speed import main
+    assert main(["--quick"]) == 0
+    assert "regions / separate = " in capsys.readouterr().out
