@@ -110,6 +110,22 @@ def sample_regions(st, regions, plan, *, canvas: tuple, run: dict):
     return to_comfy(image, bridge.intermediate_device()), lowres
 
 
+def upsample_regions(st, regions, plan, *, lowres, run: dict):
+    """The SR stage with regions: each member upsamples its crop of ``lowres``; merged."""
+    members = [spec.resolve(canvas=run["canvas"], batch=run["batch"], seed=run["seed"])
+               for spec in regions]
+    stages = list({id(m.stage): m.stage for m in (core.Region(st), *members)}.values())
+    with contextlib.ExitStack() as placed:
+        for member_stage in stages:
+            placed.enter_context(bridge.on_compute_device(member_stage))
+        announce("CDM Super-Resolution Stage", st, plan,
+                 shape=(run["batch"] * len(members), st.config.channels, *run["canvas"]))
+        image = core.generate_regions([core.Region(st, weight=0.0), *members], plan,
+                                      canvas=run["canvas"], batch=run["batch"], seed=run["seed"],
+                                      lowres=lowres)
+    return to_comfy(image, bridge.intermediate_device())
+
+
 class CDMSuperResStage:
     """Upsample low-res conditioning (from CondAugment or BaseSampler) with an SR stage."""
 
@@ -137,16 +153,25 @@ class CDMSuperResStage:
                 "tooltip": "when the input is not the stage's low-res size: error, or resize it "
                            "(area/bicubic) to the stage's input size first"}),
             "dtype": W.dtype(),
-        }, "optional": {"tile_size": W.tile_size(), **COMFY_INPUTS, "text": W.text()},
+        }, "optional": {"tile_size": W.tile_size(), **COMFY_INPUTS, "text": W.text(),
+                        "regions": (REGIONS_TYPE, {"tooltip": "CDM Regions of SR stages, boxes "
+                                                              "in output pixels: each upsamples "
+                                                              "its part of the low-res image "
+                                                              "with its own class"})},
             "hidden": W.HIDDEN}
 
     def upscale(self, stage, lowres, seed, steps, sampler_name, spacing, class_name, guidance,
                 size_mismatch, dtype, tile_size=0, sampler=None, sigmas=None, text=None,
-                unique_id=None, extra_pnginfo=None):
+                regions=None, unique_id=None, extra_pnginfo=None):
         st = stage.stage
         plan = sampling_plan(st, locals(), record=(extra_pnginfo, unique_id))
         if size_mismatch == "resize to fit":
             lowres = core.fit_condition(st, lowres)
+        if regions:
+            B, _, h, w = lowres.image.shape
+            canvas = (h * st.config.factor, w * st.config.factor)
+            return (upsample_regions(st, regions, plan, lowres=lowres,
+                                     run=dict(canvas=canvas, batch=B, seed=seed)),)
         labels = _labels(st, class_name, lowres.image.shape[0], seed=seed, inherited=lowres.labels)
         with bridge.on_compute_device(st):
             B, C, h, w = lowres.image.shape

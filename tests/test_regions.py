@@ -138,3 +138,48 @@ def test_workflow_10_runs_headless_on_tiny_stages(tiny_cascade, tmp_path):
     assert [Image.open(p).size for p in saved] == [(96, 32)] * 4
     previews = sorted((tmp_path / "previews").rglob("*.png"))
     assert {Image.open(p).size for p in previews} == {(48, 16)}
+
+
+def test_sr_regions_take_their_crop_of_the_low_res_image():
+    """One SR member over the canvas is plain super-resolution, bit for bit; two halves with
+    their own classes each see their crop of the low-res handover."""
+    sr = tiny_stage("sr", 16, 8, num_classes=3)
+    low = cc.make_condition(torch.rand(1, 3, 8, 16) * 2 - 1, 0.1, 4)
+    labels = torch.tensor([1])
+    merged = generate_regions([Region(sr, labels)], plan(), canvas=(16, 32), batch=1, seed=2,
+                              lowres=low)
+    plain = cc.super_resolve(sr, plan(), cc.Conditioning.for_upsampling(low, labels), seed=2)
+    assert torch.equal(merged, plain)
+    halves = generate_regions([Region(sr, torch.tensor([0]), box=(0, 0, 16, 16)),
+                               Region(sr, torch.tensor([2]), box=(0, 16, 16, 16))], plan(),
+                              canvas=(16, 32), batch=1, seed=2, lowres=low)
+    assert halves.shape == (1, 3, 16, 32) and bool(torch.isfinite(halves).all())
+    with pytest.raises(cc.CascadeError, match="low-res grid"):
+        generate_regions([Region(sr, labels, box=(0, 1, 16, 16)),
+                          Region(sr, labels, box=(0, 16, 16, 16))], plan(), canvas=(16, 32),
+                         batch=1, seed=2, lowres=low)
+    with pytest.raises(cc.CascadeError, match="needs the low-res image"):
+        generate_regions([Region(sr, labels)], plan(), canvas=(16, 32), batch=1, seed=2)
+
+
+def test_the_sr_node_upsamples_a_canvas_region_by_region(tiny_cascade):
+    from nodes import comfy_bridge as bridge
+    from nodes.augment_nodes import CDMCondAugment
+    from nodes.region_nodes import CDMRegion
+    from nodes.sampling_nodes import CDMSuperResStage
+    from nodes.stage_nodes import CDMStageLoader
+
+    bridge.add_stage_dir(tiny_cascade)
+    try:
+        (sr,) = CDMStageLoader().load("cifar10-sr16to32.safetensors")
+        (lowres,) = CDMCondAugment().augment(torch.rand(1, 16, 48, 3), 0.1, 0.0, 0)
+        (regions,) = CDMRegion().region(sr, "airplane", 0, 0, 0.5, 1, "fraction", 1.0)
+        (regions,) = CDMRegion().region(sr, "ship", 0.5, 0, 0.5, 1, "fraction", 1.0,
+                                        regions=regions)
+        (image,) = CDMSuperResStage().upscale(sr, lowres, seed=0, steps=2, sampler_name="euler",
+                                              spacing="karras", class_name="from input",
+                                              guidance=1.0, size_mismatch="error", dtype="fp32",
+                                              regions=regions)
+        assert image.shape == (1, 32, 96, 3) and bool(torch.isfinite(image).all())
+    finally:
+        bridge.remove_stage_dir(tiny_cascade)

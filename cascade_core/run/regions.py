@@ -26,6 +26,7 @@ from ..base.errors import CascadeError, check_finite
 from ..process.noise import NoiseSource
 from .conditioning import TextCond
 from .denoiser import Denoiser, NetInputs, Prediction
+from .handover import convert_level
 from .plan import sigma_grid
 from .sampler_run import sample_with
 from .tiling import plan_tiles
@@ -87,7 +88,7 @@ class MergedDenoiser:
 
     classifier = None  # classifier guidance does not merge: a member guides with its own
 
-    def __init__(self, regions: list, plan, *, canvas: tuple, batch: int):
+    def __init__(self, regions: list, plan, *, canvas: tuple, batch: int, lowres=None):
         if not regions:
             raise CascadeError("a merged run needs at least one region", ">= 1 region", 0)
         self.stage, self.canvas = regions[0].stage, tuple(canvas)
@@ -106,7 +107,9 @@ class MergedDenoiser:
                                    f"downsampling ({m} px)", f"multiples of {m}", box[2:],
                                    stage=r.stage.name)
             text = None if r.text is None else r.text.repeat_to(batch)
-            inputs = NetInputs(labels=r.labels, text=text).to(r.stage.device)
+            inputs = NetInputs(labels=r.labels, text=text, **conditioning_crop(r.stage, lowres,
+                                                                               box=box))
+            inputs = inputs.to(r.stage.device)
             shape = (batch, r.stage.config.channels, box[2], box[3])
             denoiser = Denoiser(r.stage, plan, inputs,
                                 tiles=plan_tiles(r.stage, shape, plan.tiling))
@@ -142,12 +145,37 @@ class MergedDenoiser:
         return Prediction(x0 / total, frac / total if learned else None)
 
 
-def generate_regions(regions: list, plan, *, canvas: tuple, batch: int, seed: int):
+def conditioning_crop(stage, lowres, *, box: tuple) -> dict:
+    """An SR member's share of the low-res handover: the crop under its box (box / factor) and
+    the level on its own schedule; nothing for a base stage."""
+    if stage.config.role != "sr":
+        return {}
+    name = stage.name
+    if lowres is None:
+        raise CascadeError("an SR region needs the low-res image", "a lowres handover", "none",
+                           stage=name)
+    if stage.config.augmentation.apply != "lowres":
+        raise CascadeError("regions of a stage that noises its input after upsampling (IF stage "
+                           "II) are not supported", "an SR stage of ours or ADM's",
+                           stage.config.augmentation.apply, stage=name)
+    f = stage.config.factor
+    top, left, h, w = box
+    if top % f or left % f or h % f or w % f:
+        raise CascadeError(f"an SR region must lie on the low-res grid (multiples of {f} px)",
+                           f"a box in multiples of {f}", box, stage=name)
+    cond = lowres.image[..., top // f:(top + h) // f, left // f:(left + w) // f]
+    level = convert_level(lowres.level, lowres.schedule, stage.config.augmentation.schedule)
+    return {"cond": cond, "aug_level": level}
+
+
+def generate_regions(regions: list, plan, *, canvas: tuple, batch: int, seed: int,
+                     lowres=None):
     """Sample a ``canvas`` (H, W) of ``batch`` images from noise with ``regions`` merged at every
     evaluation, on the first member's noise grid; the images in [-1, 1] on the CPU. Image i uses
-    ``seed + i``, as every run does."""
+    ``seed + i``, as every run does. SR members are conditioned on their crop of ``lowres`` (a
+    ``LowResCond`` of the canvas at low resolution)."""
     lead = regions[0].stage if regions else None
-    model = MergedDenoiser(regions, plan, canvas=canvas, batch=batch)
+    model = MergedDenoiser(regions, plan, canvas=canvas, batch=batch, lowres=lowres)
     noise = NoiseSource.from_seed(seed, batch)
     sigmas = sigma_grid(plan, lead).sigmas
     H, W = canvas
