@@ -19,13 +19,13 @@ import time
 from pathlib import Path
 
 from .comfy_server import Server, rss_mb
-from .release.if_workflows import NAMES, T5_NAME
+from .release.if_workflows import NAMES, STAND_INS, T5_NAME
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = ("08_if_prompt_to_256", "09_if_s_search")
 
 
-def prompt(workflow: str, stages: dict, folder: Path) -> dict:
+def prompt(workflow: str, folder: Path) -> dict:
     """``workflow`` in the API format, pointed at the stand-ins in ``folder``, 2 steps per
     stage."""
     from nodes import comfy_bridge
@@ -34,7 +34,7 @@ def prompt(workflow: str, stages: dict, folder: Path) -> dict:
 
     comfy_bridge.add_stage_dir(folder)  # the loaders' lists are checked when a widget is set
     wf = json.loads((ROOT / "workflows" / f"{workflow}.json").read_text())
-    for target, value in {**stages, "steps": "2"}.items():
+    for target, value in STAND_INS.items():
         set_widget(wf, CLASSES, target=target, value=value)
     return to_prompt(wf, CLASSES)
 
@@ -52,9 +52,7 @@ def main(argv=None) -> int:
     for link, target in links.items():
         link.unlink(missing_ok=True)
         link.symlink_to(target.resolve())
-    stages = {"IF-I-XL (64px).stage_name": NAMES["IF-I-XL"],
-              "IF-II-L (64->256px).stage_name": NAMES["IF-II-L"], "T5-v1.1-XXL.clip_name": T5_NAME}
-    bodies = {w: prompt(w, stages, args.stand_ins) for w in WORKFLOWS}
+    bodies = {w: prompt(w, args.stand_ins) for w in WORKFLOWS}
     server = Server(args.comfy, args.python, port=args.port)
     peak, results = {"mb": 0.0}, []
     done = threading.Event()

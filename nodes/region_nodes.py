@@ -2,12 +2,15 @@
 a weight); chained, the nodes build the list a Base Sampler merges at every step."""
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
 
+from . import comfy_bridge as bridge
 from . import widgets as W
 from ._core import core
+from .cost_notice import announce
 
 REGIONS_TYPE = "CDM_REGIONS"
 
@@ -84,3 +87,21 @@ class CDMRegion:
         spec = RegionSpec(stage=stage, class_name=class_name, box=(left, top, width, height),
                           units=units, weight=float(weight), mask=mask, text=text)
         return ((*(regions or ()), spec),)
+
+
+def sample_merged(node: str, st, regions, *, plan, run: dict) -> torch.Tensor:
+    """A sampling node's run with ``regions``: each spec resolved on ``run["canvas"]`` (and SR
+    members given their crop of ``run["lowres"]``), every member's stage on the compute device,
+    the cost announced, all merged at every step on ``st``'s noise grid (``st`` itself draws
+    nothing: weight 0). The images on the CPU."""
+    members = [spec.resolve(canvas=run["canvas"], batch=run["batch"], seed=run["seed"])
+               for spec in regions]
+    stages = list({id(m.stage): m.stage for m in (core.Region(st), *members)}.values())
+    with contextlib.ExitStack() as placed:
+        for member_stage in stages:
+            placed.enter_context(bridge.on_compute_device(member_stage))
+        announce(node, st, plan, shape=(run["batch"] * len(members), st.config.channels,
+                                        *run["canvas"]))
+        return core.generate_regions([core.Region(st, weight=0.0), *members], plan,
+                                     canvas=run["canvas"], batch=run["batch"],
+                                     seed=run["seed"], lowres=run.get("lowres"))

@@ -1,8 +1,6 @@
 """The sampling nodes BaseSampler, SuperResStage and Refiner: each converts, calls one core call."""
 from __future__ import annotations
 
-import contextlib
-
 import torch
 
 from . import comfy_bridge as bridge
@@ -11,7 +9,7 @@ from ._core import core
 from .cost_notice import announce
 from .images import from_comfy, to_comfy
 from .plan_from_widgets import sampling_plan
-from .region_nodes import REGIONS_TYPE
+from .region_nodes import REGIONS_TYPE, sample_merged
 from .stage_nodes import CLASSIFIER_TYPE
 
 FROM_INPUT = "from input"
@@ -91,39 +89,15 @@ class CDMBaseSampler:
 
 
 def sample_regions(st, regions, plan, *, canvas: tuple, run: dict):
-    """The Base Sampler with regions: each member resolved on the canvas, all merged at every
-    step; the canvas hands over clean (regions sample fully: no truncation)."""
+    """The Base Sampler with regions; the canvas hands over clean (regions sample fully: no
+    truncation)."""
     if run["truncate_s"]:
         raise core.CascadeError("regions sample the whole reverse process", "truncate_s 0",
                                 run["truncate_s"], stage=st.name)
-    members = [spec.resolve(canvas=canvas, batch=run["batch"], seed=run["seed"])
-               for spec in regions]
-    stages = list({id(m.stage): m.stage for m in (core.Region(st), *members)}.values())
-    with contextlib.ExitStack() as placed:
-        for member_stage in stages:
-            placed.enter_context(bridge.on_compute_device(member_stage))
-        announce("CDM Base Sampler", st, plan, shape=(run["batch"] * len(members),
-                                                      st.config.channels, *canvas))
-        image = core.generate_regions([core.Region(st, weight=0.0), *members], plan,
-                                      canvas=canvas, batch=run["batch"], seed=run["seed"])
+    image = sample_merged("CDM Base Sampler", st, regions, plan=plan,
+                          run=dict(canvas=canvas, batch=run["batch"], seed=run["seed"]))
     lowres = core.LowResCond(image, level=torch.zeros(run["batch"]), clean=image)
     return to_comfy(image, bridge.intermediate_device()), lowres
-
-
-def upsample_regions(st, regions, plan, *, lowres, run: dict):
-    """The SR stage with regions: each member upsamples its crop of ``lowres``; merged."""
-    members = [spec.resolve(canvas=run["canvas"], batch=run["batch"], seed=run["seed"])
-               for spec in regions]
-    stages = list({id(m.stage): m.stage for m in (core.Region(st), *members)}.values())
-    with contextlib.ExitStack() as placed:
-        for member_stage in stages:
-            placed.enter_context(bridge.on_compute_device(member_stage))
-        announce("CDM Super-Resolution Stage", st, plan,
-                 shape=(run["batch"] * len(members), st.config.channels, *run["canvas"]))
-        image = core.generate_regions([core.Region(st, weight=0.0), *members], plan,
-                                      canvas=run["canvas"], batch=run["batch"], seed=run["seed"],
-                                      lowres=lowres)
-    return to_comfy(image, bridge.intermediate_device())
 
 
 class CDMSuperResStage:
@@ -170,8 +144,9 @@ class CDMSuperResStage:
         if regions:
             B, _, h, w = lowres.image.shape
             canvas = (h * st.config.factor, w * st.config.factor)
-            return (upsample_regions(st, regions, plan, lowres=lowres,
-                                     run=dict(canvas=canvas, batch=B, seed=seed)),)
+            image = sample_merged("CDM Super-Resolution Stage", st, regions, plan=plan,
+                                  run=dict(canvas=canvas, batch=B, seed=seed, lowres=lowres))
+            return (to_comfy(image, bridge.intermediate_device()),)
         labels = _labels(st, class_name, lowres.image.shape[0], seed=seed, inherited=lowres.labels)
         with bridge.on_compute_device(st):
             B, C, h, w = lowres.image.shape

@@ -33,6 +33,10 @@ ROOT = Path(__file__).resolve().parents[2]
 SPIECE = ROOT / "tests" / "fixtures" / "t5" / "spiece.model"
 NAMES = {"IF-I-XL": "IF-I-XL-stand-in.safetensors", "IF-II-L": "IF-II-L-stand-in.safetensors"}
 T5_NAME = "t5xxl-stand-in.safetensors"
+# workflows 08 and 09 pointed at the stand-ins, 2 steps per stage (by node title and widget)
+STAND_INS = {"IF-I-XL (64px).stage_name": NAMES["IF-I-XL"],
+             "IF-II-L (64->256px).stage_name": NAMES["IF-II-L"],
+             "T5-v1.1-XXL.clip_name": T5_NAME, "steps": "2"}
 
 
 def write_stand_ins(folder: Path):
@@ -49,7 +53,6 @@ def write_stand_ins(folder: Path):
                 stage = cc.Stage(deepfloyd_config.from_diffusers(config, name))
             stage = stage.to_empty(device="cpu")
             random_(stage)
-            stage.schedule = cc.DiscreteSchedule.from_config(stage.config.schedule)
             cc.save_stage(stage, path, dtype="bf16")
             print(f"wrote {path.name}: {stage.num_parameters() / 1e9:.2f}B parameters")
             del stage
@@ -70,12 +73,9 @@ def write_stand_ins(folder: Path):
 
 def run(workflow: str, folder: Path, out: Path) -> dict:
     """One workflow in its own process: (seconds, peak RSS in GB, exit code)."""
-    sets = {"IF-I-XL (64px).stage_name": NAMES["IF-I-XL"],
-            "IF-II-L (64->256px).stage_name": NAMES["IF-II-L"],
-            "T5-v1.1-XXL.clip_name": T5_NAME, "steps": "2"}
     cmd = [sys.executable, "-m", "nodes.run_workflow", f"workflows/{workflow}.json",
            "--out", str(out / workflow), "--stages", str(folder)]
-    for k, v in sets.items():
+    for k, v in STAND_INS.items():
         cmd += ["--set", f"{k}={v}"]
     t0 = time.perf_counter()
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)

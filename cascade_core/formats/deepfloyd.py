@@ -14,7 +14,6 @@ import torch
 
 from ..base.errors import CheckpointError
 from ..models.stage import Stage
-from ..process.schedules import DiscreteSchedule
 from . import deepfloyd_config, deepfloyd_files, deepfloyd_keys
 from .adm import fit_shapes
 from .weight_check import check_finite_weights
@@ -58,5 +57,4 @@ def load_deepfloyd(path, dtype: torch.dtype = torch.float32) -> Stage:
                               f"({e})") from None
     check_finite_weights(fitted, name)
     stage.load_state_dict(deepfloyd_files.to_dtype(fitted, dtype), assign=True)
-    stage.schedule = DiscreteSchedule.from_config(cfg.schedule)  # built on the meta device above
     return stage.eval()

@@ -25,7 +25,6 @@ from ..base.version import __version__
 from ..models.budget import parameter_count
 from ..models.noisy_classifier import NoisyClassifier
 from ..models.stage import Stage
-from ..process.schedules import DiscreteSchedule
 from . import stage_format
 from .adm import load_adm
 from .atomic import atomic_write
@@ -134,7 +133,6 @@ def load_stage(path, device="cpu", dtype: str | torch.dtype | None = "fp32",
         with torch.device("meta"):  # no random init of weights about to be replaced (17 GB for
             empty = Stage(cfg)      # IF-I-XL in float32, beside its 8.6 GB of bf16 weights)
         stage = _load_weights(path, empty, meta=meta, dtype=dtype).to(device).eval()
-        stage.schedule = DiscreteSchedule.from_config(cfg.schedule)
     if role is not None and stage.config.role != role:
         raise CheckpointError(f"{stage.name} ({path.name}) is a {stage.config.describe()} stage",
                               f"a {role} stage", stage.config.role)

@@ -51,13 +51,16 @@ def cosine_alpha_bar(u: torch.Tensor, offset: float = 0.008) -> torch.Tensor:
 
 
 def make_betas(beta_schedule: str, timesteps: int) -> torch.Tensor:
-    """Betas of a ``beta_schedule`` ("linear" or "cosine") with ``timesteps`` steps (float64)."""
+    """Betas of a ``beta_schedule`` ("linear" or "cosine") with ``timesteps`` steps (float64, on
+    the CPU even inside ``torch.device("meta")``, where the loaders build a stage before its
+    weights arrive: a schedule is host-side numbers, never weights)."""
     T = int(timesteps)
     if beta_schedule == "linear":
         scale = 1000.0 / T  # keeps the same total noise for any length (improved DDPM)
-        return torch.linspace(scale * 1e-4, scale * 0.02, T, dtype=torch.float64).clamp(max=0.999)
+        return torch.linspace(scale * 1e-4, scale * 0.02, T, dtype=torch.float64,
+                              device="cpu").clamp(max=0.999)
     if beta_schedule == "cosine":
-        u = torch.arange(T + 1, dtype=torch.float64) / T
+        u = torch.arange(T + 1, dtype=torch.float64, device="cpu") / T
         abar = cosine_alpha_bar(u)
         return (1 - abar[1:] / abar[:-1]).clamp(max=0.999)
     raise CascadeError("unknown beta schedule", "'linear' or 'cosine'", repr(beta_schedule))
@@ -70,7 +73,7 @@ class DiscreteSchedule:
         self.betas = betas.to(torch.float64)
         self.alphas_cumprod = torch.cumprod(1 - self.betas, 0)
         self.T = len(self.betas)
-        kept = torch.arange(self.T) if timestep_map is None else timestep_map
+        kept = torch.arange(self.T, device="cpu") if timestep_map is None else timestep_map
         self.timestep_map = kept.to(torch.float64)
         self.sigmas = ((1 - self.alphas_cumprod) / self.alphas_cumprod).sqrt()
         self.log_sigmas = self.sigmas.log()

@@ -47,7 +47,7 @@ class Region:
 
     def __post_init__(self):
         w = float(self.weight)
-        if not torch.isfinite(torch.tensor(w)) or w < 0:
+        if not math.isfinite(w) or w < 0:
             raise CascadeError("a region's weight must be finite and not negative", ">= 0", w,
                                stage=getattr(self.stage, "name", None))
         if self.box is not None and self.mask is not None:
