@@ -1,15 +1,18 @@
 """The README's picture of the three cascade topologies, drawn from real samples.
 
-    python -m bench.topology_picture      # writes bench/results/topologies.png
+    python -m bench.topology_picture      # writes bench/results/topologies.png and
+                                          # bench/results/wide_canvas_regions.png
 
 Linear (base -> SR, workflow 01), recursive (the same SR stage twice, workflow 02) and parallel
-(three regions merged on one canvas, then the SR stage: workflow 10; the regions' boxes
-outlined), each drawn with the shipped cascade's own outputs at seed 0, enlarged with
-nearest-neighbour so the pixels show.
+(three regions merged on one canvas, then the SR stage following them: workflow 10; the
+regions' boxes outlined), each drawn with the shipped cascade's own outputs at seed 0, enlarged with
+nearest-neighbour so the pixels show. The second picture is workflow 10 itself, run by the
+headless runner, its four images stacked.
 """
 from __future__ import annotations
 
 import sys
+import tempfile
 from pathlib import Path
 
 import torch
@@ -45,7 +48,8 @@ def samples() -> dict:
     regions = [cc.Region(base, torch.tensor([c]), box=box) for c, box in zip((0, 8, 1), BOXES)]
     wide = cc.generate_regions(regions, plan, canvas=(16, 48), batch=1, seed=0)
     wide_up = cc.super_resolve(sr, plan, cc.Conditioning.for_upsampling(
-        cc.make_condition(wide, 0.1, 0)), seed=0)
+        cc.make_condition(wide, 0.1, 0), regions=cc.follow_regions(regions, sr, factor=2)),
+        seed=0)
     return {"linear": [low[0], up[0]], "recursive": [low[0], up[0], up2[0]],
             "parallel": [wide[0], wide_up[0]]}
 
@@ -75,10 +79,31 @@ def draw(rows: dict) -> Image.Image:
     return canvas
 
 
+def workflow_10() -> Image.Image:
+    """Workflow 10's four images as the headless runner saves them, x4, stacked."""
+    from nodes.run_workflow import main as run_workflow
+
+    with tempfile.TemporaryDirectory() as tmp:
+        if run_workflow([str(ROOT / "workflows" / "10_wide_canvas_regions.json"), "--out", tmp]):
+            raise SystemExit("workflow 10 failed")
+        images = [Image.open(p).convert("RGB") for p in
+                  sorted((Path(tmp) / "cdm").glob("wide_*.png"))]
+        images = [im.resize((im.width * 4, im.height * 4), Image.NEAREST) for im in images]
+    gap = 8
+    out = Image.new("RGB", (images[0].width, sum(im.height + gap for im in images) - gap),
+                    "white")
+    for k, im in enumerate(images):
+        out.paste(im, (0, k * (im.height + gap)))
+    return out
+
+
 def main() -> int:
     OUT.parent.mkdir(parents=True, exist_ok=True)
     draw(samples()).save(OUT)
-    print(f"wrote {OUT.relative_to(ROOT)}")
+    wide = OUT.with_name("wide_canvas_regions.png")
+    workflow_10().save(wide)
+    for path in (OUT, wide):
+        print(f"wrote {path.relative_to(ROOT)}")
     return 0
 
 

@@ -56,10 +56,17 @@ from .run.compiling import compile_stage, uncompile_stage
 from .run.conditioning import Conditioning, TextCond
 from .run.denoiser import Denoiser, NetInputs
 from .run.handover import LowResCond, fit_condition, make_condition, upsampled_condition
-from .run.pipeline import check_size, generate, guide_check, refine, super_resolve
+from .run.pipeline import (
+    check_size,
+    generate,
+    generate_regions,
+    guide_check,
+    refine,
+    super_resolve,
+)
 from .run.plan import SamplingPlan, Start, check_sigmas, sigma_grid
 from .run.prompts import PromptEncoder
-from .run.regions import Region, generate_regions
+from .run.regions import Region, follow_regions, region_mask
 from .training.ema import EMA
 from .training.losses import dae_loss, training_loss
 from .training.passes import training_pass
@@ -72,9 +79,11 @@ __all__ = [
     "StageConfig", "StageReport", "Start", "TextCond", "UNetConfig", "__version__",
     "aug_alpha_bar", "aug_sigma", "blur_augment", "check_sigmas", "check_size", "compile_stage",
     "condition_augment", "dae_loss", "default_threshold", "downsample", "factor_between",
-    "fit_condition", "from_uint8", "generate", "generate_regions", "get_sampler", "guide_check",
+    "fit_condition", "follow_regions", "from_uint8", "generate", "generate_regions",
+    "get_sampler", "guide_check",
     "image_grid", "inspection_picture", "load_classifier", "load_stage", "make_condition",
-    "noise_augment", "parse_classes", "read_config", "refine", "respace", "sampling_sigmas",
+    "noise_augment", "parse_classes", "read_config", "refine", "region_mask", "respace",
+    "sampling_sigmas",
     "save_stage", "sigma_grid", "space_timesteps", "stage_report", "super_resolve", "to_uint8",
     "training_loss", "training_pass", "uncompile_stage", "upsampled_condition",
 ]

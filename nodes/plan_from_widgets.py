@@ -47,7 +47,8 @@ def sampling_plan(stage, widgets: dict, *, start: str = "full", record=None,
             tiling=W.tiling(widgets.get("tile_size", 0)),
             classifier=None if classifier is None else classifier.stage,
             classifier_scale=widgets.get("classifier_scale", 0.0) if classifier else 0.0,
-            callback=bridge.Progress(total) if progress else None)
+            callback=bridge.Progress(total) if progress else None,
+            interrupt=bridge.check_interrupt)
     except core.CascadeError as e:
         if e.stage:
             raise

@@ -13,6 +13,7 @@ from ._core import core
 from .cost_notice import announce
 
 REGIONS_TYPE = "CDM_REGIONS"
+FROM_INPUT = "from input"
 
 
 @dataclass(frozen=True)
@@ -27,21 +28,41 @@ class RegionSpec:
     mask: torch.Tensor | None = None
     text: object = None
 
-    def resolve(self, *, canvas: tuple, batch: int, seed: int) -> core.Region:
-        """The engine's Region on a ``canvas`` (H, W): the box in pixels, the classes parsed."""
+    def resolve(self, *, canvas: tuple, run: dict) -> core.Region:
+        """The engine's Region on a ``canvas`` (H, W): the box in pixels, the classes parsed
+        ("from input": the classes of the low-res region under it, ``run["lowres"]``)."""
         st = self.stage.stage
-        labels = core.parse_classes(st.config, self.class_name, batch, seed=seed, stage=st.name)
         if self.mask is not None:
             mask = torch.as_tensor(self.mask, dtype=torch.float32)
             mask = mask[0] if mask.ndim == 3 else mask
-            return core.Region(st, labels, mask=mask, weight=self.weight, text=self.text)
+            return core.Region(st, self._labels(run, where=mask), mask=mask, weight=self.weight,
+                               text=self.text)
         H, W = canvas
         left, top, width, height = self.box
         if self.units == "fraction":
             left, width = round(left * W), round(width * W)
             top, height = round(top * H), round(height * H)
         box = (int(top), int(left), int(height), int(width))
-        return core.Region(st, labels, box=box, weight=self.weight, text=self.text)
+        where = torch.zeros(canvas)
+        where[box[0]:box[0] + box[2], box[1]:box[1] + box[3]] = 1
+        return core.Region(st, self._labels(run, where=where), box=box, weight=self.weight,
+                           text=self.text)
+
+    def _labels(self, run: dict, *, where: torch.Tensor):
+        st = self.stage.stage
+        if self.class_name.strip().lower() != FROM_INPUT:
+            return core.parse_classes(st.config, self.class_name, run["batch"], seed=run["seed"],
+                                      stage=st.name)
+        low = run.get("lowres")
+        if not st.config.num_classes or low is None:
+            return None
+        if not low.regions:
+            return low.labels
+        f = where.shape[-1] // low.image.shape[-1]
+        small = torch.nn.functional.avg_pool2d(where[None, None], f)[0, 0] if f > 1 else where
+        overlap = [float((core.region_mask(r, tuple(small.shape))[0] * small).sum())
+                   for r in low.regions]
+        return low.regions[max(range(len(overlap)), key=overlap.__getitem__)].labels
 
 
 class CDMRegion:
@@ -84,24 +105,33 @@ class CDMRegion:
 
     def region(self, stage, class_name, left, top, width, height, units, weight, regions=None,
                mask=None, text=None):
+        with named("CDM Region"):
+            core.Region(stage.stage, weight=weight)  # a weight < 0 or not finite: said here
         spec = RegionSpec(stage=stage, class_name=class_name, box=(left, top, width, height),
                           units=units, weight=float(weight), mask=mask, text=text)
         return ((*(regions or ()), spec),)
 
 
-def sample_merged(node: str, st, regions, *, plan, run: dict) -> torch.Tensor:
-    """A sampling node's run with ``regions``: each spec resolved on ``run["canvas"]`` (and SR
-    members given their crop of ``run["lowres"]``), every member's stage on the compute device,
-    the cost announced, all merged at every step on ``st``'s noise grid (``st`` itself draws
-    nothing: weight 0). The images on the CPU."""
-    members = [spec.resolve(canvas=run["canvas"], batch=run["batch"], seed=run["seed"])
-               for spec in regions]
+@contextlib.contextmanager
+def named(node: str):
+    """Errors of a parallel run say which node met them."""
+    try:
+        yield
+    except core.CascadeError as e:
+        raise core.CascadeError(f"{node}: {e}", stage=None) from None
+
+
+@contextlib.contextmanager
+def placed_regions(node: str, st, regions, *, run: dict):
+    """Resolve the node's ``regions`` on ``run["canvas"]`` and hold every member's stage (and
+    ``st``, whose noise grid the run walks) on the compute device; errors name ``node``."""
+    with named(node):
+        members = tuple(spec if isinstance(spec, core.Region) else
+                        spec.resolve(canvas=run["canvas"], run=run) for spec in regions)
     stages = list({id(m.stage): m.stage for m in (core.Region(st), *members)}.values())
-    with contextlib.ExitStack() as placed:
+    with contextlib.ExitStack() as placed, named(node):
         for member_stage in stages:
             placed.enter_context(bridge.on_compute_device(member_stage))
-        announce(node, st, plan, shape=(run["batch"] * len(members), st.config.channels,
-                                        *run["canvas"]))
-        return core.generate_regions([core.Region(st, weight=0.0), *members], plan,
-                                     canvas=run["canvas"], batch=run["batch"],
-                                     seed=run["seed"], lowres=run.get("lowres"))
+        announce(node, st, run["plan"], shape=(run["batch"] * len(members), st.config.channels,
+                                               *run["canvas"]))
+        yield members

@@ -1,18 +1,15 @@
 """The sampling nodes BaseSampler, SuperResStage and Refiner: each converts, calls one core call."""
 from __future__ import annotations
 
-import torch
-
 from . import comfy_bridge as bridge
 from . import widgets as W
 from ._core import core
 from .cost_notice import announce
 from .images import from_comfy, to_comfy
 from .plan_from_widgets import sampling_plan
-from .region_nodes import REGIONS_TYPE, sample_merged
+from .region_nodes import FROM_INPUT, REGIONS_TYPE, placed_regions
 from .stage_nodes import CLASSIFIER_TYPE
 
-FROM_INPUT = "from input"
 # optional inputs of every sampling node: ComfyUI's own sampler and sigma grid
 COMFY_INPUTS = {"sampler": ("SAMPLER", {"tooltip": "a ComfyUI sampler (KSamplerSelect); "
                                                    "overrides sampler_name"}),
@@ -73,31 +70,23 @@ class CDMBaseSampler:
         st = stage.stage
         plan = sampling_plan(st, locals(), start="truncated",
                              record=(extra_pnginfo, unique_id))
+        side = st.config.resolution
+        canvas = (canvas_height or side, canvas_width or side)
         if regions:
-            side = st.config.resolution
-            canvas = (canvas_height or side, canvas_width or side)
-            return sample_regions(st, regions, plan, canvas=canvas,
-                                  run=dict(batch=batch_size, seed=seed, truncate_s=truncate_s))
+            run = dict(canvas=canvas, batch=batch_size, seed=seed, plan=plan)
+            with placed_regions("CDM Base Sampler", st, regions, run=run) as members, \
+                    bridge.on_compute_device(plan.classifier):
+                image, lowres = core.generate(st, plan, core.Conditioning.for_base(
+                    batch_size, regions=members, canvas=canvas), seed=seed)
+            return to_comfy(image, bridge.intermediate_device()), lowres
         labels = _labels(st, class_name, batch_size, seed=seed)
-        cond = core.Conditioning.for_base(batch_size, labels, text=text)
+        cond = core.Conditioning.for_base(batch_size, labels, text=text,
+                                          canvas=None if canvas == (side, side) else canvas)
         with bridge.on_compute_device(st), bridge.on_compute_device(plan.classifier):
-            side = st.config.resolution
             announce("CDM Base Sampler", st, plan,
-                     shape=(batch_size, st.config.channels, side, side))
+                     shape=(batch_size, st.config.channels, *canvas))
             image, lowres = core.generate(st, plan, cond, seed=seed)
         return to_comfy(image, bridge.intermediate_device()), lowres
-
-
-def sample_regions(st, regions, plan, *, canvas: tuple, run: dict):
-    """The Base Sampler with regions; the canvas hands over clean (regions sample fully: no
-    truncation)."""
-    if run["truncate_s"]:
-        raise core.CascadeError("regions sample the whole reverse process", "truncate_s 0",
-                                run["truncate_s"], stage=st.name)
-    image = sample_merged("CDM Base Sampler", st, regions, plan=plan,
-                          run=dict(canvas=canvas, batch=run["batch"], seed=run["seed"]))
-    lowres = core.LowResCond(image, level=torch.zeros(run["batch"]), clean=image)
-    return to_comfy(image, bridge.intermediate_device()), lowres
 
 
 class CDMSuperResStage:
@@ -141,11 +130,17 @@ class CDMSuperResStage:
         plan = sampling_plan(st, locals(), record=(extra_pnginfo, unique_id))
         if size_mismatch == "resize to fit":
             lowres = core.fit_condition(st, lowres)
-        if regions:
+        follow = class_name.strip().lower() == FROM_INPUT and lowres.regions
+        if regions or follow:
             B, _, h, w = lowres.image.shape
-            canvas = (h * st.config.factor, w * st.config.factor)
-            image = sample_merged("CDM Super-Resolution Stage", st, regions, plan=plan,
-                                  run=dict(canvas=canvas, batch=B, seed=seed, lowres=lowres))
+            f = st.config.factor
+            run = dict(canvas=(h * f, w * f), batch=B, seed=seed, lowres=lowres, plan=plan)
+            node = "CDM Super-Resolution Stage"
+            if not regions:  # "from input" follows the regions that drew the low-res canvas
+                regions = core.follow_regions(lowres.regions, st, factor=f)
+            with placed_regions(node, st, regions, run=run) as members:
+                image = core.super_resolve(st, plan, core.Conditioning.for_upsampling(
+                    lowres, regions=members), seed=seed)
             return (to_comfy(image, bridge.intermediate_device()),)
         labels = _labels(st, class_name, lowres.image.shape[0], seed=seed, inherited=lowres.labels)
         with bridge.on_compute_device(st):
@@ -184,17 +179,27 @@ class CDMRefiner:
                                             "image in [0, 1] (0 = clean); ignored by refiners "
                                             "trained without it"),
             "dtype": W.dtype(),
-        }, "optional": {"tile_size": W.tile_size(), **COMFY_INPUTS, "text": W.text()},
+        }, "optional": {"tile_size": W.tile_size(), **COMFY_INPUTS, "text": W.text(),
+                        "regions": (REGIONS_TYPE, {"tooltip": "CDM Regions of refiner stages, "
+                                                              "boxes in the image's pixels: each "
+                                                              "refines its part with its own "
+                                                              "class"})},
             "hidden": W.HIDDEN}
 
     # widget order (strength, steps, seed, ...) is frozen: UI workflows store values by position
     def refine(self, stage, image, strength, steps, seed, sampler_name, spacing, class_name,
                guidance, s, dtype, tile_size=0, sampler=None, sigmas=None, text=None,
-               unique_id=None, extra_pnginfo=None):
+               regions=None, unique_id=None, extra_pnginfo=None):
         st = stage.stage
         plan = sampling_plan(st, locals(), start="partial",
                              record=(extra_pnginfo, unique_id))
         x = from_comfy(image)
+        if regions:
+            run = dict(canvas=tuple(x.shape[-2:]), batch=x.shape[0], seed=seed, plan=plan)
+            with placed_regions("CDM Refiner", st, regions, run=run) as members:
+                out = core.refine(st, plan, core.Conditioning.for_refining(x, s, regions=members),
+                                  seed=seed)
+            return (to_comfy(out, bridge.intermediate_device()),)
         cond = core.Conditioning.for_refining(x, s, _labels(st, class_name, x.shape[0], seed=seed),
                                               text=text)
         with bridge.on_compute_device(st):

@@ -110,11 +110,11 @@ def text():
 
 
 def canvas_side(what: str):
-    """A canvas width or height for regions (0: the stage's own size)."""
+    """A canvas width or height (0: the stage's own size)."""
     return ("INT", {"default": 0, "min": 0, "max": 8192, "step": 8,
-                    "tooltip": f"the canvas {what} in pixels when regions are connected (0: the "
-                               "stage's own size); a convolutional stage draws wider canvases "
-                               "than it was trained on"})
+                    "tooltip": f"the canvas {what} in pixels (0: the stage's own size); a "
+                               "convolutional stage draws wider canvases than it was trained "
+                               "on, and regions place their members on it"})
 
 
 def tile_size():

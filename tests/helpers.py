@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import torch
 
@@ -40,3 +41,39 @@ class GaussianDenoiser:
         """The probability-flow ODE's exact solution from sigma_start to sigma_end."""
         ratio = math.sqrt((self.s ** 2 + sigma_end ** 2) / (self.s ** 2 + sigma_start ** 2))
         return self.mu + (x_start - self.mu) * ratio
+
+
+def tiny_text_encoder(folder, name: str = "tiny-t5", seed: int = 4000, width: int = 0) -> Path:
+    """A random T5 v1.1 encoder file (the prompt fixtures' 2-layer shape, or ``width`` wide) with
+    the fixtures' SentencePiece model beside it: what ``--text-encoder`` and Load CLIP read."""
+    import json
+    import shutil
+
+    from fixtures.deepfloyd.random_weights import random_state
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    fixtures = Path(__file__).resolve().parent / "fixtures" / "t5"
+    with safe_open(str(fixtures / "encoding.safetensors"), framework="pt") as f:
+        shapes = json.loads(f.metadata()["shapes"])
+    if width:
+        shapes = {k: [width if d == 32 else d for d in v] for k, v in shapes.items()}
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.safetensors"
+    save_file({k: v.contiguous() for k, v in random_state(shapes, seed).items()}, str(path))
+    shutil.copy(fixtures / "spiece.model", folder / "spiece.model")
+    return path
+
+
+def class_captions(data, path, template: str = "a photo of a {}") -> Path:
+    """A captions file for an image folder whose sub-folders are classes: each image captioned
+    with its class name."""
+    import json
+
+    data, lines = Path(data), []
+    for image in sorted(p for p in data.rglob("*") if p.is_file()):
+        rel = image.relative_to(data).as_posix()
+        lines.append(json.dumps({"image": rel, "caption": template.format(image.parent.name)}))
+    Path(path).write_text("\n".join(lines) + "\n")
+    return Path(path)

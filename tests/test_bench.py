@@ -262,4 +262,5 @@ def test_frontend_check_finds_overlapping_nodes_and_tells_backend_gaps_from_page
 def test_regions_speed_quick(capsys):
     from bench.speed.regions_speed import main
     assert main(["--quick"]) == 0
-    assert "regions / separate = " in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "regions batched / separate = " in out and "one by one / batched = " in out

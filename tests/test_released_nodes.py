@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures" / "adm"
 WF05 = ROOT / "workflows" / "05_imagenet_64_to_256.json"
 WF06 = ROOT / "workflows" / "06_upscale_photo_x4.json"
+WF11 = ROOT / "workflows" / "11_imagenet_regions_wide.json"
 TWO = cc.SamplingPlan(steps=2)
 
 
@@ -58,9 +59,18 @@ def test_workflow_06_photo_x4_in_tiles(tiny_adm, tmp_path):
     assert [Image.open(p).size for p in saved] == [(128, 128)]
 
 
+def test_workflow_11_two_classes_as_regions_then_adm_u_follows_them(tiny_adm, tmp_path):
+    """The wide ImageNet canvas on the ADM-layout fixtures: 64 x 128 from two regions, ADM-U
+    (no null class: every member needs its class) following them to 256 x 512."""
+    sets = ["steps=2", "1.stage_name=tiny_base.safetensors", "5.stage_name=tiny_up.safetensors",
+            "2.class_name=3", "3.class_name=5"]
+    saved = run(WF11, tmp_path, sets, stage_dirs=[tiny_adm])
+    assert sorted(Image.open(p).size for p in saved) == [(128, 64), (512, 256)]
+
+
 @pytest.mark.parametrize("path,files", [
     (WF05, ("64x64_diffusion.pt", "64x64_classifier.pt", "64_256_upsampler.pt")),
-    (WF06, ("64_256_upsampler.pt",))])
+    (WF06, ("64_256_upsampler.pt",)), (WF11, ("64x64_diffusion.pt", "64_256_upsampler.pt"))])
 def test_released_workflows_without_the_files_say_where_to_get_them(path, files, tmp_path):
     with pytest.raises(WorkflowError) as err:
         run(path, tmp_path, ["steps=2"])

@@ -10,6 +10,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from cascade_core import AugmentConfig, CascadeError, ScheduleConfig, StageConfig, UNetConfig
+from cascade_core.models.config import TextConfig
 
 from .options import INT_LIST, RunConfig, check_options, option
 
@@ -31,6 +32,15 @@ class TrainConfig(RunConfig):
                        min=0, max=65536)
     crop_fraction: float = option(1.0, "with --crop: the fraction of optimizer steps trained on "
                                   "crops; the other steps see whole images", min=0, max=1)
+    # text conditioning (train.captions)
+    captions: str = option("", "a JSON Lines file with one {\"image\": ..., \"caption\": ...} per "
+                               "training image: trains a text-conditioned stage (needs "
+                               "--text-encoder)")
+    text_encoder: str = option("", "the T5 encoder the captions are encoded with: a .safetensors "
+                                   "file with spiece.model beside it, or a text_encoder folder "
+                                   "(encoded once, cached in --out)")
+    caption_dropout: float = option(0.1, "fraction of captions replaced by the empty caption (for "
+                                         "guidance)", min=0, max=1)
     # run length and batch
     steps: int = option(1000, "optimizer steps", min=1, max=10 ** 9)
     grad_accum: int = option(1, "micro-batches per optimizer step", min=1, max=65536)
@@ -196,6 +206,10 @@ def validate(cfg: TrainConfig):
         raise CascadeError("the blur sigma range is reversed",
                            f"--blur-sigma-min <= --blur-sigma-max ({cfg.blur_sigma_max})",
                            cfg.blur_sigma_min)
+    if bool(cfg.captions) != bool(cfg.text_encoder):
+        raise CascadeError("a text stage needs its captions and the encoder for them",
+                           "--captions and --text-encoder together",
+                           "--captions only" if cfg.captions else "--text-encoder only")
     if cfg.role != "sr" and cfg.low_res and cfg.role != "refiner":
         raise CascadeError("--low-res is for sr stages", "0", cfg.low_res)
     if cfg.role == "sr" and not 0 < cfg.low_res < cfg.resolution:
@@ -207,13 +221,21 @@ def _ints(text: str) -> tuple:
     return tuple(int(v) for v in str(text).replace(" ", "").split(",") if v)
 
 
-def stage_config(cfg: TrainConfig, num_classes: int, class_names: tuple) -> StageConfig:
-    """The StageConfig (stored in every checkpoint) that a training config describes."""
+def stage_config(cfg: TrainConfig, num_classes: int, class_names: tuple,
+                 text: TextConfig | None = None) -> StageConfig:
+    """The StageConfig (stored in every checkpoint) that a training config describes; ``text``:
+    the encoder of a text stage (``train.captions``), whose tokens reach every attention layer
+    projected to the U-Net's widest channels and, pooled, the embedding."""
+    text = text or TextConfig()
+    mult = _ints(cfg.channel_mult)
     return StageConfig(
         role=cfg.role, resolution=cfg.resolution, low_res=cfg.low_res if cfg.role != "base" else 0,
-        unet=UNetConfig(cfg.base_channels, _ints(cfg.channel_mult), cfg.num_res_blocks,
+        unet=UNetConfig(cfg.base_channels, mult, cfg.num_res_blocks,
                         attention_resolutions=_ints(cfg.attention_resolutions),
-                        num_heads=cfg.num_heads, dropout=cfg.dropout),
+                        num_heads=cfg.num_heads, dropout=cfg.dropout,
+                        text_channels=cfg.base_channels * max(mult) if text.width else 0,
+                        text_pool_heads=cfg.num_heads if text.width else 0),
+        text=text,
         schedule=ScheduleConfig(cfg.schedule, cfg.timesteps), parameterization=cfg.parameterization,
         learn_sigma=cfg.learn_sigma, noise_conditioning=cfg.noise_conditioning,
         num_classes=num_classes, class_names=class_names, upsample=cfg.upsample,

@@ -26,6 +26,7 @@ from cascade_core.models.budget import parameter_count
 from cascade_core.run.tiling import estimate_bytes
 
 from . import distributed as D
+from .captions import EMPTY, TextTable, prepare_text
 from .config import TrainConfig, stage_config, training_record
 from .data import BatchOrder, ExampleMaker, ImageSource, KeyedDataset, loader, open_source
 from .feedback import save_png
@@ -57,25 +58,50 @@ def lr_factor(cfg: TrainConfig, step: int) -> float:
 
 
 def build_stage(cfg: TrainConfig, source: ImageSource, init_from: str | None, *,
-                recorded: StageConfig | None = None) -> Stage:
+                recorded: StageConfig | None = None, text: TextTable | None = None) -> Stage:
     """A new stage from the config, or the stage of ``init_from`` to fine-tune (same role), or,
-    when resuming, the architecture the run recorded (its state's weights replace these)."""
+    when resuming, the architecture the run recorded (its state's weights replace these).
+    ``text``: a text stage's encoded captions, whose encoder the stage records."""
     if recorded is not None:
+        check_same_encoder(recorded.training.get("text_encoder"), text)
         return Stage(recorded)
     if not init_from:
-        return Stage(stage_config(cfg, source.num_classes, source.class_names))
+        scfg = stage_config(cfg, source.num_classes, source.class_names,
+                            text=text.config() if text else None)
+        if text is not None:
+            scfg = replace(scfg, training={**scfg.training, "text_encoder": text.record()})
+        return Stage(scfg)
     init_cfg, _ = read_config(init_from)
     if init_cfg.role != cfg.role:
         raise CascadeError(f"--init-from {Path(init_from).name} is a {init_cfg.role} stage",
                            f"a {cfg.role} stage", init_cfg.role)
+    want = text.config() if text else None
+    if (init_cfg.text.width, init_cfg.text.encoder) != ((want.width, want.encoder) if want
+                                                        else (0, "")):
+        raise CascadeError(f"--init-from {Path(init_from).name} takes other text than this run",
+                           f"{want.encoder} ({want.width})" if want else "no text",
+                           f"{init_cfg.text.encoder} ({init_cfg.text.width})"
+                           if init_cfg.text.width else "no text")
     if source.num_classes and init_cfg.num_classes != source.num_classes:
         raise CascadeError("the data's classes do not match the stage's", init_cfg.num_classes,
                            source.num_classes)
     stage = load_stage(init_from, dtype=torch.float32)
     # this run's record, not the parent's: its data, batch and lr, with the lineage kept
-    stage.config = replace(stage.config, training={**training_record(cfg),
-                                                   "parent": init_cfg.training})
+    record = {**training_record(cfg), "parent": init_cfg.training}
+    if text is not None:
+        record["text_encoder"] = text.record()
+    stage.config = replace(stage.config, training=record)
     return stage
+
+
+def check_same_encoder(was: dict | None, text: TextTable | None):
+    """A resumed run encodes its captions with the encoder it started with (or none, if none)."""
+    now = None if text is None else text.record()
+    if was != now:
+        def say(rec):
+            return "no text encoder" if not rec else f"{rec['name']} ({rec['fingerprint']})"
+        raise CascadeError("the text encoder changed since the run started: resume with the one "
+                           "it started with (or start a new --out)", say(was), say(now))
 
 
 def _config_of(cfg: TrainConfig, source: ImageSource, init_from: str) -> StageConfig:
@@ -110,6 +136,7 @@ class StageRecipe(Recipe):
         self.scaler = torch.amp.GradScaler(rt.device.type, enabled=rt.scaler)
         self.t_start = time.time()
         self.last_path = None
+        self.text = None  # a text stage's caption embeddings, rows as in train.captions
 
     def parts(self) -> dict:
         """What a state file holds for this recipe."""
@@ -127,7 +154,12 @@ class StageRecipe(Recipe):
                     params=list(self.model.parameters()), net=net, grad_clip=self.cfg.grad_clip)
 
     def loss(self, phase, batch, step):
-        """The stage's training loss (simple, hybrid, min-SNR weighted) on one micro-batch."""
+        """The stage's training loss (simple, hybrid, min-SNR weighted) on one micro-batch; a
+        text stage's examples carry their caption's row where a class stage's carry the class
+        (-1, dropped: the empty caption)."""
+        if self.text is not None:
+            rows = batch["label"].clamp(min=EMPTY).to(self.text.device)
+            batch = {**batch, "text": self.text[rows].to(batch["x0"].device), "label": None}
         terms = training_loss(self.model, batch, min_snr_gamma=self.cfg.min_snr_gamma or None,
                               model=phase.net)
         return terms["loss"].mean()
@@ -176,9 +208,10 @@ def example_maker(cfg: TrainConfig, scfg: StageConfig) -> ExampleMaker:
     """What turns one training image into an example for this stage (crop, flip, label dropout,
     timestep, noise, and for SR/refiner stages the augmented condition)."""
     aug = scfg.augmentation
+    dropout = cfg.caption_dropout if scfg.text.width else cfg.label_dropout
     return ExampleMaker(role=scfg.role, resolution=scfg.resolution, low_res=scfg.low_res,
                         crop=cfg.crop, crop_fraction=cfg.crop_fraction,
-                        batch=cfg.batch_size, flip=cfg.flip, label_dropout=cfg.label_dropout,
+                        batch=cfg.batch_size, flip=cfg.flip, label_dropout=dropout,
                         timesteps=scfg.schedule.timesteps,
                         refiner_max_t=scfg.refiner_max_t, s_max=aug.s_max,
                         aug_schedule=aug.schedule,
@@ -202,11 +235,17 @@ def _train(cfg: TrainConfig, rt, *, data, resume_from: tuple, init_from: str) ->
     out = Path(cfg.out)
     source, skipped = data
     state_path, recorded = resume_from
+    text = None
+    if cfg.captions:  # the examples carry each image's caption row (train.captions)
+        text = prepare_text(cfg, source, out=out, rt=rt)
+        source.labels, source.class_names = text.ids, ()
     torch.manual_seed(cfg.seed)
-    model = build_stage(cfg, source, init_from, recorded=recorded).to(rt.device).train()
+    model = build_stage(cfg, source, init_from, recorded=recorded,
+                        text=text).to(rt.device).train()
     scfg = model.config
     start = 0
     recipe = StageRecipe(cfg, rt, model, out=out, preview_set=None, start=start)
+    recipe.text = None if text is None else text.tokens.to(rt.device)
     if cfg.compile:  # after the EMA copy was taken: only the trained network is compiled
         compile_stage(model, log=print if rt.is_main else (lambda *a: None))
     if state_path is not None:
@@ -221,6 +260,7 @@ def _train(cfg: TrainConfig, rt, *, data, resume_from: tuple, init_from: str) ->
               f"{source.num_classes or 'no'} classes, {rt.world} process(es) on {rt.device}, "
               f"steps {start}->{cfg.steps}", flush=True)
     recipe.preview_set = KeyedDataset(source, maker)
+    recipe.preview_set.text = text
     order = BatchOrder(batch=cfg.batch_size, steps=cfg.steps, seed=cfg.seed, start_step=start,
                        accum=cfg.grad_accum)
     batches = iter(loader(source, maker, order, workers=cfg.workers, rank=rt.rank,

@@ -1,13 +1,13 @@
 """OpenAI's released ADM files at their real shapes, with random weights (the real files cannot
 be downloaded here).
 
-    python -m bench.release.released workflows   # 05 and 06 end to end in the headless runner
+    python -m bench.release.released workflows   # 05, 06 and 11 end to end in the headless runner
     python -m bench.release.released speed       # seconds per model evaluation of every table entry
     python -m bench.release.released stand-ins DIR [FILE ...]   # write the random-weight files
 
 ``workflows``: random weights with each file's exact keys and shapes (from the manifests the
 fixture script built with the reference code) are saved as a released-style ``.pt``, converted
-with ``python -m cascade_core.formats.convert`` (fp16), and workflows 05 and 06 run on the
+with ``python -m cascade_core.formats.convert`` (fp16), and workflows 05, 06 and 11 run on the
 converted files at 2 steps per stage; wall time and peak resident memory are recorded.
 
 ``speed``: one model evaluation at batch 1, fp32 and bf16 autocast, on the current threads, for
@@ -42,7 +42,8 @@ ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures" / "adm"
 WORKFLOW_FILES = {"05_imagenet_64_to_256.json": ("64x64_diffusion.pt", "64x64_classifier.pt",
                                                  "64_256_upsampler.pt"),
-                  "06_upscale_photo_x4.json": ("64_256_upsampler.pt",)}
+                  "06_upscale_photo_x4.json": ("64_256_upsampler.pt",),
+                  "11_imagenet_regions_wide.json": ("64x64_diffusion.pt", "64_256_upsampler.pt")}
 
 
 def manifests() -> dict:

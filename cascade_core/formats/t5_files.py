@@ -84,3 +84,27 @@ def load_t5(path, dtype: torch.dtype = torch.float32) -> T5Encoder:
     check_finite_weights(tensors, path.name)
     encoder.load_state_dict(to_dtype(tensors, dtype), assign=True)
     return encoder.eval()
+
+
+def find_tokenizer(path) -> Path:
+    """Where T5's spiece.model is for the encoder at ``path``: beside it, or in a ``tokenizer/``
+    folder next to it (where IF's download keeps it)."""
+    path = Path(path)
+    base = path if path.is_dir() else path.parent
+    for candidate in (base / "spiece.model", base / "tokenizer" / "spiece.model",
+                      base.parent / "tokenizer" / "spiece.model"):
+        if candidate.is_file():
+            return candidate
+    raise CheckpointError(f"no T5 tokenizer (spiece.model) beside {path.name} or in a tokenizer/ "
+                          "folder next to it")
+
+
+def encoder_name(path, config: T5Config) -> str:
+    """The name a text stage records for its encoder: T5-v1.1-XXL's for that shape (IF's, and
+    ComfyUI's t5xxl files), else the file's stem or the folder's name."""
+    if config == T5Config():
+        return "t5-v1_1-xxl"
+    path = Path(path)
+    if path.is_dir():
+        return (path.parent.name if path.name == "text_encoder" else path.name) or "t5"
+    return path.stem

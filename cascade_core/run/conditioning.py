@@ -50,7 +50,9 @@ class Conditioning:
     """The batch size, the classes (``labels``: (B,) long, -1 = unconditional; None for a stage
     without classes), and the image the stage is conditioned on: ``lowres`` for an SR stage,
     ``image`` (with its own augmentation level ``image_s``, None = the stage's default) for a
-    refiner; ``text``: a prompt's embeddings for a text stage. Use ``for_base``,
+    refiner; ``text``: a prompt's embeddings for a text stage; ``regions``: the members of a
+parallel run (``cc.Region``; then ``labels`` and ``text`` are theirs), on a base stage's
+``canvas`` (height, width; None: its own size). Use ``for_base``,
     ``for_upsampling`` and ``for_refining``."""
 
     batch: int
@@ -59,8 +61,22 @@ class Conditioning:
     image: torch.Tensor | None = None
     image_s: float | None = None
     text: TextCond | None = None
+    regions: tuple | None = None
+    canvas: tuple | None = None
 
     def __post_init__(self):
+        if self.regions is not None:
+            if isinstance(self.regions, (str, bytes)) or not hasattr(self.regions, "__len__") \
+                    or not len(self.regions):
+                raise CascadeError("regions must be a non-empty list of cc.Region",
+                                   "[cc.Region(stage, labels, box=...), ...]", repr(self.regions))
+            object.__setattr__(self, "regions", tuple(self.regions))
+        if self.canvas is not None:
+            canvas = tuple(self.canvas)
+            if len(canvas) != 2 or not all(isinstance(v, int) and v >= 1 for v in canvas):
+                raise CascadeError("a canvas is (height, width) in pixels", "two integers >= 1",
+                                   repr(self.canvas))
+            object.__setattr__(self, "canvas", canvas)
         if not isinstance(self.batch, int) or isinstance(self.batch, bool) or self.batch < 1:
             raise CascadeError("batch size out of range", "an integer >= 1", self.batch)
         if self.labels is not None:
@@ -88,24 +104,28 @@ class Conditioning:
                                                             self.image_s, 0.0, hi=1.0))
 
     @classmethod
-    def for_base(cls, batch: int, labels=None, *, text: TextCond | None = None) -> Conditioning:
+    def for_base(cls, batch: int, labels=None, *, text: TextCond | None = None,
+                 regions=None, canvas: tuple | None = None) -> Conditioning:
         """A base stage's run of ``batch`` images of ``labels`` (None: unconditional) and, for a
-        text stage, ``text``."""
-        return cls(batch=int(batch), labels=labels, text=text)
+        text stage, ``text``; or of ``regions`` merged on a ``canvas``."""
+        return cls(batch=int(batch), labels=labels, text=text, regions=regions, canvas=canvas)
 
     @classmethod
-    def for_upsampling(cls, lowres: LowResCond, labels=None, *,
-                       text: TextCond | None = None) -> Conditioning:
+    def for_upsampling(cls, lowres: LowResCond, labels=None, *, text: TextCond | None = None,
+                       regions=None) -> Conditioning:
         """An SR stage's run on ``lowres`` (the batch is its images), with ``text`` for a text
-        stage."""
+        stage, or with ``regions`` on the upsampled canvas."""
         if not isinstance(lowres, LowResCond):
             raise CascadeError("an SR stage is conditioned on a low-res handover",
                                "a LowResCond (make_condition, or a base stage's output)",
                                type(lowres).__name__)
-        return cls(batch=lowres.image.shape[0], labels=labels, lowres=lowres, text=text)
+        return cls(batch=lowres.image.shape[0], labels=labels, lowres=lowres, text=text,
+                   regions=regions)
 
     @classmethod
     def for_refining(cls, image: torch.Tensor, s: float | None = None, labels=None, *,
-                     text: TextCond | None = None) -> Conditioning:
-        """A refiner's run on ``image``, its own conditioning augmented to level ``s``."""
-        return cls(batch=image.shape[0], labels=labels, image=image, image_s=s, text=text)
+                     text: TextCond | None = None, regions=None) -> Conditioning:
+        """A refiner's run on ``image``, its own conditioning augmented to level ``s`` (or
+        ``regions`` of it, each refined by its member)."""
+        return cls(batch=image.shape[0], labels=labels, image=image, image_s=s, text=text,
+                   regions=regions)

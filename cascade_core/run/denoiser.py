@@ -68,6 +68,7 @@ class Denoiser:
         self.labels, self.cond, self.aug_level = inputs.labels, inputs.cond, inputs.aug_level
         self.text = inputs.text
         self.guidance, self.clip = float(plan.guidance), plan.clip_denoised
+        self.between = plan.interrupt
         self.threshold = (plan.threshold, plan.threshold_percentile) if plan.threshold else None
         check_text(self.cfg, self.text, guidance=self.guidance, stage=stage.name)
         self.text_guidance = self.guidance != 1.0 and self.text is not None
@@ -83,12 +84,7 @@ class Denoiser:
     def __call__(self, x: torch.Tensor, sigma) -> torch.Tensor:
         """The clean-image estimate of ``x`` at noise level ``sigma`` (score-corrected under
         classifier guidance)."""
-        pred = self.predict(x, sigma)
-        if pred.log_p_grad is None:
-            return pred.x0
-        s2 = torch.as_tensor(sigma, dtype=torch.float64).flatten().expand(x.shape[0]) ** 2
-        coef = (s2 / (1 + s2).sqrt()).to(x.device, torch.float32).view(-1, 1, 1, 1)
-        return pred.x0 + coef * pred.log_p_grad  # (1 - abar) / sqrt(abar) = sigma^2 sqrt(abar)
+        return score_corrected(self.predict(x, sigma), sigma, x)
 
     def predict(self, x: torch.Tensor, sigma) -> Prediction:
         """The estimate, the learned-variance fraction (None if the stage has none) and, under
@@ -141,7 +137,17 @@ class Denoiser:
         full = None if cond is None else self.stage.net.upsample_cond(cond, zt.shape[-2:])
         return tiled_call(lambda x, c: self.stage(x, c_noise, cond=c, aug_level=aug_level,
                                                   labels=labels, text=text),
-                          zt, cond=full, plan=self.tiles)
+                          zt, cond=full, plan=self.tiles, between=self.between)
+
+
+def score_corrected(pred: Prediction, sigma, x: torch.Tensor) -> torch.Tensor:
+    """The estimate, moved by the classifier's gradient where there is one: ``x0 + (1 - abar) /
+    sqrt(abar) * grad`` (ADM's ``condition_score``)."""
+    if pred.log_p_grad is None:
+        return pred.x0
+    s2 = torch.as_tensor(sigma, dtype=torch.float64).flatten().expand(x.shape[0]) ** 2
+    coef = (s2 / (1 + s2).sqrt()).to(x.device, torch.float32).view(-1, 1, 1, 1)
+    return pred.x0 + coef * pred.log_p_grad  # (1 - abar) / sqrt(abar) = sigma^2 sqrt(abar)
 
 
 def check_conditioning(cfg, *, labels, guidance: float, stage: str):

@@ -28,6 +28,7 @@ class LowResCond:
     clean: torch.Tensor | None = None  # the un-noised image, for previews and one-pass stages
     labels: torch.Tensor | None = None  # classes of the stage that made it, for the next stage
     seed: int | None = None           # Cond Augment's noise seed (image i: seed + i), if it made it
+    regions: tuple | None = None      # the regions that drew it (an SR stage can follow them)
 
     def __post_init__(self):
         if self.image.ndim != 4:

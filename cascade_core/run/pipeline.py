@@ -1,5 +1,7 @@
 """The cascade in three calls: ``generate`` (base), ``super_resolve`` (SR), ``refine``.
 
+``generate_regions`` runs several of them merged on one canvas (``run.regions``).
+
 Each takes a stage, a ``SamplingPlan`` (how to sample, checked when it was
 made), a ``Conditioning`` (what the stage is conditioned on) and a seed (image
 ``i`` uses ``seed + i``). They check that the stage can play the role, that
@@ -30,6 +32,10 @@ def generate(stage: Stage, plan: SamplingPlan, cond: Conditioning, *,
     carries z_0 at level 0, to be augmented by ``make_condition``.
     """
     _expect(stage, plan, role="base", starts=("full", "truncated"))
+    _expect_regions(stage, cond)
+    if cond.canvas is not None:
+        check_size(stage, *cond.canvas, what="canvas")
+        check_run_memory(stage, (cond.batch, stage.config.channels, *cond.canvas))
     if plan.classifier is not None and plan.classifier_scale:
         guide_check(stage, plan.classifier)
     return strategy_for(stage).base(stage, plan, cond, seed=seed)
@@ -39,6 +45,7 @@ def super_resolve(stage: Stage, plan: SamplingPlan, cond: Conditioning, *,
                   seed: int) -> torch.Tensor:
     """Sample an SR stage conditioned on ``cond.lowres``, at ``factor x`` its size."""
     _expect(stage, plan, role="sr", starts=("full",))
+    _expect_regions(stage, cond)
     cfg, low = stage.config, cond.lowres
     if low is None:
         raise CascadeError("an SR stage needs the low-res image it upsamples",
@@ -66,6 +73,7 @@ def refine(stage: Stage, plan: SamplingPlan, cond: Conditioning, *, seed: int) -
     itself, augmented to ``cond.image_s`` (the stage's default when None). Strength 0 returns the
     input."""
     _expect(stage, plan, role="refiner", starts=("partial",))
+    _expect_regions(stage, cond)
     cfg, image = stage.config, cond.image
     if image is None:
         raise CascadeError("a refiner needs the image it refines",
@@ -82,6 +90,25 @@ def refine(stage: Stage, plan: SamplingPlan, cond: Conditioning, *, seed: int) -
     if plan.start.level == 0:
         return image.clamp(-1, 1)
     return strategy_for(stage).refine(stage, plan, cond, seed=seed)
+
+
+def generate_regions(regions: list, plan, *, canvas: tuple, batch: int, seed: int,
+                     lowres=None):
+    """Sample a ``canvas`` (H, W) of ``batch`` images with ``regions`` merged at every
+    evaluation, on the first member's noise grid: a base run from noise, or, when the first
+    member is an SR stage, a run conditioned on ``lowres`` (a ``LowResCond`` of the canvas at
+    1/factor). The images in [-1, 1] on the CPU; image i uses ``seed + i``, as every run does."""
+    if not regions:
+        raise CascadeError("a merged run needs at least one region", ">= 1 region", 0)
+    lead = regions[0].stage
+    if lead.config.role == "sr":
+        if lowres is None:
+            raise CascadeError("an SR region needs the low-res image", "a lowres handover",
+                               "none", stage=lead.name)
+        cond = Conditioning.for_upsampling(lowres, regions=tuple(regions))
+        return super_resolve(lead, plan, cond, seed=seed)
+    cond = Conditioning.for_base(batch, regions=tuple(regions), canvas=tuple(canvas))
+    return generate(lead, plan, cond, seed=seed)[0]
 
 
 # full-size tensors a sampling run keeps besides the network's activations (the start, x, the
@@ -141,3 +168,9 @@ def _expect(stage: Stage, plan: SamplingPlan, *, role: str, starts: tuple):
     if plan.start.mode not in starts:
         raise CascadeError(f"a {role} stage cannot start {plan.start.mode!r}",
                            f"a start of {list(starts)}", plan.start.mode, stage=stage.name)
+
+
+def _expect_regions(stage: Stage, cond: Conditioning):
+    if cond.regions is not None and stage.config.method != "diffusion":
+        raise CascadeError("regions are members of a diffusion run", "a diffusion stage",
+                           f"a {stage.config.describe()} stage", stage=stage.name)

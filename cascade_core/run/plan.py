@@ -84,7 +84,8 @@ class SamplingPlan:
     every clean-image estimate to [-1, 1] (ADM's ``clip_denoised=True``); ``threshold``: instead,
     dynamic thresholding of every estimate up to this scale (DeepFloyd IF: 1.5 for stage I, 1.0
     for stage II; 0 = off) at ``threshold_percentile`` (IF: 0.95). ``callback(info)`` runs
-    after every model evaluation; raising from it stops the run.
+    after every model evaluation; raising from it stops the run; so does raising from
+    ``interrupt()``, which runs between the pieces of one evaluation (regions, tiles).
     """
 
     sampler: str | Callable = "dpmpp_2m"
@@ -102,6 +103,7 @@ class SamplingPlan:
     classifier: object | None = None
     classifier_scale: float = 0.0
     callback: Callable | None = None
+    interrupt: Callable | None = None
 
     def __post_init__(self):
         set_ = object.__setattr__

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from ..base.errors import CascadeError
-from ..formats.t5_files import load_t5
+from ..formats.t5_files import encoder_name, find_tokenizer, load_t5
 from ..formats.t5_tokenizer import MAX_TOKENS, T5Tokenizer
 from ..models.t5 import T5Encoder
 from .conditioning import TextCond
@@ -25,11 +25,16 @@ class PromptEncoder:
         self.encoder, self.tokenizer, self.name = encoder, tokenizer, name
 
     @classmethod
-    def load(cls, weights, tokenizer, *, dtype: torch.dtype = torch.float32,
-             name: str = T5_XXL) -> PromptEncoder:
+    def load(cls, weights, tokenizer=None, *, dtype: torch.dtype = torch.float32,
+             name: str | None = None) -> PromptEncoder:
         """From a download: ``weights`` a text_encoder folder or a file, ``tokenizer`` a
-        folder holding spiece.model (or the file)."""
-        return cls(load_t5(Path(weights), dtype=dtype), T5Tokenizer(tokenizer), name=name)
+        folder holding spiece.model (or the file; None: beside the weights or in a tokenizer/
+        folder next to them). ``name``: as ``formats.t5_files.encoder_name`` gives it unless
+        said (T5-v1.1-XXL's for that shape, else the file's stem)."""
+        encoder = load_t5(Path(weights), dtype=dtype)
+        tokenizer = find_tokenizer(weights) if tokenizer is None else tokenizer
+        return cls(encoder, T5Tokenizer(tokenizer), name=name or encoder_name(weights,
+                                                                             encoder.cfg))
 
     @torch.no_grad()
     def embed(self, prompts) -> torch.Tensor:

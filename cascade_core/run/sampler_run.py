@@ -8,9 +8,8 @@ import torch
 from ..base.errors import CascadeError
 from ..base.precision import resolve_dtype
 from ..process.noise import NoiseSource
-from .denoiser import Denoiser, NetInputs
 from .plan import SamplingPlan
-from .tiling import plan_tiles
+from .regions import MergedDenoiser
 
 
 def autocast(device: torch.device, dtype):
@@ -22,19 +21,18 @@ def autocast(device: torch.device, dtype):
     return torch.autocast(torch.device(device).type, dtype=dtype)
 
 
-def run_sampler(stage, x, sigmas, *, plan: SamplingPlan, noise: NoiseSource,
-                inputs: NetInputs):
-    """Run the plan's sampler over ``sigmas`` from ``x`` with the network fed ``inputs``;
-    returns (x, last denoised estimate)."""
-    device = stage.device
-    model = Denoiser(stage, plan, inputs.to(device), tiles=plan_tiles(stage, x.shape, plan.tiling))
+def run_sampler(stage, x, sigmas, *, plan: SamplingPlan, noise: NoiseSource, members: list):
+    """Run the plan's sampler over ``sigmas`` from ``x`` on ``stage``'s noise grid with the
+    members (``regions.member_inputs``: one over the whole canvas for a plain run) merged at
+    every evaluation; returns (x, last denoised estimate)."""
+    model = MergedDenoiser(stage, members, plan, canvas=tuple(x.shape[-2:]), batch=x.shape[0])
     return sample_with(model, x, sigmas, plan=plan, noise=noise)
 
 
 def sample_with(model, x, sigmas, *, plan: SamplingPlan, noise: NoiseSource):
-    """Run the plan's sampler over ``sigmas`` from ``x`` with a built ``model`` (a Denoiser, or
-    anything with its ``predict``, ``stage`` and ``classifier``: the merged denoiser of
-    regions); returns (x, last denoised estimate)."""
+    """Run the plan's sampler over ``sigmas`` from ``x`` with a built ``model`` (a
+    MergedDenoiser, a Denoiser, or anything with their ``predict``, ``stage`` and
+    ``classifier``); returns (x, last denoised estimate)."""
     stage = model.stage
     device = stage.device
     last = {}

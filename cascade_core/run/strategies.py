@@ -22,6 +22,7 @@ from .conditioning import Conditioning
 from .denoiser import NetInputs
 from .handover import LowResCond, convert_level, make_condition, upsampled_condition
 from .plan import SamplingPlan, sigma_grid
+from .regions import Region, member_inputs
 from .sampler_run import autocast, run_sampler
 
 
@@ -47,7 +48,9 @@ class Strategy:
 
 
 class Diffusion(Strategy):
-    """A diffusion U-Net: from noise, conditioned on a low-res image, or from a noised input."""
+    """A diffusion U-Net: from noise, conditioned on a low-res image, or from a noised input.
+    Every run merges members on one canvas (``run.regions``): the stage itself over the whole
+    canvas, or the ``cond.regions`` it was given."""
 
     name = "diffusion"
 
@@ -57,52 +60,72 @@ class Diffusion(Strategy):
         s = start.level if start.mode == "truncated" else 0.0
         noise = NoiseSource.from_seed(seed, cond.batch)
         sigmas = sigma_grid(plan, stage).sigmas
-        shape = (cfg.channels, cfg.resolution, cfg.resolution)
+        shape = (cfg.channels, *(cond.canvas or (cfg.resolution, cfg.resolution)))
         handover = dict(level=torch.full((cond.batch,), s), schedule=start.schedule,
-                        labels=cond.labels)
+                        labels=cond.labels, regions=cond.regions)
         if len(sigmas) == 1:  # the whole reverse process lies above s: z_s is the noise
             z = noise.randn(shape)
             return torch.zeros_like(z), LowResCond(z, clean=None, **handover)
         stop = float(sigmas[-1])
         x = noise.randn(shape, stage.device) * math.sqrt(1 + float(sigmas[0]) ** 2)
         x, denoised = run_sampler(stage, x, sigmas, plan=plan, noise=noise,
-                                  inputs=NetInputs(labels=cond.labels, text=cond.text))
+                                  members=_members(stage, cond, lambda member: NetInputs()))
         z = x / math.sqrt(1 + stop ** 2)  # VE -> VP: exactly q(z_s | z_0)'s scaling
         image = (denoised if s > 0 else x).clamp(-1, 1).cpu()
         return image, LowResCond(z.cpu(), clean=image, **handover)
 
     def upsample(self, stage, plan, cond, *, seed):
-        """Sample at ``factor x`` the low-res image's size, conditioned on it and its level."""
+        """Sample at ``factor x`` the low-res image's size, conditioned on it and its level (each
+        member on its own augmentation schedule)."""
         cfg, low = stage.config, cond.lowres
         B, C, h, w = low.image.shape
-        image, level = low.image, convert_level(low.level, low.schedule, cfg.augmentation.schedule)
-        if cfg.augmentation.apply == "upsampled":  # IF stage II: s is the stage's own level
-            image, level = upsampled_condition(low, size=(h * cfg.factor, w * cfg.factor),
-                                               schedule=cfg.augmentation.schedule)
+
+        def inputs_for(member):
+            mcfg = member.config
+            if mcfg.augmentation.apply == "upsampled":  # IF stage II: s is the stage's own level
+                image, level = upsampled_condition(low, size=(h * cfg.factor, w * cfg.factor),
+                                                   schedule=mcfg.augmentation.schedule)
+                return NetInputs(cond=image, aug_level=level)
+            return NetInputs(cond=low.image, aug_level=convert_level(
+                low.level, low.schedule, mcfg.augmentation.schedule))
         noise = NoiseSource.from_seed(seed, B)
         sigmas = sigma_grid(plan, stage).sigmas
         start = noise.randn((C, h * cfg.factor, w * cfg.factor), stage.device)
         x = start * math.sqrt(1 + float(sigmas[0]) ** 2)
         x, _ = run_sampler(stage, x, sigmas, plan=plan, noise=noise,
-                           inputs=NetInputs(labels=cond.labels, cond=image, aug_level=level,
-                                            text=cond.text))
+                           members=_members(stage, cond, inputs_for))
         return x.clamp(-1, 1).cpu()
 
     def refine(self, stage, plan, cond, *, seed):
         """Noise the image to the start level and denoise it, conditioned on itself augmented
-        to ``cond.image_s`` (the stage's default when None)."""
-        cfg, image = stage.config, cond.image
+        to ``cond.image_s`` (the stage's default when None; each member on its schedule)."""
+        image = cond.image
         B, C, H, W = image.shape
-        s = cfg.augmentation.default_s if cond.image_s is None else cond.image_s
+
+        def inputs_for(member):
+            mcfg = member.config
+            s = mcfg.augmentation.default_s if cond.image_s is None else cond.image_s
+            own = make_condition(image, s, NoiseSource.from_seed(seed + AUGMENT_SEED_OFFSET, B),
+                                 schedule=mcfg.augmentation.schedule)
+            return NetInputs(cond=own.image, aug_level=own.level)
         noise = NoiseSource.from_seed(seed, B)
-        own = make_condition(image, s, NoiseSource.from_seed(seed + AUGMENT_SEED_OFFSET, B),
-                             schedule=cfg.augmentation.schedule)
         grid = sigma_grid(plan, stage)
         x = image.to(stage.device).float() + noise.randn((C, H, W), stage.device) * grid.start
         x, _ = run_sampler(stage, x, grid.sigmas, plan=plan, noise=noise,
-                           inputs=NetInputs(labels=cond.labels, cond=own.image,
-                                            aug_level=own.level, text=cond.text))
+                           members=_members(stage, cond, inputs_for))
         return x.clamp(-1, 1).cpu()
+
+
+def _members(stage, cond: Conditioning, inputs_for) -> list:
+    """The run's members: ``cond.regions``, or the stage over the whole canvas with the run's
+    classes and prompt."""
+    regions = cond.regions or (Region(stage, cond.labels, text=cond.text),)
+    for r in regions:
+        if r.stage.config.role != stage.config.role or r.stage.config.method != "diffusion":
+            raise CascadeError("every region of a run must be a diffusion stage of the run's role",
+                               f"{stage.config.role} diffusion stages",
+                               r.stage.config.describe(), stage=r.stage.name)
+    return member_inputs(stage, regions, batch=cond.batch, inputs_for=inputs_for)
 
 
 class WalkBack(Strategy):

@@ -20,6 +20,7 @@ import torch
 
 from ..base.errors import CascadeError
 from ..base.memory import available_bytes
+from .blend import Piece, blend
 
 DEFAULT_BUDGET_FRACTION = 0.5   # of the memory available when sampling starts
 # automatic tiles are at most this many times the stage's training resolution: attention costs
@@ -116,24 +117,26 @@ def ramp(length: int, overlap: int, *, start: bool, end: bool) -> torch.Tensor:
     return w
 
 
-def tiled_call(fn, x: torch.Tensor, *, cond: torch.Tensor | None,
-               plan: TilePlan) -> torch.Tensor:
-    """``fn(x_tile, cond_tile)`` over overlapping tiles of ``x`` (and of ``cond``, already at
-    ``x``'s size), blended into one output."""
-    H, W = x.shape[-2:]
+def tile_pieces(size: tuple, plan: TilePlan) -> list:
+    """The overlapping tiles of a (H, W) canvas as blend pieces, their weights ramping across the
+    overlap (1 at the canvas border)."""
+    H, W = size
     th, tw = min(plan.tile, H), min(plan.tile, W)
-    ys, xs = starts(H, th, plan.overlap), starts(W, tw, plan.overlap)
-    out = weight = None
-    for y0 in ys:
+    pieces = []
+    for y0 in starts(H, th, plan.overlap):
         wy = ramp(th, plan.overlap, start=y0 > 0, end=y0 + th < H)
-        for x0 in xs:
+        for x0 in starts(W, tw, plan.overlap):
             wx = ramp(tw, plan.overlap, start=x0 > 0, end=x0 + tw < W)
-            region = (..., slice(y0, y0 + th), slice(x0, x0 + tw))
-            piece = fn(x[region], None if cond is None else cond[region]).float()
-            w = (wy[:, None] * wx[None, :]).to(piece.device)
-            if out is None:
-                out = piece.new_zeros((*piece.shape[:2], H, W))
-                weight = piece.new_zeros((H, W))
-            out[region] += piece * w
-            weight[region[1:]] += w
-    return out / weight
+            pieces.append(Piece((y0, x0, th, tw), wy[:, None] * wx[None, :]))
+    return pieces
+
+
+def tiled_call(fn, x: torch.Tensor, *, cond: torch.Tensor | None, plan: TilePlan,
+               between=None) -> torch.Tensor:
+    """``fn(x_tile, cond_tile)`` over overlapping tiles of ``x`` (and of ``cond``, already at
+    ``x``'s size), blended into one output: a tiled stage is one member of a parallel run whose
+    evaluation is split into pieces (``run.blend``), blending the raw network output."""
+    def evaluate(piece):
+        window = piece.window()
+        return fn(x[window], None if cond is None else cond[window])
+    return blend(tile_pieces(x.shape[-2:], plan), evaluate, size=x.shape[-2:], between=between)

@@ -181,9 +181,7 @@ def wide_canvas_regions():
         region(4, 900, left=28, name="automobile"),
         {"id": 5, "type": "CDMBaseSampler", "pos": [720, 0], "size": [320, 800],
          "values": {"seed": 0, "steps": 8, "class_name": "random", "batch_size": 4,
-                    "truncate_s": 0.0, "canvas_width": 48, "canvas_height": 16}},
-        {"id": 6, "type": "CDMCondAugment", "pos": [1080, 0], "size": [280, 130],
-         "values": {"s": 0.1}},
+                    "truncate_s": 0.15, "canvas_width": 48, "canvas_height": 16}},
         loader(7, [1080, 200], SR, title="SR stage (16->32)"),
         {"id": 8, "type": "PreviewImage", "pos": [1080, 420], "size": [320, 200],
          "title": "16 x 48 canvas"},
@@ -195,14 +193,16 @@ def wide_canvas_regions():
              "Parallel cascade: one 16 x 48 canvas, three regions left to right (airplane, "
              "ship, automobile; 20 px wide, overlapping by 6 px). At every step each region's "
              "stage denoises its part of the shared noisy canvas with its own class, and the "
-             "estimates are averaged where regions overlap (MultiDiffusion). The canvas then "
-             "goes through the SR stage to 32 x 96. The base stage was trained on 16 x 16 "
-             "images; it is convolutional, so it draws any canvas, region by region.",
+             "estimates are averaged where regions overlap (MultiDiffusion). The canvas is "
+             "handed over at truncate_s (as in workflow 01) to the SR stage, whose class_name "
+             "\"from input\" follows the regions: each part is upsampled to 32 x 96 with the "
+             "class that drew it. The base stage was trained on 16 x 16 images; it is "
+             "convolutional, so it draws any canvas, region by region.",
              size=(330, 360)),
     ]
     links = [(1, 0, 2, "stage"), (1, 0, 3, "stage"), (1, 0, 4, "stage"), (1, 0, 5, "stage"),
              (2, 0, 3, "regions"), (3, 0, 4, "regions"), (4, 0, 5, "regions"),
-             (5, 0, 6, "image"), (5, 0, 8, "images"), (7, 0, 9, "stage"), (6, 0, 9, "lowres"),
+             (5, 1, 9, "lowres"), (5, 0, 8, "images"), (7, 0, 9, "stage"),
              (9, 0, 10, "images")]
     return build("10_wide_canvas_regions", nodes, links)
 

@@ -29,17 +29,6 @@ def find(name: str) -> Path:
                                f"({', '.join(str(d) for d in bridge.stage_dirs())}){hint}")
 
 
-def tokenizer_of(path: Path) -> Path:
-    """Where T5's spiece.model is for the encoder at ``path``."""
-    base = path if path.is_dir() else path.parent
-    for candidate in (base / "spiece.model", base / "tokenizer" / "spiece.model",
-                      base.parent / "tokenizer" / "spiece.model"):
-        if candidate.is_file():
-            return candidate
-    raise core.CheckpointError(f"Load CLIP: no T5 tokenizer (spiece.model) beside {path.name} "
-                               "or in a tokenizer/ folder next to it")
-
-
 class CLIPLoader:
     CATEGORY = "advanced/loaders"
     RETURN_TYPES = ("CLIP",)
@@ -54,7 +43,10 @@ class CLIPLoader:
         path = find(clip_name)
         # bf16 where the device computes it natively (T5-XXL: 9.5 GB instead of 19), else fp32
         dtype = core.base.precision.resolve_dtype("auto", bridge.compute_device())
-        encoder = core.PromptEncoder.load(path, tokenizer_of(path), dtype=dtype)
+        try:
+            encoder = core.PromptEncoder.load(path, dtype=dtype)
+        except core.CheckpointError as e:
+            raise core.CheckpointError(f"Load CLIP: {e}") from None
         if device != "cpu":
             encoder.encoder.to(bridge.compute_device())
         return (encoder,)

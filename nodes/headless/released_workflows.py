@@ -1,4 +1,5 @@
-"""Workflows 05 and 06: OpenAI's released ADM files as a cascade and as a photo upscaler.
+"""Workflows 05, 06 and 11: OpenAI's released ADM files as a cascade, as a photo upscaler, and
+as a parallel cascade (two classes as regions of one wide canvas).
 
 The files are not shipped (about 0.5-2 GB each). Where to get them is said
 three times, because ComfyUI refuses a missing file in a combo before any
@@ -86,5 +87,46 @@ def upscale_photo_x4():
     return build("06_upscale_photo_x4", nodes, links, models=models(UPSAMPLER256))
 
 
+def imagenet_regions_wide():
+    files = (BASE64, UPSAMPLER256)
+
+    def region(node_id, y, *, left, name):
+        return {"id": node_id, "type": "CDMRegion", "pos": [360, y], "size": [320, 330],
+                "title": f"Region: {name}", "values": {"class_name": name, "left": left,
+                                                       "top": 0, "width": 80, "height": 64,
+                                                       "units": "pixels"}}
+    nodes = [
+        loader(1, [0, 0], BASE64, title="ADM-G base (ImageNet 64px)"),
+        region(2, 100, left=0, name="volcano"), region(3, 500, left=48, name="lakeshore"),
+        {"id": 4, "type": "CDMBaseSampler", "pos": [720, 0], "size": [320, 800],
+         "values": {"seed": 0, "steps": 25, "sampler_name": "ddim", "spacing": "ddim",
+                    "class_name": "random", "batch_size": 1, "truncate_s": 0.0,
+                    "canvas_width": 128, "canvas_height": 64}},
+        loader(5, [1080, 700], UPSAMPLER256, title="ADM-U upsampler (64->256)"),
+        {"id": 6, "type": "CDMSuperResStage", "pos": [1080, 0], "size": [320, 620],
+         "values": {"steps": 25, "sampler_name": "ddim", "spacing": "ddim",
+                    "class_name": "from input"}},
+        {"id": 7, "type": "PreviewImage", "pos": [720, 880], "size": [320, 200],
+         "title": "64 x 128 canvas"},
+        {"id": 8, "type": "SaveImage", "pos": [1440, 0], "size": [320, 240],
+         "values": {"filename_prefix": "cdm/imagenet_wide"}},
+        download_note(9, [0, 170], files=files,
+                      text="Parallel cascade on ImageNet: a 64 x 128 canvas, a volcano on the "
+                      "left and a lakeshore on the right (two regions 80 px wide, overlapping by "
+                      "32), drawn by ADM-G's 64px model region by region at every step; then "
+                      "ADM-U upsamples each region of the canvas with the class that drew it "
+                      "(class_name \"from input\" follows the regions) to 256 x 512. ADM's "
+                      "models have no null class, so regions combine classes by place, not by "
+                      "guidance. The noisy classifier guides regions only on 64 px boxes (its "
+                      "attention pool has a fixed size): for it, use 64 px regions, e.g. three "
+                      "at left 0, 32 and 64."),
+    ]
+    links = [(1, 0, 2, "stage"), (1, 0, 3, "stage"), (1, 0, 4, "stage"),
+             (2, 0, 3, "regions"), (3, 0, 4, "regions"), (5, 0, 6, "stage"),
+             (4, 1, 6, "lowres"), (4, 0, 7, "images"), (6, 0, 8, "images")]
+    return build("11_imagenet_regions_wide", nodes, links, models=models(*files))
+
+
 RELEASED_WORKFLOWS = {"05_imagenet_64_to_256.json": imagenet_64_to_256,
-                      "06_upscale_photo_x4.json": upscale_photo_x4}
+                      "06_upscale_photo_x4.json": upscale_photo_x4,
+                      "11_imagenet_regions_wide.json": imagenet_regions_wide}
