@@ -29,7 +29,15 @@ from .base.images import from_uint8, to_uint8
 from .base.version import __version__
 from .formats.deepfloyd_config import default_threshold
 from .formats.stage_file import load_classifier, load_stage, read_config, save_stage
-from .models.config import NETWORKS_BY_ROLE, AugmentConfig, ShallowConfig, StageConfig, UNetConfig
+from .models.config import (
+    NETWORKS_BY_ROLE,
+    AugmentConfig,
+    SamplingConfig,
+    ShallowConfig,
+    StageConfig,
+    TextConfig,
+    UNetConfig,
+)
 from .models.noisy_classifier import ClassifierConfig, NoisyClassifier
 from .models.stage import Stage
 from .process.augment import (
@@ -73,6 +81,7 @@ from .training.passes import training_pass
 
 __all__ = [
     "AugmentConfig", "CascadeError", "CheckpointError", "ClassifierConfig", "Conditioning",
+    "SamplingConfig", "TextConfig",
     "Denoiser", "DiscreteSchedule", "EMA", "LowResCond", "NETWORKS_BY_ROLE", "NetInputs",
     "NoiseSource", "NoisyClassifier", "PromptEncoder", "Region", "SAMPLERS", "SPACINGS",
     "SamplingInterrupted", "SamplingPlan", "ScheduleConfig", "ShallowConfig", "Stage",

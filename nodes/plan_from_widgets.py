@@ -9,6 +9,8 @@ then travels unchanged through the pipeline to the sampler.
 """
 from __future__ import annotations
 
+import logging
+
 import torch
 
 from . import comfy_bridge as bridge
@@ -16,6 +18,9 @@ from . import widgets as W
 from ._core import core
 from .comfy_samplers import comfy_sampler, warn_low_start
 
+log = logging.getLogger("cascade_core")
+# steps 0 on a stage that records no sampling of its own
+UNRECORDED_STEPS = 20
 # which widget gives the start level: a base stage's truncation s, a refiner's strength
 START_WIDGETS = {"full": None, "truncated": "truncate_s", "partial": "strength"}
 
@@ -29,7 +34,8 @@ def sampling_plan(stage, widgets: dict, *, start: str = "full", record=None,
     unique_id)``, where the precision is noted; ``progress``: give the plan a progress bar."""
     precision = W.torch_dtype(widgets["dtype"], record,  # before any work: bad = error
                               weights=stage.dtype)
-    seed, steps = widgets["seed"], widgets["steps"]
+    seed = widgets["seed"]
+    steps, name, spacing = as_the_stage_says(stage, widgets)
     sampler = widgets.get("sampler")
     classifier, sigmas = widgets.get("classifier"), widgets.get("sigmas")
     total = steps if sigmas is None else torch.as_tensor(sigmas).numel() - 1
@@ -38,9 +44,8 @@ def sampling_plan(stage, widgets: dict, *, start: str = "full", record=None,
         begin = {"full": core.Start, "truncated": core.Start.truncated,
                  "partial": core.Start.partial}[start]
         plan = core.SamplingPlan(
-            sampler=widgets["sampler_name"] if sampler is None else comfy_sampler(sampler, stage,
-                                                                                  seed),
-            steps=steps, spacing=widgets["spacing"], sigmas=sigmas,
+            sampler=name if sampler is None else comfy_sampler(sampler, stage, seed),
+            steps=steps, spacing=spacing, sigmas=sigmas,
             start=begin(level) if start != "full" else begin(),
             guidance=widgets["guidance"], precision=precision,
             threshold=core.default_threshold(stage.config),
@@ -56,3 +61,21 @@ def sampling_plan(stage, widgets: dict, *, start: str = "full", record=None,
     if plan.sigmas is not None:
         warn_low_start(stage, plan.sigmas)
     return plan
+
+
+def as_the_stage_says(stage, widgets: dict) -> tuple:
+    """(steps, sampler, spacing) of the widgets; steps 0 means as the stage says: a distilled
+    stage's recorded sampler, steps and spacing (``StageConfig.sampling``), else
+    ``UNRECORDED_STEPS`` with the widgets' sampler. Other settings on a distilled stage are
+    sampled as asked, with a warning."""
+    steps, name, spacing = widgets["steps"], widgets["sampler_name"], widgets["spacing"]
+    made = stage.config.sampling
+    if not steps:
+        return (made.steps, made.sampler, made.spacing) if made.fixed else (
+            UNRECORDED_STEPS, name, spacing)
+    if made.fixed and (steps, name, spacing) != (made.steps, made.sampler, made.spacing):
+        log.warning("[%s] this stage was distilled for %s with %d steps and %s spacing; it samples "
+                    "%s with %d steps and %s spacing as asked, most likely worse (steps 0: as "
+                    "the stage says)", stage.name, made.sampler, made.steps, made.spacing, name,
+                    steps, spacing)
+    return steps, name, spacing

@@ -179,6 +179,11 @@ def describe(loaded: LoadedStage) -> str:
     if cfg.text.width:
         lines.append(f"text: {cfg.text.encoder or 'encoder'} token embeddings, width "
                      f"{cfg.text.width}, up to {cfg.text.max_tokens} tokens")
+    if cfg.sampling.fixed:
+        made = cfg.training.get("distillation") or {}
+        lines.append(f"sampling: distilled for {cfg.sampling.sampler} with {cfg.sampling.steps} "
+                     f"steps, {cfg.sampling.spacing} spacing (steps 0 on a sampling node), from "
+                     f"a {made.get('teacher_steps', '?')}-step teacher")
     if cfg.conditioned and not cfg.aug_input:
         lines.append("augmentation: none (trained on clean low-res images; takes s = 0 only)")
     elif cfg.conditioned:

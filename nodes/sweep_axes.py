@@ -49,7 +49,7 @@ def _ranges() -> dict[str, tuple[float, float]]:
     """Each numeric axis's range: the bounds of the widget that setting has on the nodes."""
     def bounds(decl):
         return decl[1]["min"], decl[1]["max"]
-    return {"s": (0.0, 1.0), "strength": (0.0, 1.0), "steps": bounds(widgets.steps()),
+    return {"s": (0.0, 1.0), "strength": (0.0, 1.0), "steps": (1, bounds(widgets.steps())[1]),
             "guidance": bounds(widgets.guidance()), "seed": bounds(widgets.seed())}
 
 

@@ -98,7 +98,7 @@ class CDMSweep:
         plan = sampling_plan(st, locals(), record=(extra_pnginfo, unique_id), progress=False)
         settings = sweep.SweepSettings(plan=plan, seed=seed, labels=labels, s=s,
                                        strength=strength, text=text)
-        bar = bridge.Progress(sum(int(c.get("steps", steps)) for c in cells))
+        bar = bridge.Progress(sum(int(c.get("steps", plan.steps)) for c in cells))
 
         def progress(done, total, info):
             bridge.check_interrupt()

@@ -23,8 +23,9 @@ def seed():
 
 def steps(default=30):
     tip = (f"denoising steps (1-1000; this node's default {default}). Time grows linearly with "
-           "steps; dpmpp_2m is close to converged at 20-30, euler needs more")
-    return ("INT", {"default": default, "min": 1, "max": 1000, "tooltip": tip})
+           "steps; dpmpp_2m is close to converged at 20-30, euler needs more. 0: as the stage "
+           "says (a distilled stage's own sampler, steps and spacing; 20 for other stages)")
+    return ("INT", {"default": default, "min": 0, "max": 1000, "tooltip": tip})
 
 
 def sampler(default="dpmpp_2m"):

@@ -264,3 +264,10 @@ def test_regions_speed_quick(capsys):
     assert main(["--quick"]) == 0
     out = capsys.readouterr().out
     assert "regions batched / separate = " in out and "one by one / batched = " in out
+
+
+def test_distill_cost_quick(capsys):
+    from bench.speed.distill_cost import main
+    assert main(["--quick"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("distil / train = ") == 2

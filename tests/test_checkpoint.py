@@ -119,14 +119,14 @@ def _rewrite_metadata(path, stage_json: dict):
 
 
 def test_files_of_every_format_version_load_as_the_same_stage(tmp_path):
-    """This release writes format 5; a file in format 2's layout (``kind`` for the network, the
+    """This release writes format 6; a file in format 2's layout (``kind`` for the network, the
     schedule's ``kind``) or with no version at all loads as the same stage with the same
     weights; a newer format is refused by name."""
     from cascade_core.formats.stage_format import FORMAT_VERSION
     stage = tiny_stage("sr", 16, 8, num_classes=2, learn_sigma=True)
     path = cc.save_stage(stage, tmp_path / "s.safetensors")
     written = json.loads(cc.read_config(path)[1]["cdm_stage"])
-    assert FORMAT_VERSION == 5 and written["format_version"] == 5
+    assert FORMAT_VERSION == 6 and written["format_version"] == 6
     assert written["network"] == "unet" and written["schedule"]["beta_schedule"] == "cosine"
     old = {k: v for k, v in written.items() if k != "network"}
     old.update(format_version=2, kind="diffusion",
@@ -137,7 +137,7 @@ def test_files_of_every_format_version_load_as_the_same_stage(tmp_path):
         assert again.config == stage.config
         sd, again_sd = stage.state_dict(), again.state_dict()
         assert all(torch.equal(sd[k], again_sd[k]) for k in sd)
-    _rewrite_metadata(path, {**written, "format_version": 6})
+    _rewrite_metadata(path, {**written, "format_version": 7})
     with pytest.raises(cc.CheckpointError, match="stage format is newer than this pack"):
         cc.load_stage(path)
 
@@ -161,6 +161,25 @@ def test_an_if_stage_two_of_format_4_gets_ifs_augmentation_and_ours_keeps_its_ow
     changed.load_state_dict(stage.state_dict())
     again = cc.load_stage(cc.save_stage(changed, tmp_path / "t.safetensors"))
     assert again.config.augmentation == aug
+
+
+def test_a_stage_of_format_5_reads_unchanged_and_the_recorded_sampling_survives(tmp_path):
+    """Format 6 added ``sampling`` (a distilled stage's sampler, steps and spacing): a format-5
+    file (no such key) reads with none recorded; a recorded one survives a round trip; a half
+    record is refused."""
+    stage = tiny_stage("base", 8)
+    path = cc.save_stage(stage, tmp_path / "s.safetensors")
+    written = json.loads(cc.read_config(path)[1]["cdm_stage"])
+    _rewrite_metadata(path, {**{k: v for k, v in written.items() if k != "sampling"},
+                             "format_version": 5})
+    assert not cc.read_config(path)[0].sampling.fixed
+    recorded = cc.SamplingConfig("ddim", 4, "trailing")
+    fixed = cc.Stage(dataclasses.replace(stage.config, sampling=recorded))
+    fixed.load_state_dict(stage.state_dict())
+    assert cc.load_stage(cc.save_stage(fixed, tmp_path / "t.safetensors")).config.sampling == \
+        recorded
+    with pytest.raises(cc.CascadeError, match="sampler, steps and spacing together"):
+        cc.SamplingConfig("ddim", 4, "")
 
 
 def test_the_shipped_files_of_formats_1_and_2_still_load():

@@ -35,7 +35,7 @@ def if_files(tmp_path_factory):
     t5 = T5Encoder(T5Config(vocab_size=56, d_model=48, d_kv=12, d_ff=96, num_layers=2,
                             num_heads=4))
     save_file({k: v.contiguous() for k, v in t5.state_dict().items()},
-              str(root / "t5-test.safetensors"))
+              str(root / "t5xxl_test.safetensors"))
     shutil.copy(T5_FIXTURE / "spiece.model", root / "spiece.model")
     return root
 
@@ -43,7 +43,7 @@ def if_files(tmp_path_factory):
 def stand_ins(root) -> list:
     return ["--stages", str(root), "--set", "IF-I-XL (64px).stage_name=IF-I-test.safetensors",
             "--set", "IF-II-L (64->256px).stage_name=IF-II-test/unet/config.json",
-            "--set", "T5-v1.1-XXL.clip_name=t5-test.safetensors", "--set", "steps=2"]
+            "--set", "T5-v1.1-XXL.clip_name=t5xxl_test.safetensors", "--set", "steps=2"]
 
 
 def test_workflow_08_prompt_to_image_runs_on_stand_ins(if_files, tmp_path):

@@ -45,7 +45,7 @@ def nothing_runs(monkeypatch):
 @pytest.mark.parametrize("widget,value,message", [
     ("batch_size", 0, r"node 3 \(CDMBaseSampler\): batch_size = 0: expected an integer in \[1, "),
     ("batch_size", -2, r"batch_size = -2: expected an integer in \[1, 256\]"),
-    ("steps", -3, r"node 3 \(CDMBaseSampler\): steps = -3: expected an integer in \[1, 1000\]"),
+    ("steps", -3, r"node 3 \(CDMBaseSampler\): steps = -3: expected an integer in \[0, 1000\]"),
     ("steps", "ten", r"steps = 'ten': expected an integer, found str"),
     ("guidance", float("nan"), r"guidance = nan: expected a finite number"),
     ("sampler_name", "plms", r"sampler_name = 'plms' is not one of"),
@@ -59,12 +59,13 @@ def test_widget_values_are_checked_before_anything_runs(tiny_cascade, tmp_path, 
 
 
 def test_every_problem_is_reported_at_once(tiny_cascade, tmp_path, nothing_runs):
-    wf = write(tmp_path, "01", [("CDMBaseSampler", "steps", 0), ("CDMSuperResStage", "steps", 5000),
+    wf = write(tmp_path, "01", [("CDMBaseSampler", "steps", -1), ("CDMSuperResStage", "steps",
+                                                                  5000),
                                 ("CDMBaseSampler", "truncate_s", 2.0)])
     with pytest.raises(WorkflowError, match="3 problems") as err:
         run(wf, tmp_path / "out", stage_dirs=[tiny_cascade])
     text = str(err.value)
-    assert "node 3 (CDMBaseSampler): steps = 0" in text
+    assert "node 3 (CDMBaseSampler): steps = -1" in text
     assert "node 4 (CDMSuperResStage): steps" in text
     assert "truncate_s = 2.0" in text
 

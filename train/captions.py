@@ -27,10 +27,9 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from cascade_core import CascadeError, CheckpointError, PromptEncoder
+from cascade_core import CascadeError, CheckpointError, PromptEncoder, TextConfig
 from cascade_core.formats.atomic import atomic_write
 from cascade_core.formats.t5_files import find_tokenizer
-from cascade_core.models.config import TextConfig
 
 from . import distributed as D
 from .data import ImageSource
@@ -131,15 +130,23 @@ def fingerprint(weights) -> str:
     return h.hexdigest()[:16]
 
 
-def prepare_text(cfg, source: ImageSource, *, out: Path, rt) -> TextTable:
+def prepare_text(cfg, source: ImageSource, *, out: Path, rt, resumed: dict | None = None
+                 ) -> TextTable:
     """The run's encoded captions (``--captions`` through ``--text-encoder``): read from the
-    cache beside the run, or encoded by the main process and written there first."""
+    cache beside the run, or encoded by the main process and written there first. ``resumed``:
+    the encoder a resumed run started with (another one is refused before anything is
+    encoded)."""
     captions = read_captions(cfg.captions, source)
     encoder = Path(cfg.text_encoder)
     if not encoder.exists():
         raise CascadeError("text encoder not found", "a T5 .safetensors file (spiece.model "
                            "beside it) or a text_encoder folder", str(encoder))
     digest = fingerprint(encoder)
+    if resumed and resumed.get("fingerprint") != digest:
+        raise CascadeError("the text encoder changed since the run started: resume with the one "
+                           "it started with (or start a new --out)",
+                           f"{resumed.get('name')} ({resumed.get('fingerprint')})",
+                           f"{encoder.name} ({digest})")
     distinct = sorted(set(captions) - {""})
     rows = {c: i for i, c in enumerate(["", *distinct])}
     key = hashlib.sha256(json.dumps([digest, distinct, image_keys(source)]).encode())

@@ -9,8 +9,14 @@ import json
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from cascade_core import AugmentConfig, CascadeError, ScheduleConfig, StageConfig, UNetConfig
-from cascade_core.models.config import TextConfig
+from cascade_core import (
+    AugmentConfig,
+    CascadeError,
+    ScheduleConfig,
+    StageConfig,
+    TextConfig,
+    UNetConfig,
+)
 
 from .options import INT_LIST, RunConfig, check_options, option
 

@@ -21,13 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
-from cascade_core import CascadeError, from_uint8, load_stage, precision
+from cascade_core import CascadeError, PromptEncoder, from_uint8, load_stage, precision
 
 from .data import ImageSource
 from .distributed import pick_device
 from .metrics import cifar_classifier as C
 from .metrics.inception import InceptionFeatures
-from .metrics.sample_cascade import Cascade, CascadeSettings, sample_cascade
+from .metrics.sample_cascade import Cascade, CascadeSettings, Prompts, sample_cascade
 from .metrics.scores import fid, kid, sliced_wasserstein
 from .perceptual import DEFAULT
 
@@ -162,6 +162,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--truncated", action="store_true",
                    help="truncated (not re-noised) augmentation")
     p.add_argument("--guidance", type=float, default=1.0)
+    p.add_argument("--text-encoder", default="",
+                   help="a text base stage: the T5 encoder its prompts are encoded with")
+    p.add_argument("--prompt", default="a photo of a {}",
+                   help="a text base stage: the prompt of each sample, {} replaced by its class "
+                        "name (the classes of --ref)")
     p.add_argument("--dtype", default="fp32", choices=("auto", "fp32", "bf16", "fp16"),
                    help="sampling precision (auto: bf16 where the device computes it natively)")
     p.add_argument("--seed", type=int, default=0)
@@ -190,9 +195,18 @@ def _images(args) -> tuple:
     settings = CascadeSettings(steps=args.steps, sr_steps=args.sr_steps, sampler=args.sampler,
                                s=args.s, truncated=args.truncated, guidance=args.guidance,
                                dtype=args.dtype, batch=args.batch)
-    images, labels = sample_cascade(Cascade(base, sr, ref), args.num, settings, seed=args.seed)
+    prompts = None
+    if base.config.text.width:
+        if not args.text_encoder:
+            raise CascadeError("this base stage is conditioned on text: say which encoder",
+                               f"--text-encoder ({base.config.text.encoder})", "none")
+        encoder = PromptEncoder.load(args.text_encoder)
+        encoder.encoder.to(device)
+        prompts = Prompts(encoder, args.prompt, ImageSource(args.ref).class_names)
+    images, labels = sample_cascade(Cascade(base, sr, ref), args.num, settings, seed=args.seed,
+                                    prompts=prompts)
     keys = ("base", "sr", "refiner", "steps", "sr_steps", "sampler", "s", "truncated", "guidance",
-            "seed")
+            "seed") + (("text_encoder", "prompt") if prompts else ())
     return images, labels, {**{k: getattr(args, k) for k in keys},
                             "dtype": precision.resolve_name(args.dtype, base.device)}
 

@@ -157,12 +157,18 @@ class StageRecipe(Recipe):
         """The stage's training loss (simple, hybrid, min-SNR weighted) on one micro-batch; a
         text stage's examples carry their caption's row where a class stage's carry the class
         (-1, dropped: the empty caption)."""
-        if self.text is not None:
-            rows = batch["label"].clamp(min=EMPTY).to(self.text.device)
-            batch = {**batch, "text": self.text[rows].to(batch["x0"].device), "label": None}
+        batch = self.with_text(batch)
         terms = training_loss(self.model, batch, min_snr_gamma=self.cfg.min_snr_gamma or None,
                               model=phase.net)
         return terms["loss"].mean()
+
+    def with_text(self, batch: dict) -> dict:
+        """A text stage's batch: its examples' caption rows (where a class stage's carry the
+        class; -1, dropped, is the empty caption) turned into their token embeddings."""
+        if self.text is None:
+            return batch
+        rows = batch["label"].clamp(min=EMPTY).to(self.text.device)
+        return {**batch, "text": self.text[rows].to(batch["x0"].device), "label": None}
 
     def after_step(self, phase, step, loss, seconds, log, progress):
         """EMA update, the metrics line every ``log_every`` steps, progress, preview grids."""
@@ -213,38 +219,63 @@ def example_maker(cfg: TrainConfig, scfg: StageConfig) -> ExampleMaker:
                         crop=cfg.crop, crop_fraction=cfg.crop_fraction,
                         batch=cfg.batch_size, flip=cfg.flip, label_dropout=dropout,
                         timesteps=scfg.schedule.timesteps,
-                        refiner_max_t=scfg.refiner_max_t, s_max=aug.s_max,
+                        refiner_max_t=scfg.refiner_max_t,
+                        s_max=aug.s_max if scfg.aug_input else 0.0,  # ADM-U: clean inputs
                         aug_schedule=aug.schedule,
                         blur_prob=aug.blur_prob, blur_range=aug.blur_sigma)
 
 
-def train(cfg: TrainConfig, resume: str = "", init_from: str = "") -> Path | None:
+class Plain:
+    """What a run trains towards: the stage's own loss on data (``StageRecipe``). A variant (the
+    distillation of ``train.distill``) changes the student's record and the loss, nothing else
+    of the run."""
+
+    recipe = None  # the Recipe class the run uses; None: StageRecipe
+
+    def student(self, config: StageConfig) -> StageConfig:
+        """The config of the stage this run trains, from the one it starts from."""
+        return config
+
+    def check_resume(self, recorded: StageConfig):
+        """Refuse resuming a run that was started towards something else."""
+
+
+def train(cfg: TrainConfig, resume: str = "", init_from: str = "", *,
+          kind: Plain | None = None) -> Path | None:
     """Train one stage; returns the path of the last stage checkpoint written (on rank 0). The run
-    holds its folder's lock throughout (``folder_lock``): one writer per folder."""
+    holds its folder's lock throughout (``folder_lock``): one writer per folder. ``kind``: what
+    the run trains towards (default: the stage's own loss)."""
+    kind = kind or Plain()
     rt = D.setup(cfg.device, cfg.precision, timeout=cfg.collective_timeout)
     data = open_source(cfg, cfg.resolution, log=print if rt.is_main else None)
     state_path = find_resume(Path(cfg.out), resume)
     recorded = recorded_architecture(state_path.parent) if state_path is not None else None
     check_memory(cfg, recorded or _config_of(cfg, data[0], init_from), rt)  # nothing written yet
+    if recorded is not None:
+        kind.check_resume(recorded)
     with run_lock(Path(cfg.out), active=rt.is_main):
         return _train(cfg, rt, data=data, resume_from=(state_path, recorded),
-                      init_from=init_from)
+                      init_from=init_from, kind=kind)
 
 
-def _train(cfg: TrainConfig, rt, *, data, resume_from: tuple, init_from: str) -> Path | None:
+def _train(cfg: TrainConfig, rt, *, data, resume_from: tuple, init_from: str,
+           kind: Plain) -> Path | None:
     out = Path(cfg.out)
     source, skipped = data
     state_path, recorded = resume_from
     text = None
     if cfg.captions:  # the examples carry each image's caption row (train.captions)
-        text = prepare_text(cfg, source, out=out, rt=rt)
+        was = recorded.training.get("text_encoder") if recorded is not None else None
+        text = prepare_text(cfg, source, out=out, rt=rt, resumed=was)
         source.labels, source.class_names = text.ids, ()
     torch.manual_seed(cfg.seed)
-    model = build_stage(cfg, source, init_from, recorded=recorded,
-                        text=text).to(rt.device).train()
+    model = build_stage(cfg, source, init_from, recorded=recorded, text=text)
+    if recorded is None:
+        model.config = kind.student(model.config)
+    model = model.to(rt.device).train()
     scfg = model.config
     start = 0
-    recipe = StageRecipe(cfg, rt, model, out=out, preview_set=None, start=start)
+    recipe = (kind.recipe or StageRecipe)(cfg, rt, model, out=out, preview_set=None, start=start)
     recipe.text = None if text is None else text.tokens.to(rt.device)
     if cfg.compile:  # after the EMA copy was taken: only the trained network is compiled
         compile_stage(model, log=print if rt.is_main else (lambda *a: None))

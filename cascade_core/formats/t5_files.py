@@ -100,11 +100,11 @@ def find_tokenizer(path) -> Path:
 
 
 def encoder_name(path, config: T5Config) -> str:
-    """The name a text stage records for its encoder: T5-v1.1-XXL's for that shape (IF's, and
-    ComfyUI's t5xxl files), else the file's stem or the folder's name."""
-    if config == T5Config():
-        return "t5-v1_1-xxl"
+    """The name a text stage records for its encoder: T5-v1.1-XXL's for that shape, for a
+    ``text_encoder`` folder (an IF download, whose encoder it is) and for a file named
+    ``t5xxl*`` (ComfyUI's), else the file's stem or the folder's name."""
     path = Path(path)
-    if path.is_dir():
-        return (path.parent.name if path.name == "text_encoder" else path.name) or "t5"
-    return path.stem
+    if config == T5Config() or (path.is_dir() and path.name == "text_encoder") or (
+            path.is_file() and path.name.lower().startswith("t5xxl")):
+        return "t5-v1_1-xxl"
+    return path.name if path.is_dir() else path.stem

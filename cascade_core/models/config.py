@@ -213,6 +213,29 @@ class ShallowConfig:
 
 
 @dataclass(frozen=True)
+class SamplingConfig:
+    """How a stage must be sampled, where it was made for one way (a distilled student: its
+    sampler, step count and spacing); empty: any way the user likes."""
+
+    sampler: str = ""
+    steps: int = 0
+    spacing: str = ""
+
+    def __post_init__(self):
+        if not isinstance(self.steps, int) or isinstance(self.steps, bool) or self.steps < 0:
+            raise CascadeError("a stage's recorded step count must be an integer >= 0",
+                               ">= 0", repr(self.steps))
+        if bool(self.steps) != bool(self.sampler) or bool(self.steps) != bool(self.spacing):
+            raise CascadeError("a stage records its sampler, steps and spacing together",
+                               "all three or none", (self.sampler, self.steps, self.spacing))
+
+    @property
+    def fixed(self) -> bool:
+        """True when the stage was made for one sampling (a distilled stage)."""
+        return self.steps > 0
+
+
+@dataclass(frozen=True)
 class StageConfig:
     """Everything that describes a stage; stored as JSON in its checkpoint."""
 
@@ -238,6 +261,7 @@ class StageConfig:
     network: str = "unet"               # see NETWORKS_BY_ROLE: the U-Net, or a shallow network
     shallow: ShallowConfig = field(default_factory=ShallowConfig)
     text: TextConfig = field(default_factory=TextConfig)  # prompts it is conditioned on (if any)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)  # how it must be sampled
 
     def __post_init__(self):
         check_fields(self, STAGE_LIMITS)
@@ -314,6 +338,7 @@ class StageConfig:
         d["augmentation"] = AugmentConfig(**d.get("augmentation", {}))
         d["shallow"] = ShallowConfig(**d.get("shallow", {}))
         d["text"] = TextConfig(**d.get("text", {}))
+        d["sampling"] = SamplingConfig(**d.get("sampling", {}))
         return cls(**d)
 
     def describe(self) -> str:

@@ -13,6 +13,7 @@ from cascade_core import (
     SamplingPlan,
     Stage,
     Start,
+    TextCond,
     generate,
     make_condition,
     refine,
@@ -58,25 +59,44 @@ class CascadeSettings:
                             precision=self.dtype)
 
 
+@dataclass(frozen=True)
+class Prompts:
+    """How a text stage is prompted in an evaluation: ``template`` filled with the name of each
+    image's class (of ``class_names``), encoded by ``encoder`` (a ``PromptEncoder``)."""
+
+    encoder: object
+    template: str
+    class_names: tuple
+
+    def __call__(self, labels: torch.Tensor) -> TextCond:
+        """The prompts of a batch of classes, with the empty prompt for guidance."""
+        return self.encoder.encode([self.template.format(self.class_names[int(c)])
+                                    for c in labels])
+
+
 def sample_cascade(cascade: Cascade, n: int, settings: CascadeSettings = CascadeSettings(),
-                   seed: int = 0, log=print):
-    """(uint8 NHWC images, labels): image i is of class i % num_classes and uses seed + i."""
+                   seed: int = 0, log=print, prompts: Prompts | None = None):
+    """(uint8 NHWC images, labels): image i is of class i % num_classes (a text base stage:
+    prompted by ``prompts`` with that class's name) and uses seed + i."""
     base, sr, refiner = cascade
-    k = base.config.num_classes
+    k = len(prompts.class_names) if prompts is not None else base.config.num_classes
     labels = torch.arange(n) % k if k else torch.full((n,), -1)
     truncated = sr is not None and settings.truncated and settings.s > 0
     out, t0 = [], time.time()
     for start in range(0, n, settings.batch):
         lab = labels[start:start + settings.batch]
-        cls = lab if k else None
+        cls = lab if k and base.config.num_classes else None
+        text = prompts(lab) if prompts is not None else None
         plan = settings.plan(settings.steps,
                              Start.truncated(settings.s) if truncated else None)
-        img, lowres = generate(base, plan, Conditioning.for_base(len(lab), cls), seed=seed + start)
+        img, lowres = generate(base, plan, Conditioning.for_base(len(lab), cls, text=text),
+                               seed=seed + start)
         if sr is not None:
             if not truncated:
                 lowres = make_condition(img, settings.s, seed + start + STAGE_SEED_STRIDE,
                                         schedule=sr.config.augmentation.schedule)
-            cond = Conditioning.for_upsampling(lowres, cls if sr.config.num_classes else None)
+            cond = Conditioning.for_upsampling(lowres, lab if k and sr.config.num_classes
+                                               else None)
             img = super_resolve(sr, settings.plan(settings.sr_steps), cond,
                                 seed=seed + start + 2 * STAGE_SEED_STRIDE)
         if refiner is not None:
