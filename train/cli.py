@@ -123,16 +123,21 @@ def run_folder(resume: str, out: str | None) -> Path:
     return Path(out or TrainConfig.out)
 
 
+def say_error(e: CascadeError) -> int:
+    """Print a refused run's sentence (errors raised in a data worker arrive wrapped: the
+    sentence, not their traceback); the exit status 2."""
+    lines = [ln for ln in str(e).strip().splitlines() if ln.strip()]
+    print(f"error: {lines[-1] if lines else e}", file=sys.stderr)
+    return 2
+
+
 def main(role: str, description: str, argv=None) -> int:
     from .stage_recipe import train
     try:
         cfg, resume, init_from = parse(role, description, argv)
         path = train(cfg, resume, init_from)
     except CascadeError as e:
-        # errors raised in a data worker arrive wrapped: show the sentence, not their traceback
-        lines = [ln for ln in str(e).strip().splitlines() if ln.strip()]
-        print(f"error: {lines[-1] if lines else e}", file=sys.stderr)
-        return 2
+        return say_error(e)
     if path is not None:
         print(f"wrote {path}")
     return 0

@@ -33,7 +33,7 @@ from cascade_core.run.distillation import (
     student_sigmas,
 )
 
-from .cli import add_dataclass_flags
+from .cli import add_dataclass_flags, say_error
 from .config import TrainConfig, load_file, validate
 from .options import option
 from .stage_recipe import Plain, StageRecipe, train
@@ -235,9 +235,7 @@ def main(argv=None) -> int:
         cfg, resume = parse(argv)
         path = distill(cfg, resume)
     except CascadeError as e:
-        lines = [ln for ln in str(e).strip().splitlines() if ln.strip()]
-        print(f"error: {lines[-1] if lines else e}", file=sys.stderr)
-        return 2
+        return say_error(e)
     print(f"wrote {path}")
     return 0
 

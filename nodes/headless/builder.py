@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .if_workflows import IF_WORKFLOWS
 from .released_workflows import RELEASED_WORKFLOWS
-from .workflow_spec import build, loader, note
+from .workflow_spec import build, loader, note, region
 
 WORKFLOWS = Path(__file__).resolve().parents[2] / "workflows"
 BASE = "cifar10-base16.safetensors"
@@ -170,15 +170,11 @@ def sweep_s_and_steps():
 
 def wide_canvas_regions():
     """Workflow 10: three classes left to right on a 16 x 48 canvas, then the SR stage."""
-    def region(node_id, y, *, left, name):
-        return {"id": node_id, "type": "CDMRegion", "pos": [360, y], "size": [320, 330],
-                "title": f"Region: {name}", "values": {"class_name": name, "left": left,
-                                                       "top": 0, "width": 20, "height": 16,
-                                                       "units": "pixels"}}
     nodes = [
         loader(1, [0, 0], BASE, title="Base stage (16px)"),
-        region(2, 100, left=0, name="airplane"), region(3, 500, left=14, name="ship"),
-        region(4, 900, left=28, name="automobile"),
+        region(2, 100, name="airplane", box=(0, 0, 20, 16)),
+        region(3, 500, name="ship", box=(14, 0, 20, 16)),
+        region(4, 900, name="automobile", box=(28, 0, 20, 16)),
         {"id": 5, "type": "CDMBaseSampler", "pos": [720, 0], "size": [320, 800],
          "values": {"seed": 0, "steps": 8, "class_name": "random", "batch_size": 4,
                     "truncate_s": 0.15, "canvas_width": 48, "canvas_height": 16}},

@@ -10,7 +10,7 @@ error (``known_files``).
 from __future__ import annotations
 
 from ..known_files import download_url
-from .workflow_spec import build, loader, note
+from .workflow_spec import build, loader, note, region
 
 BASE64 = "64x64_diffusion.pt"
 CLASSIFIER64 = "64x64_classifier.pt"
@@ -89,15 +89,10 @@ def upscale_photo_x4():
 
 def imagenet_regions_wide():
     files = (BASE64, UPSAMPLER256)
-
-    def region(node_id, y, *, left, name):
-        return {"id": node_id, "type": "CDMRegion", "pos": [360, y], "size": [320, 330],
-                "title": f"Region: {name}", "values": {"class_name": name, "left": left,
-                                                       "top": 0, "width": 80, "height": 64,
-                                                       "units": "pixels"}}
     nodes = [
         loader(1, [0, 0], BASE64, title="ADM-G base (ImageNet 64px)"),
-        region(2, 100, left=0, name="volcano"), region(3, 500, left=48, name="lakeshore"),
+        region(2, 100, name="volcano", box=(0, 0, 80, 64)),
+        region(3, 500, name="lakeshore", box=(48, 0, 80, 64)),
         {"id": 4, "type": "CDMBaseSampler", "pos": [720, 0], "size": [320, 800],
          "values": {"seed": 0, "steps": 25, "sampler_name": "ddim", "spacing": "ddim",
                     "class_name": "random", "batch_size": 1, "truncate_s": 0.0,

@@ -111,3 +111,13 @@ def loader(node_id, pos, file, title):
             "values": {"stage_name": file}}
 
 
+def region(node_id, y, *, name, box):
+    """A CDM Region node at x 360: ``name``'s class on ``box`` (left, top, width, height) in
+    pixels."""
+    left, top, width, height = box
+    return {"id": node_id, "type": "CDMRegion", "pos": [360, y], "size": [320, 330],
+            "title": f"Region: {name}", "values": {"class_name": name, "left": left, "top": top,
+                                                   "width": width, "height": height,
+                                                   "units": "pixels"}}
+
+
