@@ -1,5 +1,5 @@
 """CDM Region: one member of a parallel cascade (a stage, its class or prompt, where on the canvas,
-a weight); chained, the nodes build the list a Base Sampler merges at every step."""
+a weight); chained, the nodes build the list a sampling node merges at every step."""
 from __future__ import annotations
 
 import contextlib
@@ -71,8 +71,8 @@ class CDMRegion:
     CATEGORY = W.CATEGORY
     RETURN_TYPES = (REGIONS_TYPE,)
     RETURN_NAMES = ("regions",)
-    OUTPUT_TOOLTIPS = ("the regions so far: into the next CDM Region or a Base Sampler's regions "
-                       "input",)
+    OUTPUT_TOOLTIPS = ("the regions so far: into the next CDM Region, or the regions input of a "
+                       "Base Sampler, Super-Resolution Stage or Refiner",)
     FUNCTION = "region"
     DESCRIPTION = ("One member of a parallel cascade: a stage denoises its box (or mask) of a "
                    "wider canvas with its own class or prompt, and the sampler averages the "

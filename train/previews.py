@@ -36,8 +36,8 @@ def preview_text(stage, dataset, n: int):
     table = getattr(dataset, "text", None)
     if not stage.config.text.width or table is None:
         return None
-    rows = torch.arange(n) % max(1, len(table.captions) - 1) + 1 if len(table.captions) > 1 \
-        else torch.zeros(n, dtype=torch.long)
+    distinct = len(table.captions) - 1  # row 0 is the empty caption
+    rows = torch.arange(n) % distinct + 1 if distinct else torch.zeros(n, dtype=torch.long)
     tokens = table.tokens.to(stage.device)
     return TextCond(tokens[rows], tokens[[0] * n], table.name)
 
