@@ -17,7 +17,7 @@ user opening the file would, and checks what the frontend made of it:
 * the page raised no error of its own (failed requests to endpoints that the backend is too old
   to have are listed apart: they are not the pack's).
 
-Workflows 01 and 10 are also run with the Run button, their results read from the server's
+Workflows 01, 10 and 12 are also run with the Run button, their results read from the server's
 history.
 Writes one screenshot per workflow and renderer to ``--out`` (``workflows/*.png`` are the Nodes
 2.0 ones, 01 after its run) and prints a table; exits non-zero when a check fails. Needs no
@@ -35,7 +35,8 @@ from .comfy_server import Server
 
 ROOT = Path(__file__).resolve().parents[1]
 VUE_SETTING = "Comfy.VueNodes.Enabled"
-RUN_FROM_UI = ("01_base_then_sr", "10_wide_canvas_regions")  # also queued with the Run button
+RUN_FROM_UI = ("01_base_then_sr", "10_wide_canvas_regions",  # also queued with the Run button
+               "12_few_step_cascade")
 # what each loaded node looks like to the frontend, read back from the page
 READ_GRAPH = """vue => window.app.graph.nodes.map(n => {
     const el = document.querySelector(`[data-node-id="${n.id}"]`);

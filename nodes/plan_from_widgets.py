@@ -19,8 +19,6 @@ from ._core import core
 from .comfy_samplers import comfy_sampler, warn_low_start
 
 log = logging.getLogger("cascade_core")
-# steps 0 on a stage that records no sampling of its own
-UNRECORDED_STEPS = 20
 # which widget gives the start level: a base stage's truncation s, a refiner's strength
 START_WIDGETS = {"full": None, "truncated": "truncate_s", "partial": "strength"}
 
@@ -66,14 +64,12 @@ def sampling_plan(stage, widgets: dict, *, start: str = "full", record=None,
 def as_the_stage_says(stage, widgets: dict) -> tuple:
     """(steps, sampler, spacing) of the widgets; steps 0 means as the stage says: a distilled
     stage's recorded sampler, steps and spacing (``StageConfig.sampling``), else
-    ``UNRECORDED_STEPS`` with the widgets' sampler. Other settings on a distilled stage are
-    sampled as asked, with a warning."""
-    steps, name, spacing = widgets["steps"], widgets["sampler_name"], widgets["spacing"]
+    ``SamplingConfig.UNRECORDED_STEPS`` with the widgets' sampler. Other settings on a distilled
+    stage are sampled as asked, with a warning."""
     made = stage.config.sampling
-    if not steps:
-        return (made.steps, made.sampler, made.spacing) if made.fixed else (
-            UNRECORDED_STEPS, name, spacing)
-    if made.fixed and (steps, name, spacing) != (made.steps, made.sampler, made.spacing):
+    steps, name, spacing = made.resolve(widgets["steps"], widgets["sampler_name"],
+                                        widgets["spacing"])
+    if made.departs(steps, name, spacing):
         log.warning("[%s] this stage was distilled for %s with %d steps and %s spacing; it samples "
                     "%s with %d steps and %s spacing as asked, most likely worse (steps 0: as "
                     "the stage says)", stage.name, made.sampler, made.steps, made.spacing, name,

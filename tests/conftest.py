@@ -36,6 +36,12 @@ def tiny_cascade(tmp_path_factory):
     cc.save_stage(tiny_stage("sr", 32, 16, num_classes=10, class_names=CIFAR_CLASSES, seed=1),
                   d / "cifar10-sr16to32.safetensors")
     cc.save_stage(tiny_stage("refiner", 32, 32, seed=2), d / "cifar10-refiner32.safetensors")
+    from nodes.headless.builder import BASE_FEW, FEW_STEPS, SR_FEW
+    distilled = cc.SamplingConfig("ddim", FEW_STEPS, "trailing")  # workflow 12's students
+    cc.save_stage(tiny_stage(resolution=16, num_classes=10, class_names=CIFAR_CLASSES,
+                             sampling=distilled, seed=3), d / BASE_FEW)
+    cc.save_stage(tiny_stage("sr", 32, 16, num_classes=10, class_names=CIFAR_CLASSES,
+                             sampling=distilled, seed=4), d / SR_FEW)
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(
         d / "cdm_example_16px.png")
     from nodes import comfy_bridge

@@ -1,5 +1,6 @@
 """The benchmarks' --quick modes: they run in seconds and print what they measure."""
 import importlib.util
+from pathlib import Path
 
 import pytest
 
@@ -203,6 +204,24 @@ def test_tune_defaults_quick(capsys):
     assert "| old |" in out and "| new |" in out and "speed-up" in out
 
 
+def test_distilled_cascade_quick(capsys):
+    """Teachers at every step count, the 2-step students found in the folder and sampled as they
+    say (steps 0 in workflow 01 and in the evaluation), timed side by side."""
+    from bench.quality import distilled_cascade as dc
+    student = dc.cells(Path("/nonexistent"))
+    assert [c["key"] for c in student] == ["teacher 8+8", "teacher 4+4", "teacher 2+2",
+                                           "teacher 1+1"]
+    assert dc.main(["all", "--quick"]) == 0
+    out = capsys.readouterr().out
+    assert "| 8 + 8 | teacher |" in out and "(reference)" in out
+    row = next(ln for ln in out.splitlines() if ln.startswith("| 2 + 2 | student |"))
+    assert row.endswith("x |") and "| - |" in row  # timed; FID not asked for in --quick
+    cell = {"key": "student 2+2", "who": "student", "steps": 2, "files": dc.student_names(2)}
+    assert dc.overrides(cell) == ["1.stage_name=cifar10-base16-2step.safetensors",
+                                  "2.stage_name=cifar10-sr16to32-2step.safetensors",
+                                  "3.steps=0", "4.steps=0"]
+
+
 def test_loader_speed_quick(capsys):
     from bench.speed import loader_speed
     assert loader_speed.main(["--quick"]) == 0
@@ -271,3 +290,5 @@ def test_distill_cost_quick(capsys):
     assert main(["--quick"]) == 0
     out = capsys.readouterr().out
     assert out.count("distil / train = ") == 2
+    bf16 = "bf16" in cc.precision.native_dtypes("cpu")  # timed only where the CPU computes it
+    assert out.count("x the fp32 step") == (2 if bf16 else 0)

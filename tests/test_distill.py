@@ -103,6 +103,32 @@ def test_a_distilled_stage_stays_a_stage_in_the_nodes(setup, caplog):
                                    dtype="fp32")
 
 
+def test_an_evaluation_samples_a_distilled_stage_as_it_says(setup):
+    """``train.eval``'s settings: steps 0 takes a distilled stage's own sampling and 20 steps
+    of the asked sampler on another stage; given steps are sampled as asked; the SR stage
+    takes its own sampler and spacing where given."""
+    from train.metrics.sample_cascade import CascadeSettings
+
+    teacher = cc.load_stage(setup["teacher"])
+    student = cc.Stage(cc.StageConfig(**{**teacher.config.__dict__, "sampling":
+                                         cc.SamplingConfig("ddim", 2, "trailing")}))
+    settings = CascadeSettings(sampler="dpmpp_2m", spacing="karras")
+    plan = settings.plan(student, 0)
+    assert (plan.sampler, plan.steps, plan.spacing) == ("ddim", 2, "trailing")
+    plan = settings.plan(teacher, 0)
+    assert (plan.sampler, plan.steps, plan.spacing) == ("dpmpp_2m", 20, "karras")
+    plan = settings.plan(student, 6)
+    assert (plan.sampler, plan.steps, plan.spacing) == ("dpmpp_2m", 6, "karras")
+    assert student.config.sampling.departs(6, "dpmpp_2m", "karras")
+    assert not student.config.sampling.departs(2, "ddim", "trailing")
+    assert not teacher.config.sampling.departs(6, "dpmpp_2m", "karras")
+    sr = tiny_stage("sr", 16, low_res=8)
+    plan = CascadeSettings(sr_sampler="ddim", sr_spacing="trailing").plan(sr, 4)
+    assert (plan.sampler, plan.steps, plan.spacing) == ("ddim", 4, "trailing")
+    plan = CascadeSettings(sr_sampler="ddim", sr_spacing="trailing").plan(teacher, 4)
+    assert (plan.sampler, plan.spacing) == ("dpmpp_2m", "karras")
+
+
 def test_bad_teachers_and_rounds_are_refused_naming_them(setup, tmp_path, capsys):
     dae = cc.Stage(cc.StageConfig(role="base", resolution=8, network="dae",
                                   shallow=cc.ShallowConfig(hidden=8, blocks=1, heads=2)))
@@ -159,3 +185,30 @@ def test_an_eps_teacher_without_a_null_class_gets_a_v_student_and_every_class(se
     assert student.config.parameterization == "v" and not student.config.null_class
     assert main([*common, "--out", str(tmp_path / "p"), "--label-dropout", "0.1"]) == 2
     assert "has no null class" in capsys.readouterr().err
+
+
+def test_shipping_a_student_keeps_its_sampling_and_lineage_in_fp16(setup, tmp_path, capsys):
+    """``bench.release.ship_weights --suffix``: the student is written under the suffixed name
+    in fp16 with its recorded sampling and lineage; the example image is left alone."""
+    from bench.release import ship_weights
+
+    teacher = cc.load_stage(setup["teacher"])
+    lineage = {"distillation": {"teacher": "teacher.safetensors", "teacher_steps": 4}}
+    config = cc.StageConfig(**{**teacher.config.__dict__, "training": lineage,
+                               "sampling": cc.SamplingConfig("ddim", 2, "trailing")})
+    student = cc.Stage(config)
+    student.load_state_dict(teacher.state_dict())
+    run = tmp_path / "round1-2steps"
+    run.mkdir()
+    cc.save_stage(student, run / "latest.safetensors")
+    (run / "config.json").write_text('{"batch_size": 16}')
+    example = ship_weights.ROOT / "workflows" / "cdm_example_16px.png"
+    before = example.stat().st_mtime_ns
+    assert ship_weights.main(["--base", str(run), "--out", str(tmp_path), "--suffix=-2step"]) == 0
+    path = tmp_path / f"{ship_weights.NAMES['base']}-2step.safetensors"
+    assert cc.read_config(path)[1]["cdm_dtype"] == "fp16"
+    shipped = cc.load_stage(path)
+    assert shipped.config.sampling == cc.SamplingConfig("ddim", 2, "trailing")
+    assert shipped.config.training["distillation"] == lineage["distillation"]
+    assert example.stat().st_mtime_ns == before
+    assert "fp16 vs fp32 samples" in capsys.readouterr().out

@@ -12,10 +12,11 @@ from nodes.run_workflow import main
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = sorted((ROOT / "workflows").glob("*.json"))
-CIFAR = [p for p in WORKFLOWS if p.name[:2] in ("01", "02", "03", "04")]
+CIFAR = [p for p in WORKFLOWS if p.name[:2] in ("01", "02", "03", "04", "12")]
 RELEASED = [p for p in WORKFLOWS if p.name[:2] in ("05", "06")]
 EXPECTED = {  # workflow -> {filename prefix: (count, size)}
     "01_base_then_sr.json": {"base_sr": (8, 32), "preview": (8, 16)},
+    "12_few_step_cascade.json": {"few_step": (8, 32), "preview": (8, 16)},
     "02_full_cascade.json": {"cascade64": (4, 64), "preview": (4, 32)},
     "03_upscale_your_image.json": {"upscaled": (1, 32), "preview": (1, 32)},
     "04_augmentation_sweep.json": {"sweep_s0.00": (4, 32), "sweep_s0.15": (4, 32),

@@ -154,11 +154,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--num", type=int, default=1000,
                    help="samples to draw (1k quick ... 50k paper protocol)")
     p.add_argument("--metrics", default="kid,fid", help=f"comma-separated, of {','.join(METRICS)}")
-    p.add_argument("--steps", type=int, default=30)
-    p.add_argument("--sr-steps", type=int, default=30)
+    p.add_argument("--steps", type=int, default=30,
+                   help="base steps; 0: as the stage says (a distilled stage's own sampling)")
+    p.add_argument("--sr-steps", type=int, default=30, help="SR steps; 0: as the stage says")
     p.add_argument("--sampler", default="dpmpp_2m")
     p.add_argument("--spacing", default="karras",
                    help="step spacing (a distilled stage: the one it records, trailing)")
+    p.add_argument("--sr-sampler", default="", help="the SR stage's sampler (default: --sampler)")
+    p.add_argument("--sr-spacing", default="", help="the SR stage's spacing (default: --spacing)")
     p.add_argument("--s", type=float, default=0.1,
                    help="conditioning augmentation level for the SR stage")
     p.add_argument("--truncated", action="store_true",
@@ -195,7 +198,8 @@ def _images(args) -> tuple:
     sr = load_stage(args.sr, device, dtype="fp32") if args.sr else None
     ref = load_stage(args.refiner, device, dtype="fp32") if args.refiner else None
     settings = CascadeSettings(steps=args.steps, sr_steps=args.sr_steps, sampler=args.sampler,
-                               spacing=args.spacing, s=args.s, truncated=args.truncated,
+                               spacing=args.spacing, sr_sampler=args.sr_sampler,
+                               sr_spacing=args.sr_spacing, s=args.s, truncated=args.truncated,
                                guidance=args.guidance, dtype=args.dtype, batch=args.batch)
     prompts = None
     if base.config.text.width:
@@ -207,7 +211,8 @@ def _images(args) -> tuple:
         prompts = Prompts(encoder, args.prompt, ImageSource(args.ref).class_names)
     images, labels = sample_cascade(Cascade(base, sr, ref), args.num, settings, seed=args.seed,
                                     prompts=prompts)
-    keys = ("base", "sr", "refiner", "steps", "sr_steps", "sampler", "spacing", "s", "truncated",
+    keys = ("base", "sr", "refiner", "steps", "sr_steps", "sampler", "spacing", "sr_sampler",
+            "sr_spacing", "s", "truncated",
             "guidance", "seed") + (("text_encoder", "prompt") if prompts else ())
     return images, labels, {**{k: getattr(args, k) for k in keys},
                             "dtype": precision.resolve_name(args.dtype, base.device)}

@@ -1,11 +1,13 @@
 """Copy trained stages into weights/ as fp16 and check that fp16 holds their quality.
 
     python -m bench.release.ship_weights --base runs/base16 --sr runs/sr32 --refiner runs/ref32
+    python -m bench.release.ship_weights --base runs/distil/round1-4steps --suffix=-4step
 
 For each run folder it takes ``latest.safetensors`` (the EMA stage), writes it
-to ``weights/<name>.safetensors`` in fp16, and compares samples of the fp32 and
-the fp16 weights from the same seeds (both computed in fp32): the largest
-pixel difference and the SWD between the two sets are printed. It also renders
+to ``weights/<name><suffix>.safetensors`` in fp16, and compares samples of the
+fp32 and the fp16 weights from the same seeds (both computed in fp32; a
+distilled stage as it says): the largest pixel difference and the SWD between
+the two sets are printed. Without a suffix it also renders
 ``workflows/cdm_example_16px.png`` (a base-stage sample) for the upscaling
 workflow.
 """
@@ -31,8 +33,10 @@ NAMES = {"base": "cifar10-base16", "sr": "cifar10-sr16to32", "refiner": "cifar10
 
 
 def samples(stage, role, n=32):
-    labels = torch.arange(n) % 10 if stage.config.num_classes else None
-    plan = cc.SamplingPlan(steps=20)
+    k = stage.config.num_classes
+    labels = torch.arange(n) % k if k else None
+    steps, sampler, spacing = stage.config.sampling.resolve(0, "dpmpp_2m", "karras")
+    plan = cc.SamplingPlan(sampler=sampler, steps=steps, spacing=spacing)
     if role == "base":
         return cc.generate(stage, plan, cc.Conditioning.for_base(n, labels), seed=0)[0]
     size = stage.config.low_res
@@ -60,6 +64,8 @@ def main(argv=None) -> int:
     for role in NAMES:
         p.add_argument(f"--{role}", default="", help=f"run folder of the {role} stage")
     p.add_argument("--out", default=str(ROOT / "weights"))
+    p.add_argument("--suffix", default="", help="appended to the file names (a distilled "
+                   "stage: -4step); the example image is rendered only without one")
     args = p.parse_args(argv)
     out = Path(args.out)
     for role, name in NAMES.items():
@@ -68,14 +74,14 @@ def main(argv=None) -> int:
             continue
         stage = cc.load_stage(Path(run) / "latest.safetensors", dtype="fp32")
         stage.config = replace(stage.config, training=_provenance(Path(run), stage.config.training))
-        path = cc.save_stage(stage, out / f"{name}.safetensors", dtype="fp16")
+        path = cc.save_stage(stage, out / f"{name}{args.suffix}.safetensors", dtype="fp16")
         half = cc.load_stage(path, dtype="fp32")
         a, b = samples(stage, role), samples(half, role)
         swd = float(np.mean(sliced_wasserstein(a, b)))
         print(f"{path.name}: {stage.num_parameters() / 1e6:.2f}M params, "
               f"{path.stat().st_size / 1e6:.1f} MB; "
               f"fp16 vs fp32 samples: max |diff| {float((a - b).abs().max()):.4f}, SWD {swd:.2f}")
-        if role == "base":
+        if role == "base" and not args.suffix:
             horse = cc.Conditioning.for_base(1, torch.tensor([7]))
             img, _ = cc.generate(half, cc.SamplingPlan(steps=30), horse, seed=7)
             Image.fromarray(to_uint8(img)[0]).save(ROOT / "workflows" / "cdm_example_16px.png")

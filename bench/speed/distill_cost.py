@@ -7,7 +7,9 @@ Side by side in one process, alternating, median of ``--repeats``: one optimizer
 forward and backward of the stage recipe's loss (``training_loss``) against the distillation
 loss (``distillation_loss``: two teacher evaluations without gradient, then the student's
 forward and backward), on random images at the stage's size. The ratio is what a round costs
-per image against training the stage; images per second give a round's wall time here.
+per image against training the stage; images per second give a round's wall time here. Where
+the CPU computes bf16 natively, the distillation step under bf16 autocast (``--precision
+bf16``) is timed in the same alternation.
 """
 from __future__ import annotations
 
@@ -48,6 +50,11 @@ def step_times(name: str, n: int, repeats: int) -> dict:
     batch = batch_for(student, n, torch.Generator().manual_seed(0))
     runs = {"train": lambda: cc.training_loss(student, batch)["loss"].mean(),
             "distil": lambda: distillation_loss(student, teacher, batch, grid=grid).mean()}
+    if "bf16" in cc.precision.native_dtypes("cpu"):
+        def bf16():
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                return distillation_loss(student, teacher, batch, grid=grid).mean()
+        runs["distil_bf16"] = bf16
     times = {k: [] for k in runs}
     for _ in range(repeats):
         for key, loss in runs.items():
@@ -71,6 +78,10 @@ def main(argv=None) -> int:
         print(f"{name}: training step {med['train'] * 1000:.0f} ms ({n / med['train']:.0f} img/s), "
               f"distillation step {med['distil'] * 1000:.0f} ms ({n / med['distil']:.0f} img/s), "
               f"distil / train = {med['distil'] / med['train']:.2f}")
+        if "distil_bf16" in med:
+            t = med["distil_bf16"]
+            print(f"  distillation step in bf16 autocast {t * 1000:.0f} ms ({n / t:.0f} img/s), "
+                  f"{med['distil'] / t:.2f}x the fp32 step")
     return 0
 
 

@@ -234,6 +234,22 @@ class SamplingConfig:
         """True when the stage was made for one sampling (a distilled stage)."""
         return self.steps > 0
 
+    # steps 0 ("as the stage says") on a stage that records no sampling of its own
+    UNRECORDED_STEPS = 20
+
+    def resolve(self, steps: int, sampler: str, spacing: str) -> tuple:
+        """(steps, sampler, spacing) to sample with when asked for these: steps 0 means as the
+        stage says (its recorded sampling; ``UNRECORDED_STEPS`` with the asked sampler and
+        spacing on a stage that records none), anything else is sampled as asked."""
+        if steps:
+            return steps, sampler, spacing
+        return (self.steps, self.sampler, self.spacing) if self.fixed else (
+            self.UNRECORDED_STEPS, sampler, spacing)
+
+    def departs(self, steps: int, sampler: str, spacing: str) -> bool:
+        """True when a distilled stage is asked to sample other than it was made for."""
+        return self.fixed and (steps, sampler, spacing) != (self.steps, self.sampler, self.spacing)
+
 
 @dataclass(frozen=True)
 class StageConfig:

@@ -19,6 +19,10 @@ WORKFLOWS = Path(__file__).resolve().parents[2] / "workflows"
 BASE = "cifar10-base16.safetensors"
 SR = "cifar10-sr16to32.safetensors"
 REFINER = "cifar10-refiner32.safetensors"
+# the distilled students of BASE and SR that workflow 12 samples (bench/quality/distilled_cascade)
+FEW_STEPS = 4
+BASE_FEW, SR_FEW = (f"{name}-{FEW_STEPS}step.safetensors" for name in ("cifar10-base16",
+                                                                         "cifar10-sr16to32"))
 
 
 def base_then_sr():
@@ -203,11 +207,39 @@ def wide_canvas_regions():
     return build("10_wide_canvas_regions", nodes, links)
 
 
+def few_step_cascade():
+    """Workflow 01 on the distilled stages: steps 0 samples each as it says."""
+    nodes = [
+        loader(1, [0, 0], BASE_FEW, title=f"Base stage (16px, {FEW_STEPS} steps)"),
+        loader(2, [760, 800], SR_FEW, title=f"SR stage (16->32, {FEW_STEPS} steps)"),
+        # taller than workflow 01's: the samplers' previews after a run stay clear of the nodes below
+        {"id": 3, "type": "CDMBaseSampler", "pos": [380, 0], "size": [320, 740],
+         "values": {"seed": 0, "steps": 0, "sampler_name": "ddim", "spacing": "trailing",
+                    "class_name": "random", "batch_size": 8, "truncate_s": 0.15}},
+        {"id": 4, "type": "CDMSuperResStage", "pos": [760, 0], "size": [320, 740],
+         "values": {"steps": 0, "sampler_name": "ddim", "spacing": "trailing"}},
+        {"id": 5, "type": "PreviewImage", "pos": [380, 800], "size": [320, 240]},
+        {"id": 6, "type": "SaveImage", "pos": [1140, 0], "size": [300, 300],
+         "values": {"filename_prefix": "cdm/few_step"}},
+        note(7, [0, 190],
+             f"Workflow 01 on distilled stages: each was trained (progressive distillation, "
+             f"python -m train.distill) to take {FEW_STEPS} DDIM steps where its teacher, the "
+             f"shipped stage, takes 8 or 16.\n\nsteps 0 = as the stage says (DDIM, "
+             f"{FEW_STEPS} steps, trailing spacing); other steps work, with a warning, most "
+             "likely worse. Quality and speed against workflow 01: bench/RESULTS.md, "
+             "distillation.", size=(330, 300)),
+    ]
+    links = [(1, 0, 3, "stage"), (2, 0, 4, "stage"), (3, 1, 4, "lowres"), (3, 0, 5, "images"),
+             (4, 0, 6, "images")]
+    return build("12_few_step_cascade", nodes, links)
+
+
 SHIPPED = {"01_base_then_sr.json": base_then_sr, "02_full_cascade.json": full_cascade,
            "03_upscale_your_image.json": upscale_your_image,
            "04_augmentation_sweep.json": augmentation_sweep, **RELEASED_WORKFLOWS,
            "07_sweep_s_and_steps.json": sweep_s_and_steps, **IF_WORKFLOWS,
-           "10_wide_canvas_regions.json": wide_canvas_regions}
+           "10_wide_canvas_regions.json": wide_canvas_regions,
+           "12_few_step_cascade.json": few_step_cascade}
 
 
 def main():

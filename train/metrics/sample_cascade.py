@@ -36,14 +36,17 @@ class Cascade(NamedTuple):
 
 @dataclass(frozen=True)
 class CascadeSettings:
-    """How an evaluation samples a cascade: steps per stage, sampler, augmentation level ``s``
-    (truncated or re-noised), guidance, refiner strength, precision (fp32 unless asked: a score
-    should not depend on the machine it was computed on) and batch size."""
+    """How an evaluation samples a cascade: steps per stage (0: as the stage says, a distilled
+    stage's own sampling), sampler and spacing (the SR stage's own where given), augmentation
+    level ``s`` (truncated or re-noised), guidance, refiner strength, precision (fp32 unless
+    asked: a score should not depend on the machine it was computed on) and batch size."""
 
     steps: int = 30
     sr_steps: int = 30
     sampler: str = "dpmpp_2m"
     spacing: str = "karras"
+    sr_sampler: str = ""
+    sr_spacing: str = ""
     s: float = 0.1
     truncated: bool = False
     guidance: float = 1.0
@@ -52,9 +55,13 @@ class CascadeSettings:
     dtype: str = "fp32"
     batch: int = 100
 
-    def plan(self, steps: int, start: Start | None = None) -> SamplingPlan:
-        """The sampling plan of one stage with ``steps`` steps."""
-        return SamplingPlan(sampler=self.sampler, steps=steps, spacing=self.spacing,
+    def plan(self, stage: Stage, steps: int, start: Start | None = None) -> SamplingPlan:
+        """The sampling plan of ``stage`` with ``steps`` steps (0: as the stage says)."""
+        sr = stage.config.role == "sr"
+        asked = (self.sr_sampler or self.sampler, self.sr_spacing or self.spacing) if sr else (
+            self.sampler, self.spacing)
+        steps, sampler, spacing = stage.config.sampling.resolve(steps, *asked)
+        return SamplingPlan(sampler=sampler, steps=steps, spacing=spacing,
                             start=start or Start(), guidance=self.guidance,
                             precision=self.dtype)
 
@@ -87,7 +94,7 @@ def sample_cascade(cascade: Cascade, n: int, settings: CascadeSettings = Cascade
         lab = labels[start:start + settings.batch]
         cls = lab if k and base.config.num_classes else None
         text = prompts(lab) if prompts is not None else None
-        plan = settings.plan(settings.steps,
+        plan = settings.plan(base, settings.steps,
                              Start.truncated(settings.s) if truncated else None)
         img, lowres = generate(base, plan, Conditioning.for_base(len(lab), cls, text=text),
                                seed=seed + start)
@@ -97,10 +104,11 @@ def sample_cascade(cascade: Cascade, n: int, settings: CascadeSettings = Cascade
                                         schedule=sr.config.augmentation.schedule)
             cond = Conditioning.for_upsampling(lowres, lab if k and sr.config.num_classes
                                                else None)
-            img = super_resolve(sr, settings.plan(settings.sr_steps), cond,
+            img = super_resolve(sr, settings.plan(sr, settings.sr_steps), cond,
                                 seed=seed + start + 2 * STAGE_SEED_STRIDE)
         if refiner is not None:
-            plan = settings.plan(settings.refine_steps, Start.partial(settings.refine_strength))
+            plan = settings.plan(refiner, settings.refine_steps,
+                                 Start.partial(settings.refine_strength))
             img = refine(refiner, plan, Conditioning.for_refining(img),
                          seed=seed + start + 3 * STAGE_SEED_STRIDE)
         out.append(to_uint8(img))
