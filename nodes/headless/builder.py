@@ -212,7 +212,7 @@ def few_step_cascade():
     nodes = [
         loader(1, [0, 0], BASE_FEW, title=f"Base stage (16px, {FEW_STEPS} steps)"),
         loader(2, [760, 800], SR_FEW, title=f"SR stage (16->32, {FEW_STEPS} steps)"),
-        # taller than workflow 01's: the samplers' previews after a run stay clear of the nodes below
+        # taller than in workflow 01: the previews shown after a run stay clear of the nodes below
         {"id": 3, "type": "CDMBaseSampler", "pos": [380, 0], "size": [320, 740],
          "values": {"seed": 0, "steps": 0, "sampler_name": "ddim", "spacing": "trailing",
                     "class_name": "random", "batch_size": 8, "truncate_s": 0.15}},
