@@ -119,16 +119,21 @@ def overrides(cell: dict) -> list[str]:
 
 
 def speed(opts, folder: Path, chosen: list[dict]) -> dict:
-    """Seconds per run of workflow 01 for each cell, alternating, median of ``opts.repeats``."""
+    """Seconds per run of workflow 01 for each cell, alternating, median of ``opts.repeats``.
+    Every cell's stages stay loaded, as when one workflow runs again and again: the runner's
+    cache (a few stages) would otherwise reload files on every switch between cells."""
     from nodes import comfy_bridge as bridge
+    from nodes import stage_nodes
     from nodes.headless.executor import run
 
     out = Path(tempfile.mkdtemp(prefix="distilled_cascade_"))
     runs = {c["key"]: (lambda c=c: run(WORKFLOW, out, overrides(c), stage_dirs=[folder]))
             for c in chosen}
+    keep, stage_nodes.KEEP_EACH = stage_nodes.KEEP_EACH, 2 * len(chosen) + 1
     try:
         return alternating(runs, repeats=opts.repeats)
     finally:
+        stage_nodes.KEEP_EACH = keep
         bridge.remove_stage_dir(folder)
 
 

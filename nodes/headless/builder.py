@@ -20,7 +20,7 @@ BASE = "cifar10-base16.safetensors"
 SR = "cifar10-sr16to32.safetensors"
 REFINER = "cifar10-refiner32.safetensors"
 # the distilled students of BASE and SR that workflow 12 samples (bench/quality/distilled_cascade)
-FEW_STEPS = 4
+FEW_STEPS = 2
 BASE_FEW, SR_FEW = (f"{name}-{FEW_STEPS}step.safetensors" for name in ("cifar10-base16",
                                                                          "cifar10-sr16to32"))
 
@@ -208,7 +208,8 @@ def wide_canvas_regions():
 
 
 def few_step_cascade():
-    """Workflow 01 on the distilled stages: steps 0 samples each as it says."""
+    """Workflow 01 on the distilled stages: steps 0 samples each as it says. ``FEW_STEPS``:
+    the fewest steps per stage that keep workflow 01's quality (bench/RESULTS.md)."""
     nodes = [
         loader(1, [0, 0], BASE_FEW, title=f"Base stage (16px, {FEW_STEPS} steps)"),
         loader(2, [760, 800], SR_FEW, title=f"SR stage (16->32, {FEW_STEPS} steps)"),
@@ -222,12 +223,12 @@ def few_step_cascade():
         {"id": 6, "type": "SaveImage", "pos": [1140, 0], "size": [300, 300],
          "values": {"filename_prefix": "cdm/few_step"}},
         note(7, [0, 190],
-             f"Workflow 01 on distilled stages: each was trained (progressive distillation, "
-             f"python -m train.distill) to take {FEW_STEPS} DDIM steps where its teacher, the "
-             f"shipped stage, takes 8 or 16.\n\nsteps 0 = as the stage says (DDIM, "
-             f"{FEW_STEPS} steps, trailing spacing); other steps work, with a warning, most "
-             "likely worse. Quality and speed against workflow 01: bench/RESULTS.md, "
-             "distillation.", size=(330, 300)),
+             f"Workflow 01 on distilled stages: rounds of progressive distillation (python -m "
+             f"train.distill), each halving the steps, took the shipped stages down to "
+             f"{FEW_STEPS} DDIM steps at workflow 01's quality.\n\nsteps 0 = as the stage "
+             f"says (DDIM, {FEW_STEPS} steps, trailing spacing); other steps work, with a "
+             "warning, most likely worse. The -4step files sample 4 + 4 steps (a little better, "
+             "slower). Quality and speed: bench/RESULTS.md, distillation.", size=(330, 300)),
     ]
     links = [(1, 0, 3, "stage"), (2, 0, 4, "stage"), (3, 1, 4, "lowres"), (3, 0, 5, "images"),
              (4, 0, 6, "images")]
