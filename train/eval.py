@@ -212,8 +212,8 @@ def _images(args) -> tuple:
     images, labels = sample_cascade(Cascade(base, sr, ref), args.num, settings, seed=args.seed,
                                     prompts=prompts)
     keys = ("base", "sr", "refiner", "steps", "sr_steps", "sampler", "spacing", "sr_sampler",
-            "sr_spacing", "s", "truncated",
-            "guidance", "seed") + (("text_encoder", "prompt") if prompts else ())
+            "sr_spacing", "s", "truncated", "guidance", "seed") + (
+        ("text_encoder", "prompt") if prompts else ())
     return images, labels, {**{k: getattr(args, k) for k in keys},
                             "dtype": precision.resolve_name(args.dtype, base.device)}
 
