@@ -1,5 +1,6 @@
 """Progressive distillation (``train.distill``, ``cascade_core.run.distillation``): a round's
 student takes two of its teacher's DDIM steps in one; the run is the stage recipe's."""
+import json
 import logging
 
 import pytest
@@ -15,6 +16,7 @@ from cascade_core.run.distillation import (
 from tests.helpers import GaussianDenoiser, tiny_stage
 from tests.test_train import make_folder
 from train.distill import main
+from train.eval import main as evaluate_main
 
 ARGS = ["--batch-size", "16", "--no-progress", "--no-tensorboard", "--log-every",
         "20", "--lr", "1e-3"]
@@ -122,6 +124,12 @@ def test_an_evaluation_samples_a_distilled_stage_as_it_says(setup):
     assert student.config.sampling.departs(6, "dpmpp_2m", "karras")
     assert not student.config.sampling.departs(2, "ddim", "trailing")
     assert not teacher.config.sampling.departs(6, "dpmpp_2m", "karras")
+    path = cc.save_stage(student, setup["dir"] / "student-eval.safetensors")
+    record = setup["dir"] / "eval.jsonl"
+    assert evaluate_main(["--base", str(path), "--num", "3", "--batch", "3", "--ref",
+                          str(setup["data"]), "--metrics", "swd", "--steps", "0", "--json",
+                          str(record)]) == 0
+    assert json.loads(record.read_text())["base_sampling"] == ["ddim", 2, "trailing"]
     sr = tiny_stage("sr", 16, low_res=8)
     plan = CascadeSettings(sr_sampler="ddim", sr_spacing="trailing").plan(sr, 4)
     assert (plan.sampler, plan.steps, plan.spacing) == ("ddim", 4, "trailing")

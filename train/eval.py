@@ -214,8 +214,16 @@ def _images(args) -> tuple:
     keys = ("base", "sr", "refiner", "steps", "sr_steps", "sampler", "spacing", "sr_sampler",
             "sr_spacing", "s", "truncated", "guidance", "seed") + (
         ("text_encoder", "prompt") if prompts else ())
-    return images, labels, {**{k: getattr(args, k) for k in keys},
+    ran = {f"{role}_sampling": sampling_of(settings.plan(stage, steps)) for role, stage, steps in
+           (("base", base, args.steps), ("sr", sr, args.sr_steps)) if stage is not None}
+    return images, labels, {**{k: getattr(args, k) for k in keys}, **ran,
                             "dtype": precision.resolve_name(args.dtype, base.device)}
+
+
+def sampling_of(plan) -> list:
+    """[sampler, steps, spacing] a stage was sampled with (steps 0 resolved: a distilled
+    stage's own), for the record."""
+    return [plan.sampler, plan.steps, plan.spacing]
 
 
 def main(argv=None) -> int:
