@@ -18,7 +18,6 @@ bench/results/distilled_cascade.json.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 import time
@@ -29,8 +28,18 @@ import torch
 
 from cascade_core import load_stage
 
-from ..common import RESULTS, alternating, tiny_dataset
-from .tune_defaults import ROOT, WORKFLOW, equal_or_better, fingerprint, quick_setup, read, write
+from ..common import RESULTS, alternating
+from .tune_defaults import (
+    ROOT,
+    WORKFLOW,
+    cascade_options,
+    equal_or_better,
+    fingerprint,
+    quick_options,
+    quick_setup,
+    read,
+    write,
+)
 
 TEACHERS = {"base": "cifar10-base16", "sr": "cifar10-sr16to32"}
 TEACHER_SAMPLING = {"sampler": "dpmpp_2m", "spacing": "karras"}  # workflow 01's
@@ -172,24 +181,13 @@ def quick_students(weights: dict, folder: Path):
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("what", choices=("quality", "speed", "report", "all"))
-    p.add_argument("--num", type=int, default=1000)
-    p.add_argument("--ref", default=str(ROOT.parent / "shared" / "data" / "cifar10" / "test"))
-    p.add_argument("--ref-num", type=int, default=2000)
-    p.add_argument("--batch", type=int, default=100)
-    p.add_argument("--repeats", type=int, default=9)
-    p.add_argument("--classifier", default=None)
-    p.add_argument("--force", action="store_true", help="re-score every cell")
-    p.add_argument("--quick", action="store_true", help="tiny random stages, seconds (CI)")
-    opts = p.parse_args(argv)
+    opts = cascade_options(argv, description=__doc__.splitlines()[0], repeats=9)
     opts.metrics, opts.result, folder = ["kid", "fid", "acc"], RESULT, ROOT / "weights"
     if opts.quick:
         folder = Path(tempfile.mkdtemp(prefix="distilled_quick_"))
         weights, _ = quick_setup(folder)
         quick_students(weights, folder)
-        opts.ref, opts.num, opts.ref_num, opts.batch, opts.repeats = (
-            str(tiny_dataset(folder / "ref", classes=3, per_class=4, size=16)), 6, 12, 6, 1)
+        quick_options(opts, folder)
         opts.metrics, opts.result = ["kid"], folder / "distilled_cascade.json"
     torch.manual_seed(0)
     results = read(opts.result)

@@ -222,24 +222,35 @@ def quick_setup(tmp: Path) -> tuple[dict, list]:
     return weights, [tmp]
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def cascade_options(argv, *, description: str, repeats: int):
+    """The options of a bench that scores and times the shipped cascade in cells: what to run,
+    the model card's sample and reference counts, timing repeats, --force and --quick."""
+    p = argparse.ArgumentParser(description=description)
     p.add_argument("what", choices=("quality", "speed", "report", "all"))
     p.add_argument("--num", type=int, default=1000)
     p.add_argument("--ref", default=str(ROOT.parent / "shared" / "data" / "cifar10" / "test"))
     p.add_argument("--ref-num", type=int, default=2000)
     p.add_argument("--batch", type=int, default=100)
-    p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--repeats", type=int, default=repeats)
     p.add_argument("--classifier", default=None)
     p.add_argument("--force", action="store_true", help="re-score every cell")
     p.add_argument("--quick", action="store_true", help="tiny random stages, seconds (CI)")
-    opts = p.parse_args(argv)
+    return p.parse_args(argv)
+
+
+def quick_options(opts, tmp: Path):
+    """--quick: a tiny reference set in ``tmp`` and counts that run in seconds."""
+    opts.ref, opts.num, opts.ref_num, opts.batch, opts.repeats = (
+        str(tiny_dataset(tmp / "ref", classes=3, per_class=4, size=16)), 6, 12, 6, 1)
+
+
+def main(argv=None) -> int:
+    opts = cascade_options(argv, description=__doc__.splitlines()[0], repeats=7)
     opts.metrics, opts.grid, opts.result = ["kid", "acc"], GRID, RESULT
     if opts.quick:
         tmp = Path(tempfile.mkdtemp(prefix="tune_quick_"))
         weights, dirs = quick_setup(tmp)
-        opts.ref, opts.num, opts.ref_num, opts.batch, opts.repeats = (
-            str(tiny_dataset(tmp / "ref", classes=3, per_class=4, size=16)), 6, 12, 6, 1)
+        quick_options(opts, tmp)
         opts.metrics, opts.grid, opts.result = ["kid"], [OLD, {**OLD, "steps": 2, "sr_steps": 2}],\
             tmp / "tune_defaults.json"
     else:

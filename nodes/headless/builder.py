@@ -21,8 +21,8 @@ SR = "cifar10-sr16to32.safetensors"
 REFINER = "cifar10-refiner32.safetensors"
 # the distilled students of BASE and SR that workflow 12 samples (bench/quality/distilled_cascade)
 FEW_STEPS = 2
-BASE_FEW, SR_FEW = (f"{name}-{FEW_STEPS}step.safetensors" for name in ("cifar10-base16",
-                                                                         "cifar10-sr16to32"))
+BASE_FEW = f"cifar10-base16-{FEW_STEPS}step.safetensors"
+SR_FEW = f"cifar10-sr16to32-{FEW_STEPS}step.safetensors"
 
 
 def base_then_sr():
