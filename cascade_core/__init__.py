@@ -29,7 +29,6 @@ from .base.images import from_uint8, to_uint8
 from .base.version import __version__
 from .formats.deepfloyd_config import default_threshold
 from .formats.stage_file import load_classifier, load_stage, read_config, save_stage
-from .models.borders import add_border_map, whole_frame
 from .models.config import (
     NETWORKS_BY_ROLE,
     AugmentConfig,
@@ -81,7 +80,6 @@ from .training.losses import dae_loss, training_loss
 from .training.passes import training_pass
 
 __all__ = [
-    "add_border_map", "whole_frame",
     "AugmentConfig", "CascadeError", "CheckpointError", "ClassifierConfig", "Conditioning",
     "SamplingConfig", "TextConfig",
     "Denoiser", "DiscreteSchedule", "EMA", "LowResCond", "NETWORKS_BY_ROLE", "NetInputs",

@@ -184,9 +184,6 @@ def describe(loaded: LoadedStage) -> str:
         lines.append(f"sampling: distilled for {cfg.sampling.sampler} with {cfg.sampling.steps} "
                      f"steps, {cfg.sampling.spacing} spacing (steps 0 on a sampling node), from "
                      f"a {made.get('teacher_steps', '?')}-step teacher")
-    if cfg.border_map:
-        lines.append("tiles: takes a map of the image's real borders, so tiled it leaves no "
-                     "seams")
     if cfg.conditioned and not cfg.aug_input:
         lines.append("augmentation: none (trained on clean low-res images; takes s = 0 only)")
     elif cfg.conditioned:

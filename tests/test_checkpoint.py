@@ -119,14 +119,14 @@ def _rewrite_metadata(path, stage_json: dict):
 
 
 def test_files_of_every_format_version_load_as_the_same_stage(tmp_path):
-    """This release writes format 7; a file in format 2's layout (``kind`` for the network, the
+    """This release writes format 6; a file in format 2's layout (``kind`` for the network, the
     schedule's ``kind``) or with no version at all loads as the same stage with the same
     weights; a newer format is refused by name."""
     from cascade_core.formats.stage_format import FORMAT_VERSION
     stage = tiny_stage("sr", 16, 8, num_classes=2, learn_sigma=True)
     path = cc.save_stage(stage, tmp_path / "s.safetensors")
     written = json.loads(cc.read_config(path)[1]["cdm_stage"])
-    assert FORMAT_VERSION == 7 and written["format_version"] == 7
+    assert FORMAT_VERSION == 6 and written["format_version"] == 6
     assert written["network"] == "unet" and written["schedule"]["beta_schedule"] == "cosine"
     old = {k: v for k, v in written.items() if k != "network"}
     old.update(format_version=2, kind="diffusion",
@@ -137,7 +137,7 @@ def test_files_of_every_format_version_load_as_the_same_stage(tmp_path):
         assert again.config == stage.config
         sd, again_sd = stage.state_dict(), again.state_dict()
         assert all(torch.equal(sd[k], again_sd[k]) for k in sd)
-    _rewrite_metadata(path, {**written, "format_version": 8})
+    _rewrite_metadata(path, {**written, "format_version": 7})
     with pytest.raises(cc.CheckpointError, match="stage format is newer than this pack"):
         cc.load_stage(path)
 
@@ -180,21 +180,6 @@ def test_a_stage_of_format_5_reads_unchanged_and_the_recorded_sampling_survives(
         recorded
     with pytest.raises(cc.CascadeError, match="sampler, steps and spacing together"):
         cc.SamplingConfig("ddim", 4, "")
-
-
-def test_a_stage_of_format_6_reads_without_a_border_map_and_the_map_survives(tmp_path):
-    """Format 7 added ``border_map`` (an input channel marking the image's real borders): a
-    format-6 file (no such key) reads without it; a stage with it survives a round trip with its
-    wider stem."""
-    stage = tiny_stage("sr", 16, 8)
-    path = cc.save_stage(stage, tmp_path / "s.safetensors")
-    written = json.loads(cc.read_config(path)[1]["cdm_stage"])
-    _rewrite_metadata(path, {**{k: v for k, v in written.items() if k != "border_map"},
-                             "format_version": 6})
-    assert cc.read_config(path)[0] == stage.config and not stage.config.border_map
-    wide = cc.add_border_map(stage)
-    again = cc.load_stage(cc.save_stage(wide, tmp_path / "t.safetensors"))
-    assert again.config.border_map and torch.equal(again.net.stem.weight, wide.net.stem.weight)
 
 
 def test_the_shipped_files_of_formats_1_and_2_still_load():

@@ -38,9 +38,6 @@ class TrainConfig(RunConfig):
                        min=0, max=65536)
     crop_fraction: float = option(1.0, "with --crop: the fraction of optimizer steps trained on "
                                   "crops; the other steps see whole images", min=0, max=1)
-    border_map: bool = option(False, "with --crop: the stage takes a map of the image's real "
-                              "borders, so that tiled it leaves no seams (a stage without one "
-                              "given to --init-from gains it, starting as it was)")
     # text conditioning (train.captions)
     captions: str = option("", "a JSON Lines file with one {\"image\": ..., \"caption\": ...} per "
                                "training image: trains a text-conditioned stage (needs "
@@ -207,10 +204,6 @@ def validate(cfg: TrainConfig):
     if cfg.crop and cfg.role == "base":
         raise CascadeError("random crops are for sr and refiner stages", "crop 0 for a base stage",
                            cfg.crop)
-    if cfg.border_map and not cfg.crop:
-        raise CascadeError("a border map is learned from crops: a stage that sees only whole "
-                           "images never meets a tile's edge", "--crop with --border-map",
-                           "no --crop")
     factor = cfg.resolution // cfg.low_res if cfg.low_res else 1
     if cfg.crop and (cfg.crop > cfg.resolution or cfg.crop % factor):
         raise CascadeError("crop must fit the resolution and the upsampling factor",
@@ -255,8 +248,7 @@ def stage_config(cfg: TrainConfig, num_classes: int, class_names: tuple,
         augmentation=AugmentConfig(cfg.aug_schedule, cfg.s_max, cfg.blur_prob,
                                    blur_sigma=(cfg.blur_sigma_min, cfg.blur_sigma_max),
                                    default_s=cfg.default_s),
-        refiner_max_t=cfg.refiner_max_t, border_map=cfg.border_map,
-        training=training_record(cfg),
+        refiner_max_t=cfg.refiner_max_t, training=training_record(cfg),
     )
 
 

@@ -17,14 +17,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
-from cascade_core import (
-    CascadeError,
-    NoiseSource,
-    condition_augment,
-    downsample,
-    from_uint8,
-    whole_frame,
-)
+from cascade_core import CascadeError, NoiseSource, condition_augment, downsample, from_uint8
 from cascade_core.process.augment import draw_training_augmentation
 
 # every random choice of an example is drawn from a generator keyed seed * EXAMPLE_KEY_STRIDE + n,
@@ -181,7 +174,6 @@ class ExampleMaker:
     low_res: int
     crop: int
     crop_fraction: float
-    border_map: bool
     batch: int
     flip: bool
     label_dropout: float
@@ -204,12 +196,9 @@ class ExampleMaker:
         elif self.role == "refiner":  # a softened copy of the target: what an SR stage hands over
             soft = downsample(x[None], max(self.resolution // 2, 1))
             low = F.interpolate(soft, size=x.shape[-2:], mode="bilinear", align_corners=False)[0]
-        frame = whole_frame(1, x.shape[-2:])[0] if self.border_map else None
         if self.crop and low is not None and self.crops_step(key):
-            x, low, frame = self._crop(x, low, frame, g)
+            x, low = self._crop(x, low, g)
         example = {"x0": x, "label": torch.tensor(-1 if u[1] < self.label_dropout else int(label))}
-        if frame is not None:
-            example["frame"] = frame  # the real borders this crop (or whole image) has
         t_max = self.timesteps
         if self.role == "refiner":
             t_max = max(1, int(self.refiner_max_t * self.timesteps))
@@ -232,13 +221,12 @@ class ExampleMaker:
         step = (int(key) % EXAMPLE_KEY_STRIDE) // self.batch
         return (step * GOLDEN_RATIO_FRACTION) % 1.0 < self.crop_fraction
 
-    def _crop(self, x, low, frame, g):
+    def _crop(self, x, low, g):
         f = x.shape[-1] // low.shape[-1]
         c, H = self.crop, x.shape[-1]
         top, left = (torch.randint((H - c) // f + 1, (2,), generator=g) * f).tolist()
         return (x[:, top:top + c, left:left + c],
-                low[:, top // f:(top + c) // f, left // f:(left + c) // f],
-                None if frame is None else frame[:, top:top + c, left:left + c])
+                low[:, top // f:(top + c) // f, left // f:(left + c) // f])
 
 
 @dataclass

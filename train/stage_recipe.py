@@ -15,7 +15,6 @@ from cascade_core import (
     CascadeError,
     Stage,
     StageConfig,
-    add_border_map,
     compile_stage,
     image_grid,
     load_stage,
@@ -87,8 +86,6 @@ def build_stage(cfg: TrainConfig, source: ImageSource, init_from: str | None, *,
         raise CascadeError("the data's classes do not match the stage's", init_cfg.num_classes,
                            source.num_classes)
     stage = load_stage(init_from, dtype=torch.float32)
-    if cfg.border_map:
-        stage = add_border_map(stage)
     # this run's record, not the parent's: its data, batch and lr, with the lineage kept
     record = {**training_record(cfg), "parent": init_cfg.training}
     if text is not None:
@@ -110,8 +107,7 @@ def check_same_encoder(was: dict | None, text: TextTable | None):
 def _config_of(cfg: TrainConfig, source: ImageSource, init_from: str) -> StageConfig:
     """The StageConfig the run will build (from ``--init-from``'s file, or the flags)."""
     if init_from:
-        init = read_config(init_from)[0]
-        return replace(init, border_map=init.border_map or cfg.border_map)
+        return read_config(init_from)[0]
     return stage_config(cfg, source.num_classes, source.class_names)
 
 
@@ -221,8 +217,7 @@ def example_maker(cfg: TrainConfig, scfg: StageConfig) -> ExampleMaker:
     dropout = cfg.caption_dropout if scfg.text.width else cfg.label_dropout
     return ExampleMaker(role=scfg.role, resolution=scfg.resolution, low_res=scfg.low_res,
                         crop=cfg.crop, crop_fraction=cfg.crop_fraction,
-                        border_map=scfg.border_map, batch=cfg.batch_size, flip=cfg.flip,
-                        label_dropout=dropout,
+                        batch=cfg.batch_size, flip=cfg.flip, label_dropout=dropout,
                         timesteps=scfg.schedule.timesteps,
                         refiner_max_t=scfg.refiner_max_t,
                         s_max=aug.s_max if scfg.aug_input else 0.0,  # ADM-U: clean inputs

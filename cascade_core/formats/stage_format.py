@@ -34,10 +34,6 @@ Versions:
   (a distilled student, ``train.distill``) must be sampled; empty for every
   other stage, so a version-5 layout reads as it is; an older pack refuses a
   distilled stage instead of sampling it at steps it was not made for.
-* 7: ``border_map``, a U-Net input channel marking the image's real borders
-  (``models.borders``: tiles without seams). False for every earlier file, so
-  a version-6 layout reads as it is; an older pack refuses a stage with the
-  map by name instead of failing on its stem's extra input channel.
 
 **How a later field is added** (the rule the text-conditioning and
 distillation work follows):
@@ -63,7 +59,7 @@ from ..base.errors import CascadeError
 from ..models.config import StageConfig
 from ..models.noisy_classifier import ClassifierConfig
 
-FORMAT_VERSION = 7
+FORMAT_VERSION = 6
 # files written before versions were recorded are read as the oldest layout: every upgrade step
 # only renames keys that are present, so this is safe for any of them
 UNVERSIONED = 1
@@ -81,7 +77,7 @@ def _v2_to_v3(d: dict) -> dict:
     return d
 
 
-# version v's layout -> version v + 1's (1 and 2 share one layout; 4, 6 and 7 only added fields)
+# version v's layout -> version v + 1's (1 and 2 share one layout; 4 and 6 only added fields)
 def _v4_to_v5(d: dict) -> dict:
     """A DeepFloyd IF stage II converted by a version-4 pack was recorded with our low-res
     augmentation; it is IF's (noise after upsampling, integer noise_level)."""
@@ -92,8 +88,7 @@ def _v4_to_v5(d: dict) -> dict:
     return d
 
 
-_UPGRADES = {1: lambda d: d, 2: _v2_to_v3, 3: lambda d: d, 4: _v4_to_v5, 5: lambda d: d,
-             6: lambda d: d}
+_UPGRADES = {1: lambda d: d, 2: _v2_to_v3, 3: lambda d: d, 4: _v4_to_v5, 5: lambda d: d}
 
 
 def upgrade(d: dict) -> dict:

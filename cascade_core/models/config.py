@@ -271,9 +271,6 @@ class StageConfig:
     aug_input: bool = True              # sr/refiner: s is a network input (ADM-U: no)
     class_names: tuple = ()
     upsample: str = "bilinear"          # how the low-res conditioning is brought to size
-    # the U-Net takes one more input channel marking the image's real borders (models.borders),
-    # so that a tile's edge is not mistaken for one: tiled, the stage leaves no seams
-    border_map: bool = False
     augmentation: AugmentConfig = field(default_factory=AugmentConfig)
     refiner_max_t: float = 0.3          # refiner trains on t in [0, refiner_max_t * T)
     training: dict = field(default_factory=dict)  # provenance: data, steps, commands
@@ -314,9 +311,6 @@ class StageConfig:
             raise CascadeError("a text stage needs both the text width and the U-Net's text "
                                "channels", "text.width and unet.text_channels both > 0 or both 0",
                                (self.text.width, self.unet.text_channels))
-        if self.border_map and self.network != "unet":
-            raise CascadeError("a border map is an input of the U-Net", "network 'unet'",
-                               self.network)
         if self.resolution % self.size_multiple:
             raise CascadeError("resolution is not divisible by the network's downsampling",
                                f"a multiple of {self.size_multiple}", self.resolution)

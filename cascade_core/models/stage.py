@@ -55,17 +55,12 @@ class Stage(nn.Module):
             return t.float() * (1000.0 / self.schedule.T)
         return self.noise_input(self.schedule.sigmas.to(t.device)[t].float())
 
-    def forward(self, zt, c_noise, cond=None, aug_level=None, labels=None, text=None,
-                frame=None):
+    def forward(self, zt, c_noise, cond=None, aug_level=None, labels=None, text=None):
         """The U-Net's raw output for ``z_t`` at noise input ``c_noise`` (diffusion stages);
-        ``text``: token embeddings, for a stage conditioned on text; ``frame``: the border map
-        of a tile or crop, for a stage that takes one (``models.borders``)."""
-        net = self.runner or self.net
-        if frame is not None:
-            return net(zt, c_noise, cond, aug_level, labels, text, frame)
+        ``text``: token embeddings, for a stage conditioned on text."""
         if text is None:  # as before text existed: compiled runners keep their signature
-            return net(zt, c_noise, cond, aug_level, labels)
-        return net(zt, c_noise, cond, aug_level, labels, text)
+            return (self.runner or self.net)(zt, c_noise, cond, aug_level, labels)
+        return (self.runner or self.net)(zt, c_noise, cond, aug_level, labels, text)
 
     @property
     def dtype(self) -> torch.dtype:

@@ -16,8 +16,6 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from ..base.errors import CascadeError
-from .borders import whole_frame
 from .config import StageConfig
 from .text import TextInput
 
@@ -313,7 +311,7 @@ class UNet(Encoder):
         self.class_emb = nn.Embedding(rows, emb_dim) if cfg.num_classes else None
         self.text = TextInput(cfg.text.width, u, emb_dim) if u.text_channels else None
         self.emb_act = activation(u.activation) if u.embedding_act else nn.Identity()
-        in_ch = cfg.channels * (2 if cfg.conditioned else 1) + (1 if cfg.border_map else 0)
+        in_ch = cfg.channels * (2 if cfg.conditioned else 1)
         out_ch = cfg.channels * (2 if cfg.learn_sigma else 1)
         self.build_encoder(u, cfg.resolution, in_ch=in_ch)
         skips, cur = list(self.skips), self.out_channels
@@ -353,13 +351,10 @@ class UNet(Encoder):
         return F.interpolate(cond, size=tuple(size), mode=self.cfg.upsample,
                              **({} if self.cfg.upsample == "nearest" else {"align_corners": False}))
 
-    def forward(self, x, c_noise, cond=None, aug_level=None, labels=None, text=None,
-                frame=None):
+    def forward(self, x, c_noise, cond=None, aug_level=None, labels=None, text=None):
         """``c_noise``: (B,) noise-level input in [0, 1000]; ``cond``: low-res image (B,C,h,w);
         ``aug_level``: (B,) augmentation level s in [0, 1]; ``labels``: (B,) long, -1 = none;
-        ``text``: (B, L, text width) token embeddings, for a stage that takes text; ``frame``:
-        the border map (B, 1, H, W) of a stage that takes one (``models.borders``; None: ``x``
-        is a whole image)."""
+        ``text``: (B, L, text width) token embeddings, for a stage that takes text."""
         tokens = pooled = None
         if self.text is not None:
             if isinstance(text, torch.Tensor) and text.is_floating_point():
@@ -368,12 +363,6 @@ class UNet(Encoder):
         emb = self.embed(x, c_noise, aug_level=aug_level, labels=labels, pooled=pooled)
         if self.cfg.conditioned:
             x = torch.cat([x, self.upsample_cond(cond, x.shape[-2:]).to(x.dtype)], dim=1)
-        if self.cfg.border_map:
-            if frame is None:
-                frame = whole_frame(x.shape[0], x.shape[-2:], device=x.device)
-            x = torch.cat([x, frame.to(x.dtype)], dim=1)
-        elif frame is not None:
-            raise CascadeError("this stage takes no border map", "frame None", "a border map")
         h, hs = self.encode(x, emb, tokens)
         for block in self.up:
             h = block(torch.cat([h, hs.pop()], dim=1), emb, tokens)

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 import torch
 
 from ..base.errors import CascadeError
-from ..models.borders import whole_frame
 from ..models.stage import Stage
 from ..process.diffusion import dynamic_threshold, predict_x0
 from .conditioning import TextCond
@@ -136,19 +135,9 @@ class Denoiser:
             return self.stage(zt, c_noise, cond=cond, aug_level=aug_level, labels=labels,
                               text=text)
         full = None if cond is None else self.stage.net.upsample_cond(cond, zt.shape[-2:])
-        if not self.cfg.border_map:
-            return tiled_call(lambda x, c: self.stage(x, c_noise, cond=c, aug_level=aug_level,
-                                                      labels=labels, text=text),
-                              zt, cond=full, plan=self.tiles, between=self.between)
-        # the whole image's border map travels with the conditioning, so every tile gets the
-        # frame on the sides it shares with the image and none where the content goes on
-        frame = whole_frame(zt.shape[0], zt.shape[-2:], device=zt.device, dtype=zt.dtype)
-        both = frame if full is None else torch.cat([full, frame], dim=1)
-
-        def evaluate(x, c):
-            return self.stage(x, c_noise, cond=None if full is None else c[:, :-1],
-                              aug_level=aug_level, labels=labels, text=text, frame=c[:, -1:])
-        return tiled_call(evaluate, zt, cond=both, plan=self.tiles, between=self.between)
+        return tiled_call(lambda x, c: self.stage(x, c_noise, cond=c, aug_level=aug_level,
+                                                  labels=labels, text=text),
+                          zt, cond=full, plan=self.tiles, between=self.between)
 
 
 def score_corrected(pred: Prediction, sigma, x: torch.Tensor) -> torch.Tensor:

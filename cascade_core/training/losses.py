@@ -63,8 +63,7 @@ def training_loss(stage: Stage, batch: dict, *, min_snr_gamma: float | None = No
 
     ``batch`` holds ``x0`` (the target images), ``t`` (integer timesteps), ``noise`` and, where
     the stage takes them, ``cond`` (the low-res image), ``s`` (its augmentation level),
-    ``label`` (classes, -1 for none), ``text`` (a text stage's token embeddings) and ``frame``
-    (the border map of a crop, for a stage that takes one). ``model`` is
+    ``label`` (classes, -1 for none) and ``text`` (a text stage's token embeddings). ``model`` is
     the callable that runs the stage's network, e.g. a DistributedDataParallel wrapper of
     ``stage``; ``stage`` itself by default.
     """
@@ -73,7 +72,7 @@ def training_loss(stage: Stage, batch: dict, *, min_snr_gamma: float | None = No
     zt = q_sample(sched, x0, t, noise=noise)
     out = (model or stage)(zt, stage.timestep_input(t), cond=batch.get("cond"),
                            aug_level=batch.get("s"), labels=batch.get("label"),
-                           text=batch.get("text"), frame=batch.get("frame")).float()
+                           text=batch.get("text")).float()
     C = cfg.channels
     pred, tgt = out[:, :C], target(cfg.parameterization, sched, x0, noise=noise, t=t)
     mse = ((pred - tgt) ** 2).mean(dim=(1, 2, 3))
