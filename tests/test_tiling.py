@@ -78,3 +78,37 @@ def test_full_size_attention_estimate_explains_the_768px_failure():
     sr = cc.load_stage(WEIGHTS / "cifar10-sr16to32.safetensors")
     assert estimate_bytes(sr.config, (1, 1536, 1536)) > 300e9
     assert plan_tiles(sr, (1, 3, 1536, 1536), "auto", budget=8 * 2 ** 30) is not None
+
+
+def test_the_shipped_sr_stages_tile_seams_are_its_block_grid():
+    """The shipped SR stage, trained on whole JPEG-compressed 32 px images, draws JPEG's 8 px
+    block grid from whatever it sees as the image's border. In 32 px tiles (edges on that grid)
+    every tile draws one: the tile edges are no stronger than the grid lines between them, and
+    the untiled output has no grid (the model card's account of its seams)."""
+    from bench.quality.seams import grid_lines, upscaled
+    assert grid_lines(64, 8, besides=[24, 32, 56]) == [8, 16, 40, 48]
+    sr = cc.load_stage(WEIGHTS / "cifar10-sr16to32.safetensors")
+    out, edges = upscaled(sr, 32)
+    assert edges == [24, 32, 56]
+    at_edges = boundary_energy_ratio(out, edges)
+    between = boundary_energy_ratio(out, grid_lines(64, 8, besides=edges))
+    assert at_edges > 1.15 and between > 1.15 and abs(at_edges - between) < 0.05
+    whole, none = upscaled(sr, 0)
+    assert none == [] and boundary_energy_ratio(whole, grid_lines(64, 8)) < 1.10
+
+
+def test_the_data_grid_of_jpeg_images_stands_out(tmp_path):
+    """``bench.quality.seams --data``: smooth images saved as JPEG show their 8 px blocks; the
+    same images saved losslessly do not."""
+    import numpy as np
+    from PIL import Image
+
+    from bench.quality.seams import content, data_grid
+    images = ((content(12, 32) + 1) * 127.5).round().clamp(0, 255).byte().permute(0, 2, 3, 1)
+    for fmt in ("jpg", "png"):
+        folder = tmp_path / fmt / "a"
+        folder.mkdir(parents=True)
+        for i, img in enumerate(images.numpy()):
+            Image.fromarray(np.ascontiguousarray(img)).save(folder / f"{i}.{fmt}", quality=50)
+    assert data_grid(str(tmp_path / "jpg"), 8, count=12) > 1.2
+    assert data_grid(str(tmp_path / "png"), 8, count=12) < 1.1
