@@ -13,7 +13,7 @@ image border and scores above it.
 The last two columns tell a seam from a **block grid**: the ratio at the
 multiples of ``--grid`` pixels that are *not* tile edges (smallest tile size),
 and at every such multiple in the untiled output. CIFAR-10 as shipped is
-JPEG-compressed, whose 8 px blocks leave 1.19x the gradient energy at their
+JPEG-compressed, whose 8 px blocks leave 1.17x the gradient energy at their
 edges (``--data``); a stage trained on whole images learns to draw that grid
 from the image's border, so in tiles it draws one per tile, and tile edges
 that fall on the grid score high even where the tiles themselves join cleanly.
@@ -29,6 +29,7 @@ import torch
 import cascade_core as cc
 from cascade_core.analysis.seams import boundary_energy_ratio, tile_edges
 from cascade_core.run.tiling import plan_tiles
+from train.eval import load_images
 
 
 def content(images: int, size: int = 32) -> torch.Tensor:
@@ -51,13 +52,6 @@ def upscaled(stage, tile: int, images: int = 16, steps: int = 6):
     return out, tile_edges(out.shape[-1], tiles) if tiles else []
 
 
-def seam_ratio(stage, tile: int, images: int = 16, steps: int = 6) -> float:
-    """The ratio for ``stage`` upsampling ``tile``-pixel content x2 in tiles of ``tile``
-    pixels."""
-    out, edges = upscaled(stage, tile, images=images, steps=steps)
-    return boundary_energy_ratio(out, edges)
-
-
 def grid_lines(size: int, period: int, *, besides=()) -> list[int]:
     """The multiples of ``period`` inside a side of ``size``, leaving out ``besides``."""
     return [e for e in range(period, size, period) if e not in besides]
@@ -65,7 +59,6 @@ def grid_lines(size: int, period: int, *, besides=()) -> list[int]:
 
 def data_grid(folder: str, period: int, count: int = 2000) -> float:
     """The ratio at the multiples of ``period`` in ``count`` images of a dataset folder."""
-    from train.eval import load_images
     images, _ = load_images(folder, 32, limit=count)
     x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1
     return boundary_energy_ratio(x, grid_lines(x.shape[-1], period))
