@@ -2,11 +2,11 @@
 import dataclasses
 from unittest import mock
 
-import kornia
 import pytest
 import torch
 
 import cascade_core as cc
+from bench.quality.seams import content
 from cascade_core import NetInputs, Region, generate_regions
 from cascade_core.analysis.seams import boundary_energy_ratio
 from cascade_core.run.regions import MergedDenoiser, member_inputs
@@ -265,10 +265,7 @@ def test_region_boundaries_leave_no_seams_on_a_crop_trained_stage():
     noise as nine 32 px regions laid out as the tiles are; across the region edges the gradient
     energy is within 10% of that elsewhere."""
     ref = cc.load_stage(WEIGHTS / "cifar10-refiner32.safetensors")
-    g = torch.Generator().manual_seed(3)
-    img = kornia.filters.gaussian_blur2d(torch.randn(16, 3, 64, 64, generator=g), (9, 9),
-                                         (1.5, 1.5), border_type="reflect")
-    img = (img / img.std() * 0.5).clamp(-1, 1)
+    img = content(16, 64)  # the seam bench's content, as large as two tiles
     origins = starts(64, 32, 8)
     regions = [Region(ref, box=(top, left, 32, 32)) for top in origins for left in origins]
     out = cc.refine(ref, cc.SamplingPlan(steps=6, start=cc.Start.partial(0.5)),

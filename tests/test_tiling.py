@@ -3,12 +3,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import kornia
 import pytest
 import torch
 from helpers import tiny_stage
 
 import cascade_core as cc
+from bench.quality.seams import content, data_grid, grid_lines, upscaled
 from cascade_core.analysis.seams import boundary_energy_ratio, tile_edges
 from cascade_core.run.tiling import TilePlan, estimate_bytes, plan_tiles, starts, tiled_call
 
@@ -43,13 +43,10 @@ def test_real_stage_has_no_seams():
     """Content without a grid of its own (blurred noise: bicubic upsampling would put knots on
     a pixel grid that lines up with the tiles), through the shipped refiner in 9 tiles. The
     refiner was trained on crops, so a tile edge looks to it like any interior line; the SR
-    stage continued on a GPU was trained on whole images and is not seam-free when tiled
-    (README, Tiles: a property of those weights, not of the blending)."""
+    stage, trained on whole images, draws a block grid in every tile (the next tests: a
+    property of those weights, not of the blending)."""
     ref = cc.load_stage(WEIGHTS / "cifar10-refiner32.safetensors")
-    g = torch.Generator().manual_seed(3)
-    img = kornia.filters.gaussian_blur2d(torch.randn(16, 3, 64, 64, generator=g), (9, 9),
-                                         (1.5, 1.5), border_type="reflect")
-    img = (img / img.std() * 0.5).clamp(-1, 1)
+    img = content(16, 64)  # the seam bench's content, as large as two tiles
     plan = cc.SamplingPlan(steps=6, start=cc.Start.partial(0.5), tiling=32)
     tiled = cc.refine(ref, plan, cc.Conditioning.for_refining(img), seed=0)
     edges = tile_edges(64, plan_tiles(ref, tiled.shape, 32))
@@ -85,7 +82,6 @@ def test_the_shipped_sr_stages_tile_seams_are_its_block_grid():
     block grid from whatever it sees as the image's border. In 32 px tiles (edges on that grid)
     every tile draws one: the tile edges are no stronger than the grid lines between them, and
     the untiled output has no grid (the model card's account of its seams)."""
-    from bench.quality.seams import grid_lines, upscaled
     assert grid_lines(64, 8, besides=[24, 32, 56]) == [8, 16, 40, 48]
     sr = cc.load_stage(WEIGHTS / "cifar10-sr16to32.safetensors")
     out, edges = upscaled(sr, 32)
@@ -103,7 +99,6 @@ def test_the_data_grid_of_jpeg_images_stands_out(tmp_path):
     import numpy as np
     from PIL import Image
 
-    from bench.quality.seams import content, data_grid
     images = ((content(12, 32) + 1) * 127.5).round().clamp(0, 255).byte().permute(0, 2, 3, 1)
     for fmt in ("jpg", "png"):
         folder = tmp_path / fmt / "a"
