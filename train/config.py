@@ -63,6 +63,13 @@ class TrainConfig(RunConfig):
     ema_warmup: float = option(10.0, "EMA warmup: decay_t = min(decay, (1+n)/(warmup+n))", min=0)
     # data augmentation
     flip: bool = option(True, "random horizontal flips")
+    deblock: float = option(0.0, "soften JPEG's 8 px block grid in each training image, by this "
+                                 "amount of its own excess at block edges (0.6 flattens "
+                                 "CIFAR-10's; 0 = off), so SR stages do not learn to draw it",
+                            min=0, max=1)
+    shift: int = option(0, "move each training image by 0..N pixels right and down (reflected "
+                           "into the gap), so a grid of the stored images (JPEG's 8 px blocks) "
+                           "is not at a fixed distance from the border; 0 = off", min=0, max=64)
     # diffusion and architecture (presets fill these)
     base_channels: int = option(32, "U-Net base channels", min=1, max=8192)
     channel_mult: str = option("1,2,2", "U-Net channel multipliers per level", pattern=INT_LIST,

@@ -19,6 +19,7 @@ from PIL import Image, UnidentifiedImageError
 
 from cascade_core import CascadeError, NoiseSource, condition_augment, downsample, from_uint8
 from cascade_core.process.augment import draw_training_augmentation
+from cascade_core.process.deblock import deblock
 
 # every random choice of an example is drawn from a generator keyed seed * EXAMPLE_KEY_STRIDE + n,
 # n its global index in the run; the data order of epoch e is a permutation seeded
@@ -183,13 +184,19 @@ class ExampleMaker:
     aug_schedule: str
     blur_prob: float
     blur_range: tuple
+    deblock: float = 0.0
+    shift: int = 0
 
     def __call__(self, image: np.ndarray, label: int, key: int) -> dict:
         g = torch.Generator().manual_seed(int(key))
         x = from_uint8(image)
+        if self.deblock:  # at the image's stored grid, before a flip or crop moves it
+            x = deblock(x[None], self.deblock)[0]
         u = torch.rand(3, generator=g)
         if self.flip and u[0] < 0.5:
             x = x.flip(-1)
+        if self.shift:
+            x = shifted(x, torch.randint(self.shift + 1, (2,), generator=g).tolist())
         low = None
         if self.role == "sr":
             low = downsample(x[None], self.low_res)[0]
@@ -227,6 +234,20 @@ class ExampleMaker:
         top, left = (torch.randint((H - c) // f + 1, (2,), generator=g) * f).tolist()
         return (x[:, top:top + c, left:left + c],
                 low[:, top // f:(top + c) // f, left // f:(left + c) // f])
+
+
+def shifted(x: torch.Tensor, by: list[int]) -> torch.Tensor:
+    """CHW ``x`` moved right and down by ``by`` = (dx, dy) pixels, the uncovered strips filled
+    by reflection. A grid fixed to the stored image (JPEG's 8 px blocks) then sits at a random
+    phase from the border, so a stage cannot learn to draw it from the border."""
+    dx, dy = by
+    if not dx and not dy:
+        return x
+    h, w = x.shape[-2:]
+    if max(dx, dy) >= min(h, w):
+        raise CascadeError("--shift must be smaller than the training images",
+                           f"< {min(h, w)} px", max(dx, dy))
+    return F.pad(x[None], (dx, 0, dy, 0), mode="reflect")[0, :, :h, :w]
 
 
 @dataclass

@@ -222,7 +222,8 @@ def example_maker(cfg: TrainConfig, scfg: StageConfig) -> ExampleMaker:
                         refiner_max_t=scfg.refiner_max_t,
                         s_max=aug.s_max if scfg.aug_input else 0.0,  # ADM-U: clean inputs
                         aug_schedule=aug.schedule,
-                        blur_prob=aug.blur_prob, blur_range=aug.blur_sigma)
+                        blur_prob=aug.blur_prob, blur_range=aug.blur_sigma,
+                        deblock=cfg.deblock, shift=cfg.shift)
 
 
 class Plain:
