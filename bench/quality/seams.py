@@ -97,7 +97,7 @@ def main(argv=None) -> int:
     p.add_argument("--grid", type=int, default=8, help="block size of the grid columns")
     p.add_argument("--data", default="", help="also measure this image folder's block grid")
     p.add_argument("--deblock", type=float, default=0.0,
-                   help="with --data: also measure it softened by this strength")
+                   help="with --data: also measure it softened as train.stage2 --deblock A")
     args = p.parse_args(argv)
     try:
         return report(args)
