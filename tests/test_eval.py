@@ -80,3 +80,27 @@ def test_held_out_reference_set_is_disjoint_from_the_reported_one(folder):
     assert not any(h.tobytes() in flat for h in held)  # no image in both
     with pytest.raises(cc.CascadeError, match="not enough held-out"):
         E.load_images(folder, 32, limit=12, held_out=True)  # 18 images: 6 left out
+
+
+def test_a_refiner_is_sampled_as_asked_and_recorded(folder, tmp_path, capsys):
+    """``--refine-steps`` and ``--refine-strength`` reach the refiner and the record says how
+    each of the three stages was sampled; a strength outside [0, 1] is one line, rc 2."""
+    from helpers import tiny_stage
+    names = ("blue", "green", "red")
+    paths = {}
+    for role, res, low in (("base", 16, 0), ("sr", 32, 16), ("refiner", 32, 32)):
+        stage = tiny_stage(role, res, low, num_classes=3, class_names=names)
+        paths[role] = str(cc.save_stage(stage, tmp_path / f"{role}.safetensors"))
+    record = tmp_path / "r.jsonl"
+    common = ["--base", paths["base"], "--sr", paths["sr"], "--refiner", paths["refiner"],
+              "--num", "3", "--batch", "3", "--ref", str(folder), "--metrics", "swd",
+              "--steps", "2", "--sr-steps", "2"]
+    assert E.main([*common, "--refine-steps", "3", "--refine-strength", "0.5", "--json",
+                   str(record)]) == 0
+    result = json.loads(record.read_text())
+    assert result["refiner_sampling"] == ["dpmpp_2m", 3, "karras"]
+    assert (result["refine_steps"], result["refine_strength"]) == (3, 0.5)
+    assert result["sr_sampling"] == ["dpmpp_2m", 2, "karras"]
+    capsys.readouterr()
+    assert E.main([*common, "--refine-strength", "1.5"]) == 2
+    assert "refiner strength" in capsys.readouterr().err

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cascade_core import CascadeError, PromptEncoder, from_uint8, load_stage, precision
+from cascade_core import CascadeError, PromptEncoder, Start, from_uint8, load_stage, precision
 
 from .data import ImageSource
 from .distributed import pick_device
@@ -167,6 +167,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--truncated", action="store_true",
                    help="truncated (not re-noised) augmentation")
     p.add_argument("--guidance", type=float, default=1.0)
+    p.add_argument("--refine-steps", type=int, default=10,
+                   help="refiner steps over the part it re-noises; 0: as the stage says")
+    p.add_argument("--refine-strength", type=float, default=0.3,
+                   help="how much of the refiner's schedule it re-noises the SR output to")
     p.add_argument("--text-encoder", default="",
                    help="a text base stage: the T5 encoder its prompts are encoded with")
     p.add_argument("--prompt", default="a photo of a {}",
@@ -200,7 +204,11 @@ def _images(args) -> tuple:
     settings = CascadeSettings(steps=args.steps, sr_steps=args.sr_steps, sampler=args.sampler,
                                spacing=args.spacing, sr_sampler=args.sr_sampler,
                                sr_spacing=args.sr_spacing, s=args.s, truncated=args.truncated,
-                               guidance=args.guidance, dtype=args.dtype, batch=args.batch)
+                               guidance=args.guidance, refine_steps=args.refine_steps,
+                               refine_strength=args.refine_strength, dtype=args.dtype,
+                               batch=args.batch)
+    if ref is not None:
+        Start.partial(args.refine_strength)  # a bad strength is refused before anything samples
     prompts = None
     if base.config.text.width:
         if not args.text_encoder:
@@ -213,9 +221,11 @@ def _images(args) -> tuple:
                                     prompts=prompts)
     keys = ("base", "sr", "refiner", "steps", "sr_steps", "sampler", "spacing", "sr_sampler",
             "sr_spacing", "s", "truncated", "guidance", "seed") + (
-        ("text_encoder", "prompt") if prompts else ())
+        ("text_encoder", "prompt") if prompts else ()) + (
+        ("refine_steps", "refine_strength") if ref else ())
     ran = {f"{role}_sampling": sampling_of(settings.plan(stage, steps)) for role, stage, steps in
-           (("base", base, args.steps), ("sr", sr, args.sr_steps)) if stage is not None}
+           (("base", base, args.steps), ("sr", sr, args.sr_steps),
+            ("refiner", ref, args.refine_steps)) if stage is not None}
     return images, labels, {**{k: getattr(args, k) for k in keys}, **ran,
                             "dtype": precision.resolve_name(args.dtype, base.device)}
 
