@@ -1,8 +1,8 @@
 """Softening JPEG's block grid in training images.
 
 A JPEG-compressed dataset (our CIFAR-10 copy is JPEG at quality 75) carries a
-faint step across every 8 px block edge: 1.17x the gradient energy there that
-the other seven pixel phases carry, and 1.38x in the smoothest fifth of the
+faint step across every 8 px block edge: 1.15x the gradient energy there that
+the other seven pixel phases carry, and 1.4x in the smoothest fifth of the
 images, where blocking shows most. A stage trained on it learns to draw that
 grid keyed to the image's border, and draws one in every tile when it
 upscales a large image in tiles.
@@ -11,11 +11,10 @@ upscales a large image in tiles.
 either side of it by a given fraction. ``deblock`` picks that fraction per
 image from the image's own excess at its block edges (none for an image
 without one), so smooth images, whose blocking is strongest, are softened
-most: at ``amount`` 0.6 our CIFAR-10 copy's grid goes from 1.17 to 0.97, and
-from 1.38 to 1.02 in its smoothest fifth, moving pixels by 1.2 uint8 levels
-on average (``python -m bench.quality.seams --data
-../shared/data/cifar10/train --deblock 0.6``). Deterministic, so resumed
-runs stay bit-exact.
+most: at ``amount`` 0.6 our CIFAR-10 training set's grid goes from 1.145 to
+0.952, and from 1.395 to 1.020 in its smoothest fifth (``python -m
+bench.quality.seams --data ../shared/data/cifar10/train --deblock 0.6``).
+Deterministic, so resumed runs stay bit-exact.
 """
 from __future__ import annotations
 
@@ -65,9 +64,9 @@ def block_edge_ratio(x: torch.Tensor, block: int = JPEG_BLOCK) -> torch.Tensor:
 
 def deblock(x: torch.Tensor, amount: float, block: int = JPEG_BLOCK) -> torch.Tensor:
     """NCHW ``x`` with each image's block grid softened by ``amount * (1 - 1/sqrt(r))`` of its
-    edge steps (at most ``MAX_STRENGTH``), r its ``block_edge_ratio``: 0 leaves images alone,
-    0.75 would take a lone step's excess energy out in one pass; fewer images have a grid
-    than measure one (the ratio of a small image is noisy), hence the default of less."""
+    edge steps (at most ``MAX_STRENGTH``), r its ``block_edge_ratio``: 0 leaves images alone;
+    0.75 would take a lone step's excess energy out in one pass, but a small image's ratio is
+    noisy (some measure a grid they do not have), so less (0.6) flattens a dataset."""
     if not 0 <= amount <= 1:
         raise CascadeError("deblock amount out of range", "0 <= amount <= 1", amount)
     r = block_edge_ratio(x, block)
