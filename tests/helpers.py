@@ -77,3 +77,18 @@ def class_captions(data, path, template: str = "a photo of a {}") -> Path:
         lines.append(json.dumps({"image": rel, "caption": template.format(image.parent.name)}))
     Path(path).write_text("\n".join(lines) + "\n")
     return Path(path)
+
+
+def content_folder(root: Path, fmt: str, count: int = 12) -> Path:
+    """The seam bench's smooth content (``count`` 32 px images) saved as ``fmt`` (jpg at quality
+    50, or a lossless png) in a one-class folder under ``root``: a dataset whose block grid is
+    JPEG's alone. Returns the dataset folder."""
+    from PIL import Image
+
+    from bench.quality.seams import content
+
+    folder = root / fmt / "a"
+    folder.mkdir(parents=True)
+    for i, img in enumerate(cc.to_uint8(content(count, 32))):
+        Image.fromarray(img).save(folder / f"{i}.{fmt}", quality=50)
+    return folder.parent

@@ -3,10 +3,9 @@ image by its own excess, the training examples built from the softened image, an
 folder's grid measured flatter."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
+from helpers import content_folder
 
 import cascade_core as cc
 from bench.quality.seams import content, data_grid
@@ -96,12 +95,8 @@ def test_training_examples_come_from_the_softened_image(tmp_path):
 def test_softening_flattens_a_jpeg_folders_grid(tmp_path):
     """``bench.quality.seams --data F --deblock A``: JPEG-compressed smooth images show their
     8 px blocks; softened, the block edges carry less of the excess, more so the larger A."""
-    images = ((content(12, 32) + 1) * 127.5).round().clamp(0, 255).byte().permute(0, 2, 3, 1)
-    folder = tmp_path / "jpg" / "a"
-    folder.mkdir(parents=True)
-    for i, img in enumerate(images.numpy()):
-        Image.fromarray(np.ascontiguousarray(img)).save(folder / f"{i}.jpg", quality=50)
-    ratios = [data_grid(str(tmp_path / "jpg"), 8, count=12, deblock=a) for a in (0, 0.3, 0.6)]
+    folder = str(content_folder(tmp_path, "jpg"))
+    ratios = [data_grid(folder, 8, count=12, deblock=a) for a in (0, 0.3, 0.6)]
     assert ratios[0] > 1.2 and ratios[0] > ratios[1] > ratios[2], ratios
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import tiny_stage
+from helpers import content_folder, tiny_stage
 
 import cascade_core as cc
 from bench.quality.seams import content, data_grid, grid_lines, upscaled
@@ -96,14 +96,5 @@ def test_the_shipped_sr_stages_tile_seams_are_its_block_grid():
 def test_the_data_grid_of_jpeg_images_stands_out(tmp_path):
     """``bench.quality.seams --data``: smooth images saved as JPEG show their 8 px blocks; the
     same images saved losslessly do not."""
-    import numpy as np
-    from PIL import Image
-
-    images = ((content(12, 32) + 1) * 127.5).round().clamp(0, 255).byte().permute(0, 2, 3, 1)
-    for fmt in ("jpg", "png"):
-        folder = tmp_path / fmt / "a"
-        folder.mkdir(parents=True)
-        for i, img in enumerate(images.numpy()):
-            Image.fromarray(np.ascontiguousarray(img)).save(folder / f"{i}.{fmt}", quality=50)
-    assert data_grid(str(tmp_path / "jpg"), 8, count=12) > 1.2
-    assert data_grid(str(tmp_path / "png"), 8, count=12) < 1.1
+    assert data_grid(str(content_folder(tmp_path, "jpg")), 8, count=12) > 1.2
+    assert data_grid(str(content_folder(tmp_path, "png")), 8, count=12) < 1.1

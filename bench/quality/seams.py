@@ -78,7 +78,7 @@ def data_grid(folder: str, period: int, count: int = 2000, deblock: float = 0.0,
     ``smoothest`` fraction of them by gradient energy: blocking shows most in smooth images),
     softened by ``deblock`` first (as ``train.stage2 --deblock`` trains on them)."""
     images, _ = load_images(folder, 32, limit=count)
-    x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1
+    x = cc.from_uint8(images)
     if smoothest < 1:
         energy = ((x[..., 1:] - x[..., :-1]) ** 2).mean((1, 2, 3))
         x = x[energy <= energy.quantile(smoothest)]

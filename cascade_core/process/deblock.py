@@ -47,18 +47,28 @@ def soften_block_grid(x: torch.Tensor, strength, block: int = JPEG_BLOCK) -> tor
     return out
 
 
+def edge_step_energy(x: torch.Tensor, edges) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per image of NCHW ``x``: the mean squared step into the pixel ``edges`` (the same
+    positions along both axes; the step from e - 1 to e) and the mean squared step elsewhere,
+    each of shape (N,). The seam measure (``analysis.seams``) and ``deblock`` share it."""
+    dx = (x[..., :, 1:] - x[..., :, :-1]) ** 2
+    dy = (x[..., 1:, :] - x[..., :-1, :]) ** 2
+    on_x = torch.zeros(dx.shape[-1], dtype=torch.bool)
+    on_y = torch.zeros(dy.shape[-2], dtype=torch.bool)
+    for mask in (on_x, on_y):
+        mask[[max(e - 1, 0) for e in edges if e - 1 < len(mask)]] = True  # edges inside a side
+    on = (dx[..., on_x].mean((1, 2, 3)) + dy[..., on_y, :].mean((1, 2, 3))) / 2
+    off = (dx[..., ~on_x].mean((1, 2, 3)) + dy[..., ~on_y, :].mean((1, 2, 3))) / 2
+    return on, off
+
+
 def block_edge_ratio(x: torch.Tensor, block: int = JPEG_BLOCK) -> torch.Tensor:
     """Per image of NCHW ``x``: the mean squared step across block edges (both axes) over the
     mean squared step elsewhere; 1 for an image without a grid. Shape (N,)."""
-    dx = (x[..., :, 1:] - x[..., :, :-1]) ** 2
-    dy = (x[..., 1:, :] - x[..., :-1, :]) ** 2
-    ex = torch.arange(1, x.shape[-1]) % block == 0  # step c-1 -> c with c on an edge
-    ey = torch.arange(1, x.shape[-2]) % block == 0
-    if not ex.any() or not ey.any():
+    if block >= min(x.shape[-2:]):
         raise CascadeError("an image too small for its block grid", f"sides > {block} px",
                            tuple(x.shape[-2:]))
-    on = (dx[..., ex].mean((1, 2, 3)) + dy[..., ey, :].mean((1, 2, 3))) / 2
-    off = (dx[..., ~ex].mean((1, 2, 3)) + dy[..., ~ey, :].mean((1, 2, 3))) / 2
+    on, off = edge_step_energy(x, range(block, max(x.shape[-2:]), block))
     return on / off.clamp_min(1e-12)
 
 
