@@ -93,7 +93,7 @@ def score_cell(cell: dict, folder: Path, opts) -> dict:
     sampled = time.time() - t0
     options = EvalOptions(metrics=tuple(opts.metrics), ref_num=opts.ref_num,
                           classifier=opts.classifier, log=lambda *a: None,
-                          cache_dir=None if opts.quick else CACHE_DIR)
+                          cache_dir=opts.feature_cache or CACHE_DIR)
     scores = evaluate(images, labels, opts.ref, options=options)
     return {**cell, **HANDOVER, "weights": fingerprint(files.values()), "kid": scores["kid"],
             "kid_std": scores["kid_std"], "fid": scores.get("fid"),

@@ -75,7 +75,7 @@ def score_cell(cell: dict, weights: dict, opts) -> dict:
     sampled = time.time() - t0
     options = EvalOptions(metrics=tuple(opts.metrics), ref_num=opts.ref_num,
                           classifier=opts.classifier, log=lambda *a: None,
-                          cache_dir=None if opts.quick else CACHE_DIR)  # the same features
+                          cache_dir=opts.feature_cache or CACHE_DIR)  # the same features
     scores = evaluate(images, labels, opts.ref, options=options)
     return {**cell, **FIXED, "kid": scores["kid"], "kid_std": scores["kid_std"],
             "class_accuracy": scores.get("class_accuracy"), "num": opts.num,
@@ -235,13 +235,17 @@ def cascade_options(argv, *, description: str, repeats: int):
     p.add_argument("--classifier", default=None)
     p.add_argument("--force", action="store_true", help="re-score every cell")
     p.add_argument("--quick", action="store_true", help="tiny random stages, seconds (CI)")
-    return p.parse_args(argv)
+    opts = p.parse_args(argv)
+    opts.feature_cache = None  # the reference's features: train.eval's cache, or --quick's own
+    return opts
 
 
 def quick_options(opts, tmp: Path):
-    """--quick: a tiny reference set in ``tmp`` and counts that run in seconds."""
+    """--quick: a tiny reference set in ``tmp`` (its features cached there, computed once for
+    all cells) and counts that run in seconds."""
     opts.ref, opts.num, opts.ref_num, opts.batch, opts.repeats = (
         str(tiny_dataset(tmp / "ref", classes=3, per_class=4, size=16)), 6, 12, 6, 1)
+    opts.feature_cache = tmp / "features"
 
 
 def main(argv=None) -> int:

@@ -8,8 +8,8 @@ stages' architectures on random data at the batch given, the data pipeline
 excluded: the CPU on one thread (how the shipped weights were trained) and on
 all its threads, fp32 (bf16 autocast where the CPU has it natively), against
 the GPU with bf16 autocast. Rendering rows: the model card's render (base 30
-steps, then SR 30 steps, batch 16) with the shipped weights, CPU fp32 against
-the GPU in fp32 and bf16. Each figure is the median of ``--repeats`` timed
+steps, then SR 30 steps, batch 16; ``--render-batch``) with the shipped
+weights, CPU fp32 against the GPU in fp32 and bf16. Each figure is the median of ``--repeats`` timed
 runs after a warm-up; the ratios (of images per second) are against the one-thread CPU row.
 """
 from __future__ import annotations
@@ -82,9 +82,10 @@ def run(args) -> list[dict]:
                                  ([("cuda fp32", "cuda", "fp32"), ("cuda bf16", "cuda", "bf16")]
                                   if cuda else [])):
         torch.set_num_threads(1 if device == "cpu" and args.render_one_thread else args.threads)
-        sec = median_seconds(render(device, dtype), max(1, args.repeats // 2), sync)
-        rows.append({"what": "render 30 + 30 steps, batch 16", "setting": label,
-                     "seconds": sec, "images_per_s": 16 / sec})
+        sec = median_seconds(render(device, dtype, args.render_batch), max(1, args.repeats // 2),
+                             sync)
+        rows.append({"what": f"render 30 + 30 steps, batch {args.render_batch}",
+                     "setting": label, "seconds": sec, "images_per_s": args.render_batch / sec})
     return rows
 
 
@@ -99,10 +100,11 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
     p.add_argument("--render-one-thread", action="store_true")
+    p.add_argument("--render-batch", type=int, default=16, help="the model card's render batch")
     p.add_argument("--quick", action="store_true")
     args = p.parse_args(argv)
     if args.quick:
-        args.base_batch, args.sr_batch, args.repeats = 8, 4, 1
+        args.base_batch, args.sr_batch, args.repeats, args.render_batch = 8, 4, 1, 2
     rows = run(args)
     first = {}
     for r in rows:  # ratios of images per second: the rows' batches differ

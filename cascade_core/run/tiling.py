@@ -5,7 +5,10 @@ the network call is tiled (``Denoiser`` calls ``tiled_call``), so tiles cannot
 drift apart the way tile-by-tile sampling does. Tiles overlap by a quarter of
 their side and are blended with weights that ramp linearly across the overlap
 (and stay 1 at the image border), so a pointwise network gives exactly the
-untiled result.
+untiled result. Each tile sees more than it keeps: on a side it shares with a
+neighbour, its outermost ``margin`` pixels (a quarter of the overlap) weigh
+nothing, since there a network that cannot see past its input is least sure
+of what it draws; the neighbour covers them.
 
 Tiling starts from a **memory estimate** (``estimate_bytes``: activations and,
 the usual culprit, full-size attention) against a budget, or from an explicit
@@ -34,6 +37,11 @@ class TilePlan:
 
     tile: int
     overlap: int
+
+    @property
+    def margin(self) -> int:
+        """The pixels of a shared side that a tile computes but does not keep."""
+        return self.overlap // 4
 
 
 def estimate_bytes(cfg, size: tuple) -> int:
@@ -105,11 +113,14 @@ def starts(size: int, tile: int, overlap: int) -> list[int]:
     return out + [size - tile]
 
 
-def ramp(length: int, overlap: int, *, start: bool, end: bool) -> torch.Tensor:
-    """1-D blend weights of a tile: rising over ``overlap`` pixels where it has a neighbour."""
+def ramp(length: int, overlap: int, *, start: bool, end: bool, margin: int = 0) -> torch.Tensor:
+    """1-D blend weights of a tile: where it has a neighbour, 0 over its outermost ``margin``
+    pixels, then rising over the rest of the ``overlap``."""
     w = torch.ones(length, dtype=torch.float32)
     if overlap:
-        up = torch.arange(1, overlap + 1, dtype=torch.float32) / (overlap + 1)
+        rise = overlap - margin
+        up = torch.cat([torch.zeros(margin),
+                        torch.arange(1, rise + 1, dtype=torch.float32) / (rise + 1)])
         if start:
             w[:overlap] = torch.minimum(w[:overlap], up)
         if end:
@@ -124,9 +135,9 @@ def tile_pieces(size: tuple, plan: TilePlan) -> list:
     th, tw = min(plan.tile, H), min(plan.tile, W)
     pieces = []
     for y0 in starts(H, th, plan.overlap):
-        wy = ramp(th, plan.overlap, start=y0 > 0, end=y0 + th < H)
+        wy = ramp(th, plan.overlap, start=y0 > 0, end=y0 + th < H, margin=plan.margin)
         for x0 in starts(W, tw, plan.overlap):
-            wx = ramp(tw, plan.overlap, start=x0 > 0, end=x0 + tw < W)
+            wx = ramp(tw, plan.overlap, start=x0 > 0, end=x0 + tw < W, margin=plan.margin)
             pieces.append(Piece((y0, x0, th, tw), wy[:, None] * wx[None, :]))
     return pieces
 
