@@ -9,8 +9,9 @@ excluded: the CPU on one thread (how the shipped weights were trained) and on
 all its threads, fp32 (bf16 autocast where the CPU has it natively), against
 the GPU with bf16 autocast. Rendering rows: the model card's render (base 30
 steps, then SR 30 steps, batch 16; ``--render-batch``) with the shipped
-weights, CPU fp32 against the GPU in fp32 and bf16. Each figure is the median of ``--repeats`` timed
-runs after a warm-up; the ratios (of images per second) are against the one-thread CPU row.
+weights, CPU fp32 against the GPU in fp32 and bf16. Each figure is the median
+of ``--repeats`` timed runs after a warm-up; the ratios (of images per second)
+are against the one-thread CPU row.
 """
 from __future__ import annotations
 
