@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cascade_core import CascadeError, PromptEncoder, Start, from_uint8, load_stage, precision
+from cascade_core import CascadeError, PromptEncoder, from_uint8, load_stage, precision
 
 from .data import ImageSource
 from .distributed import pick_device
@@ -208,7 +208,7 @@ def _images(args) -> tuple:
                                refine_strength=args.refine_strength, dtype=args.dtype,
                                batch=args.batch)
     if ref is not None:
-        Start.partial(args.refine_strength)  # a bad strength is refused before anything samples
+        settings.refiner_plan(ref)  # a bad strength is refused before anything samples
     prompts = None
     if base.config.text.width:
         if not args.text_encoder:
@@ -224,8 +224,9 @@ def _images(args) -> tuple:
         ("text_encoder", "prompt") if prompts else ()) + (
         ("refine_steps", "refine_strength") if ref else ())
     ran = {f"{role}_sampling": sampling_of(settings.plan(stage, steps)) for role, stage, steps in
-           (("base", base, args.steps), ("sr", sr, args.sr_steps),
-            ("refiner", ref, args.refine_steps)) if stage is not None}
+           (("base", base, args.steps), ("sr", sr, args.sr_steps)) if stage is not None}
+    if ref is not None:
+        ran["refiner_sampling"] = sampling_of(settings.refiner_plan(ref))
     return images, labels, {**{k: getattr(args, k) for k in keys}, **ran,
                             "dtype": precision.resolve_name(args.dtype, base.device)}
 

@@ -65,6 +65,11 @@ class CascadeSettings:
                             start=start or Start(), guidance=self.guidance,
                             precision=self.dtype)
 
+    def refiner_plan(self, refiner: Stage) -> SamplingPlan:
+        """The refiner's plan: ``refine_steps`` over the part of its schedule it re-noises to,
+        ``refine_strength`` (a strength outside [0, 1] is refused here, before any sampling)."""
+        return self.plan(refiner, self.refine_steps, Start.partial(self.refine_strength))
+
 
 @dataclass(frozen=True)
 class Prompts:
@@ -107,9 +112,7 @@ def sample_cascade(cascade: Cascade, n: int, settings: CascadeSettings = Cascade
             img = super_resolve(sr, settings.plan(sr, settings.sr_steps), cond,
                                 seed=seed + start + 2 * STAGE_SEED_STRIDE)
         if refiner is not None:
-            plan = settings.plan(refiner, settings.refine_steps,
-                                 Start.partial(settings.refine_strength))
-            img = refine(refiner, plan, Conditioning.for_refining(img),
+            img = refine(refiner, settings.refiner_plan(refiner), Conditioning.for_refining(img),
                          seed=seed + start + 3 * STAGE_SEED_STRIDE)
         out.append(to_uint8(img))
         if log:
